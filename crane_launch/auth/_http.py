@@ -1,0 +1,124 @@
+"""HTTP plumbing shared by discovery, the device flow, refresh and revocation.
+
+Every request to an identity provider goes through `post_form` or `get_json`, so the
+translation of transport failures into `UpstreamError` lives in one place. Messages name
+the URL and the failure, never a request or response body: a body may carry a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from crane_launch import __version__
+from crane_launch.errors import UpstreamError
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "OAuthReply",
+    "describe_transport_error",
+    "make_client",
+    "post_form",
+    "printable",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def make_client(
+    *, timeout: float = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """The client crane uses to talk to identity providers.
+
+    `trust_env=True` so that the user's own proxy and CA settings apply; redirects are not
+    followed by default (token requests must never be re-sent elsewhere).
+    """
+    return httpx.Client(
+        trust_env=True,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        follow_redirects=False,
+        headers={"User-Agent": f"crane/{__version__}", "Accept": "application/json"},
+        transport=transport,
+    )
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """`text` without control characters, on one line, at most `limit` characters.
+
+    Provider-supplied strings (error descriptions, user codes) reach the user's terminal.
+    """
+    cleaned = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
+def describe_transport_error(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    text = printable(str(exc), 200)
+    return text or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class OAuthReply:
+    """A parsed JSON answer from an OAuth endpoint: a success (2xx) or an OAuth error (4xx)."""
+
+    status: int
+    body: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error(self) -> str | None:
+        if self.ok:
+            return None
+        error = self.body.get("error")
+        return error if isinstance(error, str) else "invalid_response"
+
+    def describe_error(self) -> str:
+        """`error` and `error_description`, cleaned for a terminal. Descriptions are safe."""
+        code = printable(self.error or "unknown_error", 80)
+        description = self.body.get("error_description")
+        if isinstance(description, str) and description.strip():
+            return f"{code} ({printable(description)})"
+        return code
+
+
+def post_form(client: httpx.Client, url: str, form: Mapping[str, str]) -> OAuthReply:
+    """POST `form` to an OAuth endpoint and return its JSON answer.
+
+    Raises `UpstreamError` for transport failures, redirects (never followed: the form may
+    carry a refresh token), 5xx, and answers that are not an OAuth JSON object.
+    """
+    try:
+        response = client.post(url, data=dict(form), follow_redirects=False)
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"{url}: {describe_transport_error(exc)}") from None
+    status = response.status_code
+    if 300 <= status < 400:
+        raise UpstreamError(
+            f"{url} answered HTTP {status} (a redirect); crane does not follow redirects "
+            "for token requests: register the endpoint's final URL"
+        )
+    if status >= 500:
+        raise UpstreamError(f"{url} answered HTTP {status}")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        if 200 <= status < 300:
+            return OAuthReply(status, body)
+        if 400 <= status < 500 and isinstance(body.get("error"), str):
+            return OAuthReply(status, body)
+    log.debug("%s answered HTTP %s with %s", url, status, response.headers.get("content-type"))
+    raise UpstreamError(f"{url} answered HTTP {status} without a JSON OAuth response")

@@ -1,0 +1,165 @@
+"""`TokenStore`: one token file per index under the state dir, and the lock beside it.
+
+Layout (`<state dir>/tokens/`, mode 0700)::
+
+    <slug>-<hash>.json     {"version": 1, "index_url": ..., "tokens": {...}}   mode 0600
+    <slug>-<hash>.lock     the cross-process lock for that index (filelock)
+
+`hash` is the start of the SHA-256 of the normalised index URL, so every spelling of a URL
+finds the same file; `slug` only makes the directory readable. The file records the URL it
+belongs to and is refused if that does not match.
+
+A token file that cannot be used is a `CorruptFileError` naming the file, and the file is
+left exactly as it was: losing a refresh token silently would force a login, and a user
+may want to inspect the file. So is a token file that other users can read (or write):
+its tokens may have leaked, and the fix (`chmod 600`, or `crane logout` to revoke) is the
+user's decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import filelock
+
+from crane_launch.config import atomic_write_text, normalise_url, state_dir
+from crane_launch.errors import AuthError, CorruptFileError, CraneError
+
+from ._tokens import TokenSet
+
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "TokenStore"]
+
+DEFAULT_LOCK_TIMEOUT = 60.0
+_FORMAT_VERSION = 1
+_POSIX = os.name == "posix"
+
+
+def _slug(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    slug = re.sub(r"[^a-z0-9]+", "-", rest.lower()).strip("-")
+    return slug[:48].rstrip("-") or "index"
+
+
+class TokenStore:
+    """Tokens by index URL. Every method normalises the URL it is given.
+
+    Reading and writing are each atomic; a read-modify-write that must not interleave with
+    another process (a refresh) runs inside `with store.lock(url):`.
+    """
+
+    def __init__(
+        self, directory: Path | None = None, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> None:
+        self.directory = directory if directory is not None else state_dir() / "tokens"
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"TokenStore({str(self.directory)!r})"
+
+    def path_for(self, url: str) -> Path:
+        """The token file for `url` (which need not exist). `UsageError` for a bad URL."""
+        key = normalise_url(url)
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+        return self.directory / f"{_slug(key)}-{digest}.json"
+
+    def load(self, url: str, *, allow_insecure: bool = False) -> TokenSet | None:
+        """The stored tokens for `url`; None when there are none.
+
+        Raises `CorruptFileError` (naming the file, which is left untouched) when the file
+        cannot be read, is not a crane token file for `url`, or — unless `allow_insecure`,
+        which only logout uses, to revoke such tokens — is accessible to other users.
+        """
+        key = normalise_url(url)
+        path = self.path_for(key)
+        try:
+            with path.open("rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                if _POSIX and mode & 0o077 and not allow_insecure:
+                    raise CorruptFileError(
+                        path,
+                        f"is accessible to other users (mode {stat.filemode(mode)}), so its "
+                        f"tokens may have leaked; run `chmod 600 {path}` to keep them, or "
+                        f"`crane logout {key}` to revoke them",
+                    )
+                raw = handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CorruptFileError(path, f"cannot be read ({exc.strerror or exc})") from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            version = data.get("version")
+            if version != _FORMAT_VERSION:
+                if isinstance(version, int) and version > _FORMAT_VERSION:
+                    raise ValueError(f"format version {version} is from a newer crane")
+                raise ValueError("no known format version")
+            recorded = data.get("index_url")
+            if recorded != key:
+                raise ValueError(f"it belongs to {recorded!r}, not {key}")
+            return TokenSet.from_json(data.get("tokens"))
+        except ValueError as exc:
+            # JSONDecodeError and UnicodeDecodeError are ValueErrors; neither quotes the
+            # document, and TokenSet.from_json names fields, never values.
+            raise CorruptFileError(path, f"is not a valid crane token file ({exc})") from None
+
+    def save(self, url: str, tokens: TokenSet) -> None:
+        """Replace the tokens for `url` atomically; the file is 0600 from its first byte."""
+        key = normalise_url(url)
+        path = self.path_for(key)
+        document = {"version": _FORMAT_VERSION, "index_url": key, "tokens": tokens.to_json()}
+        text = json.dumps(document, indent=2) + "\n"
+        try:
+            self._ensure_directory()
+            atomic_write_text(path, text, mode=0o600)
+        except OSError as exc:
+            raise CraneError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+
+    def delete(self, url: str) -> bool:
+        """Remove the tokens for `url`; True when there were any. The lock file stays."""
+        path = self.path_for(url)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise CraneError(f"{path}: cannot be removed ({exc.strerror or exc})") from None
+        return True
+
+    @contextmanager
+    def lock(self, url: str) -> Iterator[None]:
+        """Hold the cross-process lock for `url`. `AuthError` after `lock_timeout` seconds.
+
+        Not re-entrant across `lock()` calls: do not nest two locks on the same index.
+        """
+        path = self.path_for(url).with_suffix(".lock")
+        try:
+            self._ensure_directory()
+        except OSError as exc:
+            raise CraneError(f"{self.directory}: cannot be created ({exc.strerror})") from None
+        file_lock = filelock.FileLock(path, timeout=self.lock_timeout, mode=0o600)
+        try:
+            file_lock.acquire()
+        except filelock.Timeout:
+            raise AuthError(
+                f"another crane process has held {path} for {self.lock_timeout:g} s; "
+                "wait for it to finish and try again"
+            ) from None
+        try:
+            yield
+        finally:
+            file_lock.release()
+
+    def _ensure_directory(self) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if _POSIX and self.directory.stat().st_mode & 0o077:
+            # Created by something else, or under a lax umask: tighten, since it is ours.
+            os.chmod(self.directory, 0o700)

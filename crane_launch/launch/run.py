@@ -1,0 +1,132 @@
+"""One launcher run: log in if needed, open the index door, run the child, tear down.
+
+Order matters and is the same for every tool: credentials first (a login that nobody
+can answer fails before anything starts), then the proxy and its credential probe
+(a broken index fails before the child runs), then the child under supervision, and
+in `finally` the requirement-file copies and the proxy, after the child is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+
+from crane_launch.auth import Credentials, TerminalUI, TokenStore, login_policy
+from crane_launch.config import PrivateIndex
+from crane_launch.errors import ConfigError, CraneError
+from crane_launch.launch.plan import LaunchPlan
+from crane_launch.launch.supervise import run_supervised
+from crane_launch.proxy.door import IndexDoor, IndexSpec
+from crane_launch.proxy.server import ProxyServer
+from crane_launch.proxy.upstream import TokenSource, Upstream
+
+__all__ = ["LoginOptions", "credentials_for", "open_index_door", "resolve_command", "run_plan"]
+
+log = logging.getLogger("crane")
+
+
+class LoginOptions:
+    def __init__(self, *, no_input: bool = False, open_browser: bool = True) -> None:
+        self.no_input = no_input
+        self.open_browser = open_browser
+
+
+def say(message: str) -> None:
+    print(f"crane: {message}", file=sys.stderr, flush=True)
+
+
+def credentials_for(
+    index: PrivateIndex, options: LoginOptions, environ: Mapping[str, str]
+) -> Credentials:
+    """Credentials with a valid token now, logging in first when needed and allowed."""
+    credentials = Credentials(index, TokenStore())
+    policy = login_policy(
+        explicit=False,
+        no_input=options.no_input,
+        environ=environ,
+        stdin_isatty=sys.stdin.isatty(),
+        stderr_isatty=sys.stderr.isatty(),
+    )
+    credentials.ensure(policy, TerminalUI(live=sys.stderr.isatty()), options.open_browser)
+    return credentials
+
+
+@contextlib.contextmanager
+def open_index_door(
+    spec: IndexSpec, credentials: TokenSource, *, port: int = 0, probe: bool = True
+) -> Iterator[tuple[IndexDoor, ProxyServer]]:
+    """A running index door on 127.0.0.1; stopped (and its port closed) on exit."""
+    upstream = Upstream(spec.url, credentials)
+    door = IndexDoor(spec, upstream)
+    server = ProxyServer(door, port=port)
+    server.start()
+    try:
+        if probe:
+            asyncio.run_coroutine_threadsafe(door.probe(), server.loop).result()
+        yield door, server
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(upstream.aclose(), server.loop).result(5)
+        server.stop()
+
+
+def resolve_command(command: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """The tool the user would get by typing its name: a PATH lookup, never crane's own."""
+    first = command[0]
+    if os.sep in first:
+        return list(command)
+    found = shutil.which(first, path=environ.get("PATH", os.defpath))
+    if found is None:
+        raise ConfigError(f"{first} was not found on PATH; install it or activate its environment")
+    return [found, *command[1:]]
+
+
+def child_environment(
+    environ: Mapping[str, str], plan: LaunchPlan, index_url: str | None
+) -> dict[str, str]:
+    env = {k: v for k, v in environ.items() if k not in plan.env_unset}
+    env.update(plan.env_set)
+    if index_url is not None:
+        env[plan.index_env_var] = index_url
+        # requests and uv do not bypass a configured proxy for loopback by themselves.
+        for name in ("NO_PROXY", "no_proxy"):
+            present = [p for p in env.get(name, "").split(",") if p.strip()]
+            if "127.0.0.1" not in present:
+                env[name] = ",".join([*present, "127.0.0.1"])
+    return env
+
+
+def run_plan(plan: LaunchPlan, options: LoginOptions, environ: Mapping[str, str]) -> int:
+    command = resolve_command(plan.command, environ)
+    for note in plan.notes:
+        say(note)
+    if plan.private is None:
+        return run_supervised(command, child_environment(environ, plan, None))
+    credentials = credentials_for(plan.private, options, environ)
+    spec = IndexSpec(plan.private.url, plan.public_url, plan.private.probe_path)
+    written = []
+    try:
+        with open_index_door(spec, credentials) as (door, server):
+            for copy in plan.file_copies:
+                _write_private(copy.copy, copy.text)
+                written.append(copy.copy)
+            env = child_environment(environ, plan, door.index_url(server.port))
+            log.debug("running %s", command[0])
+            return run_supervised(command, env)
+    except CraneError:
+        raise
+    finally:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _write_private(path: os.PathLike[str], text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)

@@ -1,0 +1,142 @@
+"""Run the child tool and make sure nothing of it outlives crane (POSIX).
+
+The child stays in the terminal's process group, so a Ctrl-C on the terminal reaches
+it directly. While it runs, crane's own SIGINT handler does nothing at first (not
+SIG_IGN, which the child would inherit); SIGTERM and SIGHUP are forwarded. If the
+child has not finished some seconds after crane was signalled, crane escalates over
+the whole process tree: SIGINT to the child (a SIGINT sent to crane alone), then
+SIGTERM to every descendant, then SIGKILL.
+
+Exit status: the child's own code; 128 + n for a child killed by signal n; and
+128 + n when crane itself was stopped by signal n (what a shell reports for a
+program killed by that signal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from types import FrameType
+
+import psutil
+
+__all__ = ["run_supervised"]
+
+_POLL = 0.1
+_SIGINT_GRACE = 1.0
+_TERM_GRACE = 2.0
+
+
+def run_supervised(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    grace: float = _TERM_GRACE,
+) -> int:
+    received: list[int] = []
+    child = psutil.Popen(list(command), env=dict(env))
+    tree: dict[int, psutil.Process] = {child.pid: child}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        if signum != signal.SIGINT:
+            with contextlib.suppress(psutil.Error, OSError):
+                child.send_signal(signum)
+
+    with _handlers(on_signal):
+        try:
+            code = _wait(child, tree, received, grace)
+        finally:
+            _kill_tree(tree, grace)
+    if received:
+        return 128 + received[0]
+    if code < 0:
+        return 128 - code
+    return code
+
+
+def _wait(
+    child: psutil.Popen,
+    tree: dict[int, psutil.Process],
+    received: list[int],
+    grace: float,
+) -> int:
+    stage = 0
+    first_signal_at = 0.0
+    while True:
+        with contextlib.suppress(psutil.TimeoutExpired):
+            code = child.wait(timeout=_POLL)
+            return int(code) if code is not None else 0
+        _remember_descendants(child, tree)
+        if not received:
+            continue
+        now = time.monotonic()
+        if stage == 0:
+            first_signal_at = now
+            stage = 1
+        elapsed = now - first_signal_at
+        if stage == 1 and received[0] == signal.SIGINT and elapsed >= _SIGINT_GRACE:
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(signal.SIGINT)
+            stage = 2
+        if stage <= 2 and elapsed >= _SIGINT_GRACE + grace:
+            _signal_all(tree, signal.SIGTERM)
+            stage = 3
+        if stage == 3 and elapsed >= _SIGINT_GRACE + 2 * grace:
+            _signal_all(tree, signal.SIGKILL)
+            stage = 4
+
+
+def _remember_descendants(child: psutil.Process, tree: dict[int, psutil.Process]) -> None:
+    # Remember every descendant while the child is alive: once it is gone its orphans
+    # are re-parented and can no longer be found from it.
+    with contextlib.suppress(psutil.Error):
+        for proc in child.children(recursive=True):
+            tree.setdefault(proc.pid, proc)
+
+
+def _alive(tree: dict[int, psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for proc in tree.values():
+        # is_running() also checks the creation time, so a reused pid is not ours.
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+    return alive
+
+
+def _signal_all(tree: dict[int, psutil.Process], signum: int) -> None:
+    for proc in _alive(tree):
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signum)
+
+
+def _kill_tree(tree: dict[int, psutil.Process], grace: float) -> None:
+    """SIGTERM what is left of the tree, wait, then SIGKILL; reap what we can."""
+    alive = _alive(tree)
+    if not alive:
+        return
+    _signal_all(tree, signal.SIGTERM)
+    _gone, alive = psutil.wait_procs(alive, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace)
+
+
+@contextlib.contextmanager
+def _handlers(handler: signal.Handlers | object) -> Iterator[None]:
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    if sys.platform != "win32":
+        wanted.append(signal.SIGHUP)
+    previous = {}
+    for signum in wanted:
+        previous[signum] = signal.signal(signum, handler)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

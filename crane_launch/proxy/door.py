@@ -1,0 +1,253 @@
+"""The index door: a PEP 503/691 index at `/<token>/simple/` that is private-first.
+
+For each project the private index is asked first. Its answer decides (see
+`routing.decide`): served (links rewritten to come back through the door), a fallback
+to the public index (only a definitive not-found after the credentials were proven
+good), or a 502 with a plain one-line reason. Errors never fall back: a fallback on an
+error would let a public project shadow a private one (dependency confusion).
+
+Files under `/<token>/files/...` are streamed from the private origin with credentials;
+the whole body is never held in memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from crane_launch.config import origin_of
+from crane_launch.errors import AuthError, CraneError, UpstreamError
+from crane_launch.proxy import rewrite, routing
+from crane_launch.proxy.server import Reply, Request
+from crane_launch.proxy.upstream import Upstream
+
+__all__ = ["IndexDoor", "IndexSpec"]
+
+log = logging.getLogger("crane.proxy")
+
+_DEFAULT_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+_FILE_REQUEST_HEADERS = ("range", "if-range", "if-none-match", "if-modified-since")
+_FILE_RESPONSE_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "content-encoding",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "cache-control",
+)
+_PASSED_FILE_STATUSES = frozenset({200, 206, 304, 404, 410, 416})
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A plain description of the indexes: what the launchers hand to the proxy."""
+
+    url: str
+    """The private index's simple URL, normalised (ends with '/')."""
+    public_url: str
+    probe_path: str | None = None
+
+
+class IndexDoor:
+    def __init__(self, spec: IndexSpec, upstream: Upstream, *, token: str | None = None) -> None:
+        self.spec = spec
+        self.token = token or secrets.token_urlsafe(32)
+        self._upstream = upstream
+        self._private_origin = origin_of(spec.url)
+        scheme, host, port = self._private_origin
+        self._origin_url = f"{scheme}://{host}:{port}"
+        self._files_prefix = f"/{self.token}/files"
+        self.proven = False
+
+    def __repr__(self) -> str:
+        return f"IndexDoor({self.spec.url!r}, proven={self.proven})"
+
+    def index_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/{self.token}/simple/"
+
+    # -- start-up -------------------------------------------------------------------------
+
+    async def probe(self) -> None:
+        """Prove that the private index accepts our credentials.
+
+        Until this succeeds a 404 from the private index is no evidence of absence
+        (a server may hide forbidden projects behind 404), so nothing falls back.
+        Raises AuthError or UpstreamError with a one-line reason.
+        """
+        urls = [self.spec.url]
+        if self.spec.probe_path:
+            urls.insert(0, self._origin_url + "/" + self.spec.probe_path.lstrip("/"))
+        last = ""
+        for url in urls:
+            try:
+                answer = await self._upstream.get(url, stream=True)
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"{self.spec.url}: {_describe(exc)}") from None
+            status = answer.response.status_code
+            await answer.aclose()
+            if 200 <= status < 300:
+                self.proven = True
+                return
+            if status in (401, 403):
+                raise AuthError(routing.auth_failed_message(self.spec.url))
+            last = f"{self.spec.url}: the index answered {status} to an authenticated request"
+        raise UpstreamError(last)
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def __call__(self, request: Request) -> Reply:
+        if request.method not in ("GET", "HEAD"):
+            return Reply(405, [("allow", "GET, HEAD"), ("content-length", "0")])
+        route = routing.parse_request_path(request.target, self.token)
+        if route is None:
+            return Reply(404, [("content-length", "0")])
+        try:
+            if isinstance(route, routing.ProjectPage):
+                return await self._project(request, route)
+            if isinstance(route, routing.PrivateFile):
+                return await self._file(request, route)
+            return await self._root(request)
+        except CraneError as exc:
+            return Reply.text(502, f"crane: {exc}\n")
+
+    async def _root(self, request: Request) -> Reply:
+        try:
+            answer = await self._upstream.get(
+                self.spec.url, headers={"Accept": request.header("accept") or _DEFAULT_ACCEPT}
+            )
+        except httpx.HTTPError as exc:
+            return _bad_gateway(f"{self.spec.url}: {_describe(exc)}")
+        response = answer.response
+        if response.status_code != 200:
+            return _bad_gateway(f"{self.spec.url}: the index answered {response.status_code}")
+        return _page_reply(response.headers.get("content-type", "text/html"), response.content)
+
+    async def _project(self, request: Request, route: routing.ProjectPage) -> Reply:
+        accept = request.header("accept") or _DEFAULT_ACCEPT
+        url = routing.upstream_project_url(self.spec.url, route.project)
+        try:
+            answer = await self._upstream.get(url, headers={"Accept": accept})
+        except httpx.HTTPError as exc:
+            return _bad_gateway(routing.fail_for_exception(self.spec.url, _describe(exc)))
+        response = answer.response
+        content_type = response.headers.get("content-type", "")
+        not_found_page = rewrite.is_not_found_page(
+            response.status_code, content_type, response.content
+        )
+        if (response.status_code in (404, 410) or not_found_page) and not self.proven:
+            try:
+                await self.probe()
+            except CraneError as exc:
+                log.debug("probe failed: %s", exc)
+        decision = routing.decide(
+            response.status_code,
+            credentials_proven=self.proven,
+            auth_retried=True,
+            redirect_location=response.headers.get("location"),
+            private_origin=self._private_origin,
+            is_not_found_page=not_found_page,
+            index_url=self.spec.url,
+        )
+        if decision.kind is routing.Decision.SERVE_PRIVATE:
+            log.debug("project %s: private", route.project)
+            return self._rewritten(response.content, content_type, answer.url)
+        if decision.kind is routing.Decision.FALLBACK_PUBLIC:
+            log.debug("project %s: public", route.project)
+            return await self._public(route, accept)
+        return _bad_gateway(decision.reason)
+
+    async def _public(self, route: routing.ProjectPage, accept: str) -> Reply:
+        url = routing.public_project_url(self.spec.public_url, route.project)
+        try:
+            answer = await self._upstream.get(url, headers={"Accept": accept})
+        except httpx.HTTPError as exc:
+            return _bad_gateway(f"public index {self.spec.public_url}: {_describe(exc)}")
+        response = answer.response
+        if response.status_code in (404, 410):
+            return Reply(404, [("content-length", "0")])
+        if response.status_code != 200:
+            return _bad_gateway(
+                f"public index {self.spec.public_url} answered {response.status_code}"
+            )
+        # Public pages are rewritten too: their links become absolute so that the child
+        # fetches public files directly, never through the door.
+        return self._rewritten(
+            response.content, response.headers.get("content-type", ""), answer.url
+        )
+
+    def _rewritten(self, body: bytes, content_type: str, page_url: str) -> Reply:
+        try:
+            out = rewrite.rewrite_page(
+                body, content_type, page_url, self._private_origin, self._files_prefix
+            )
+        except rewrite.PageError as exc:
+            return _bad_gateway(f"{page_url}: {exc}")
+        return _page_reply(content_type, out)
+
+    async def _file(self, request: Request, route: routing.PrivateFile) -> Reply:
+        url = self._origin_url + route.path_and_query
+        headers = {
+            name: value
+            for name in _FILE_REQUEST_HEADERS
+            if (value := request.header(name)) is not None
+        }
+        headers["Accept-Encoding"] = request.header("accept-encoding") or "identity"
+        try:
+            answer = await self._upstream.get(
+                url, method=request.method, headers=headers, stream=True, follow_foreign=True
+            )
+        except httpx.HTTPError as exc:
+            return _bad_gateway(f"{self.spec.url}: {_describe(exc)}")
+        status = answer.response.status_code
+        if status not in _PASSED_FILE_STATUSES:
+            await answer.aclose()
+            if status in (401, 403):
+                return _bad_gateway(routing.auth_failed_message(self.spec.url))
+            return _bad_gateway(f"{self.spec.url}: a file request was answered {status}")
+        reply_headers = [
+            (name, value)
+            for name in _FILE_RESPONSE_HEADERS
+            if (value := answer.response.headers.get(name)) is not None
+        ]
+        return Reply(status, reply_headers, _relay(answer.iter_raw()), close=answer.aclose)
+
+
+async def _relay(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield chunk
+
+
+def _page_reply(content_type: str, body: bytes) -> Reply:
+    return Reply(
+        200,
+        [
+            ("content-type", content_type or "text/html"),
+            ("content-length", str(len(body))),
+            ("cache-control", "no-store"),
+        ],
+        body,
+    )
+
+
+def _bad_gateway(reason: str) -> Reply:
+    log.warning("%s", reason)
+    return Reply.text(502, reason + "\n")
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "the index did not answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect to the index"
+    return f"request failed ({type(exc).__name__})"
+
+
+def same_token(given: str, token: str) -> bool:
+    return hmac.compare_digest(given.encode(), token.encode())

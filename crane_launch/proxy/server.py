@@ -1,0 +1,270 @@
+"""The loopback HTTP/1.1 server both proxy doors sit behind: asyncio + h11.
+
+A door is an async function `Request -> Reply`. The server owns the connection:
+keep-alive, `TCP_NODELAY`, streaming bodies with back-pressure, and the CONNECT
+hand-over (a `Reply` with `takeover` set gets the raw streams after the 200).
+
+`ProxyServer` runs its own event loop in a daemon thread so that the main thread
+stays free to supervise the child process and own the signal handlers. It binds
+127.0.0.1 only; nothing else is ever offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h11
+
+__all__ = ["Door", "ProxyServer", "Reply", "Request", "Takeover"]
+
+log = logging.getLogger("crane.proxy")
+
+_READ_SIZE = 256 * 1024
+_MAX_HEADER_BYTES = 64 * 1024
+_IDLE_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    """Header names in lower case, in the order received."""
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+Takeover = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | AsyncIterator[bytes] = b""
+    takeover: Takeover | None = None
+    """For CONNECT: after a 2xx, the connection is handed over (reader, writer, buffered bytes)."""
+    close: Callable[[], Awaitable[None]] | None = None
+    """Called once the body has been sent or abandoned (release an upstream stream)."""
+
+    @classmethod
+    def text(cls, status: int, text: str, headers: list[tuple[str, str]] | None = None) -> Reply:
+        body = text.encode("utf-8") if text else b""
+        base = [("content-type", "text/plain; charset=utf-8")] if text else []
+        return cls(status, [*base, *(headers or []), ("content-length", str(len(body)))], body)
+
+
+Door = Callable[[Request], Awaitable[Reply]]
+
+
+class ProxyServer:
+    """Serve `door` on 127.0.0.1 from a private event loop in a background thread."""
+
+    def __init__(self, door: Door, *, port: int = 0, host: str = "127.0.0.1") -> None:
+        if host not in ("127.0.0.1", "::1"):
+            raise ValueError("crane's proxy binds the loopback interface only")
+        self._door = door
+        self._host = host
+        self._requested_port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="crane-proxy", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(
+                    self._connection,
+                    self._host,
+                    self._requested_port,
+                    backlog=512,
+                    reuse_address=True,
+                    limit=_MAX_HEADER_BYTES,
+                )
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=2.0)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await serve_h11(self._door, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("proxy connection failed")
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def serve_h11(door: Door, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Serve HTTP/1.1 requests on one connection until either side closes it.
+
+    Used for the loopback listener and, inside an intercepted CONNECT, for the
+    decrypted stream: the same loop, whatever carries the bytes.
+    """
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+    while True:
+        event = await _next_event(conn, reader)
+        if isinstance(event, h11.ConnectionClosed) or event is None:
+            return
+        if not isinstance(event, h11.Request):
+            return
+        request = Request(
+            method=event.method.decode("ascii", "replace"),
+            target=event.target.decode("ascii", "replace"),
+            headers=tuple(
+                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers
+            ),
+        )
+        # Request bodies are not part of any index protocol: drain and drop them.
+        while True:
+            body_event = await _next_event(conn, reader)
+            if body_event is None or isinstance(body_event, h11.ConnectionClosed):
+                return
+            if isinstance(body_event, h11.EndOfMessage):
+                break
+        try:
+            reply = await door(request)
+        except Exception:
+            log.exception("proxy door failed on %s", request.method)
+            reply = Reply.text(502, "crane: internal proxy error")
+        if reply.takeover is not None and 200 <= reply.status < 300:
+            writer.write(
+                conn.send(h11.Response(status_code=reply.status, headers=reply.headers)) or b""
+            )
+            await writer.drain()
+            leftover, _closed = conn.trailing_data
+            await reply.takeover(reader, writer, bytes(leftover))
+            return
+        try:
+            await _send_reply(conn, writer, request, reply)
+        finally:
+            if reply.close is not None:
+                await reply.close()
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            return
+        try:
+            conn.start_next_cycle()
+        except h11.LocalProtocolError:
+            return
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            return None
+        if event is h11.NEED_DATA:
+            if conn.they_are_waiting_for_100_continue:
+                return None
+            data = await asyncio.wait_for(reader.read(_READ_SIZE), _IDLE_TIMEOUT)
+            conn.receive_data(data)
+            continue
+        if event is h11.PAUSED:
+            return None
+        return event
+
+
+async def _send_reply(
+    conn: h11.Connection, writer: asyncio.StreamWriter, request: Request, reply: Reply
+) -> None:
+    headers = [(k, v) for k, v in reply.headers if k.lower() not in _HOP_BY_HOP]
+    writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)) or b"")
+    if request.method != "HEAD" and reply.status not in (204, 304):
+        if isinstance(reply.body, bytes):
+            if reply.body:
+                writer.write(conn.send(h11.Data(data=reply.body)) or b"")
+        else:
+            async for chunk in reply.body:
+                if chunk:
+                    writer.write(conn.send(h11.Data(data=chunk)) or b"")
+                    await writer.drain()
+    writer.write(conn.send(h11.EndOfMessage()) or b"")
+    await writer.drain()
+
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)

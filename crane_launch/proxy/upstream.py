@@ -1,0 +1,139 @@
+"""Crane's one way out: an httpx client that adds credentials for the private origin only.
+
+- `trust_env=True`: the user's own proxy and CA settings apply to crane's upstream calls.
+- Redirects are followed by hand: within the private origin with credentials; to another
+  origin only where the caller allows it (file downloads), and then without credentials.
+  The `Authorization` header is built per hop, so it can never leak across origins.
+- On a 401 from the private origin the token is refreshed once and the request retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urljoin
+
+import httpx
+
+from crane_launch.config import origin_of
+
+__all__ = ["TokenSource", "Upstream", "UpstreamResponse"]
+
+_MAX_REDIRECTS = 5
+_TOKEN_REUSE_SECONDS = 5.0
+
+
+class TokenSource(Protocol):
+    """What the proxy needs from authentication (`crane_launch.auth.Credentials` fits)."""
+
+    def access_token(self) -> str: ...
+
+    def refreshed_token(self, stale: str) -> str: ...
+
+
+@dataclass
+class UpstreamResponse:
+    response: httpx.Response
+    url: str
+    """The URL that finally answered (after same-origin redirects)."""
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+    def iter_raw(self) -> AsyncIterator[bytes]:
+        return self.response.aiter_raw()
+
+
+class Upstream:
+    def __init__(
+        self,
+        private_origin_url: str,
+        tokens: TokenSource,
+        *,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._private_origin = origin_of(private_origin_url)
+        self._tokens = tokens
+        self._client = client or httpx.AsyncClient(
+            trust_env=True,
+            follow_redirects=False,
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            limits=httpx.Limits(max_connections=128, max_keepalive_connections=64),
+        )
+        self._token: str | None = None
+        self._token_at = 0.0
+        self._token_lock = asyncio.Lock()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def is_private(self, url: str) -> bool:
+        return origin_of(url) == self._private_origin
+
+    async def _current_token(self) -> str:
+        # Reading the token store costs a file read; within a few seconds the answer is
+        # the same, and Credentials guarantees a validity margin far longer than that.
+        async with self._token_lock:
+            now = time.monotonic()
+            if self._token is None or now - self._token_at > _TOKEN_REUSE_SECONDS:
+                self._token = await asyncio.to_thread(self._tokens.access_token)
+                self._token_at = now
+            return self._token
+
+    async def _refresh(self, stale: str) -> str:
+        async with self._token_lock:
+            if self._token is not None and self._token != stale:
+                return self._token
+            self._token = await asyncio.to_thread(self._tokens.refreshed_token, stale)
+            self._token_at = time.monotonic()
+            return self._token
+
+    async def get(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        follow_foreign: bool = False,
+    ) -> UpstreamResponse:
+        """Send `method url`; credentials for the private origin, one refresh on 401.
+
+        A redirect to another origin is returned as it is unless `follow_foreign`.
+        Raises httpx.HTTPError on transport failures: the caller decides what that means.
+        """
+        base_headers = dict(headers or {})
+        refreshed = False
+        hops = 0
+        while True:
+            send_headers = dict(base_headers)
+            token: str | None = None
+            if self.is_private(url):
+                token = await self._current_token()
+                send_headers["Authorization"] = f"Bearer {token}"
+            request = self._client.build_request(method, url, headers=send_headers)
+            response = await self._client.send(request, stream=True)
+            if response.status_code == 401 and token is not None and not refreshed:
+                await response.aclose()
+                await self._refresh(token)
+                refreshed = True
+                continue
+            location = response.headers.get("location")
+            if response.is_redirect and location and hops < _MAX_REDIRECTS:
+                target = urljoin(url, location)
+                if self.is_private(target) or (
+                    follow_foreign and target.startswith(("https://", "http://"))
+                ):
+                    await response.aclose()
+                    url = target
+                    hops += 1
+                    continue
+            if not stream:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+            return UpstreamResponse(response, url)
