@@ -99,7 +99,8 @@ def index() -> None:
 )
 @click.option(
     "--probe-path",
-    help="A path on the index's origin that proves the credentials (for indexes without a root page).",
+    help="A path on the index's origin that proves the credentials "
+    "(for indexes without a root page).",
 )
 def index_register(url: str, endpoints: tuple[str, ...], **options: Any) -> None:
     """Register URL (or update it): how crane authenticates to it."""
@@ -192,7 +193,10 @@ def status() -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def pip(obj: Context, args: tuple[str, ...]) -> None:
-    """Run pip with registered indexes behind crane's proxy (`crane pip --python PY ...` runs PY -m pip)."""
+    """Run pip with registered indexes behind crane's proxy.
+
+    `crane pip --python PY ...` runs `PY -m pip ...`.
+    """
     from crane_launch.launch import tools
 
     _exit(tools.pip(list(args), no_input=obj.no_input))
@@ -210,7 +214,12 @@ def uv(obj: Context, args: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("url")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port on 127.0.0.1 (default: any free one).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Port on 127.0.0.1 (default: any free one).",
+)
 @click.pass_obj
 def serve(obj: Context, url: str, port: int) -> None:
     """Serve URL's private-first index on 127.0.0.1 until stopped."""
@@ -230,7 +239,9 @@ def _exit(code: int) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: every crane error becomes one `crane: ...` line and its exit code."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="crane", standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None, prog_name="crane", standalone_mode=False
+        )
     except CraneError as exc:
         _say(str(exc))
         sys.exit(exc.exit_code)
@@ -245,4 +256,3 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(0)
-

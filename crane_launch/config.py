@@ -59,7 +59,7 @@ def state_dir() -> Path:
 
 def builtin_public_index() -> str:
     """pip's own default index, read from pip so that crane names no registry host."""
-    from pip._internal.models.index import PyPI  # noqa: PLC0415 - slow import, rarely needed
+    from pip._internal.models.index import PyPI  # slow import, needed rarely
 
     return normalise_url(PyPI.simple_url)
 

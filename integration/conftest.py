@@ -80,8 +80,9 @@ class Stack:
         return self.idp.mark()
 
     # -- the user's side -------------------------------------------------------------------
-    def complete(self, verification_uri: str, user_code: str | None = None, *,
-                 login: str = "alice") -> None:
+    def complete(
+        self, verification_uri: str, user_code: str | None = None, *, login: str = "alice"
+    ) -> None:
         """Approve a pending device authorization headlessly (any login works)."""
         complete_device_flow(verification_uri, user_code, login=login)
 
@@ -91,20 +92,35 @@ class Stack:
 
     # -- the device's side (for tests of the stack itself, not of crane) -------------------
     def device_authorize(self, scope: str | None = None) -> dict:
-        resp = httpx.post(self.device_url, data={"client_id": self.client_id,
-                                                 "scope": scope or self.scopes}, trust_env=False)
+        resp = httpx.post(
+            self.device_url,
+            data={"client_id": self.client_id, "scope": scope or self.scopes},
+            trust_env=False,
+        )
         resp.raise_for_status()
         return resp.json()
 
     def poll_token(self, device_code: str) -> httpx.Response:
-        return httpx.post(self.token_url, data={"client_id": self.client_id,
-                                                "grant_type": DEVICE_GRANT,
-                                                "device_code": device_code}, trust_env=False)
+        return httpx.post(
+            self.token_url,
+            data={
+                "client_id": self.client_id,
+                "grant_type": DEVICE_GRANT,
+                "device_code": device_code,
+            },
+            trust_env=False,
+        )
 
     def refresh(self, refresh_token: str) -> httpx.Response:
-        return httpx.post(self.token_url, data={"client_id": self.client_id,
-                                                "grant_type": "refresh_token",
-                                                "refresh_token": refresh_token}, trust_env=False)
+        return httpx.post(
+            self.token_url,
+            data={
+                "client_id": self.client_id,
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+            },
+            trust_env=False,
+        )
 
     def login_tokens(self, scope: str | None = None, *, login: str = "alice") -> dict:
         """A whole device flow without crane: returns the token response (dict)."""
@@ -121,10 +137,19 @@ def _discover(issuer: str) -> dict:
     return resp.json()
 
 
-def _make_stack(*, idp_ttl: int, private_upstream: str, public_url: str, private_dir: Path,
-                public_dir: Path, refresh_ttl: int = 86400, device_ttl: int = 600):
-    issuer, idp = servers.start_idp(access_ttl=idp_ttl, refresh_ttl=refresh_ttl,
-                                    device_ttl=device_ttl)
+def _make_stack(
+    *,
+    idp_ttl: int,
+    private_upstream: str,
+    public_url: str,
+    private_dir: Path,
+    public_dir: Path,
+    refresh_ttl: int = 86400,
+    device_ttl: int = 600,
+):
+    issuer, idp = servers.start_idp(
+        access_ttl=idp_ttl, refresh_ttl=refresh_ttl, device_ttl=device_ttl
+    )
     gate = None
     try:
         meta = _discover(issuer)
@@ -168,8 +193,12 @@ def _indexes(tmp_path_factory):
         procs.append(proc)
         public_url, proc = servers.start_pypiserver(public_dir)
         procs.append(proc)
-        yield {"private_upstream": private_upstream, "public_url": public_url,
-               "private_dir": private_dir, "public_dir": public_dir}
+        yield {
+            "private_upstream": private_upstream,
+            "public_url": public_url,
+            "private_dir": private_dir,
+            "public_dir": public_dir,
+        }
     finally:
         servers.stop_all(procs)
 
@@ -187,8 +216,12 @@ def stack(_indexes) -> Stack:
 
 
 def _stack_args(indexes: dict) -> dict:
-    return {"private_upstream": indexes["private_upstream"], "public_url": indexes["public_url"],
-            "private_dir": indexes["private_dir"], "public_dir": indexes["public_dir"]}
+    return {
+        "private_upstream": indexes["private_upstream"],
+        "public_url": indexes["public_url"],
+        "private_dir": indexes["private_dir"],
+        "public_dir": indexes["public_dir"],
+    }
 
 
 @pytest.fixture
@@ -198,8 +231,12 @@ def short_stack_factory(_indexes):
     made: list[Stack] = []
 
     def make(access_ttl: int = 3, refresh_ttl: int = 86400, device_ttl: int = 600) -> Stack:
-        s = _make_stack(idp_ttl=access_ttl, refresh_ttl=refresh_ttl, device_ttl=device_ttl,
-                        **_stack_args(_indexes))
+        s = _make_stack(
+            idp_ttl=access_ttl,
+            refresh_ttl=refresh_ttl,
+            device_ttl=device_ttl,
+            **_stack_args(_indexes),
+        )
         made.append(s)
         return s
 
@@ -231,11 +268,13 @@ def tool_env(tmp_path) -> dict[str, str]:
     ``PIP_DISABLE_PIP_VERSION_CHECK=1``, ``PIP_NO_INPUT=1``, ``PIP_CACHE_DIR``,
     ``UV_CACHE_DIR``, ``POETRY_CONFIG_DIR``, ``POETRY_CACHE_DIR``, ``POETRY_DATA_DIR``,
     ``XDG_CONFIG_HOME``/``XDG_CACHE_HOME``/``XDG_DATA_HOME`` (so no user uv.toml or poetry
-    config is read), ``CRANE_HOME``, ``CI=true``, ``NO_PROXY=127.0.0.1,localhost``.
+    config is read), ``CRANE_HOME``, ``CI=true``, ``NO_PROXY=127.0.0.1,localhost``,
+    ``UV_PYTHON_DOWNLOADS=never``.
     uv's own config discovery is left on (tests may write a uv.toml / pyproject.toml).
     """
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.upper().startswith(_DROP_PREFIXES)
         and not k.upper().endswith("_PROXY")
         and k not in _DROP_EXACT
@@ -263,5 +302,16 @@ def tool_env(tmp_path) -> dict[str, str]:
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
         PYTHONDONTWRITEBYTECODE="1",
+        UV_PYTHON_DOWNLOADS="never",  # no network here: never fetch an interpreter
     )
     return env
+
+
+@pytest.fixture
+def crane(tool_env, tmp_path):
+    """The real crane command with the test's clean environment (its own CRANE_HOME)."""
+    from harness import Crane
+
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return Crane(tool_env, cwd=work)

@@ -11,7 +11,6 @@ import zipfile
 import httpx
 import jwt
 import pytest
-
 from stack import wheels
 
 
@@ -31,11 +30,22 @@ def test_device_flow_completes_headlessly(stack):
     auth, tokens = _device_login(stack)
 
     # What oidc-provider 8 answers (crane must not depend on more than this):
-    assert set(auth) == {"device_code", "user_code", "verification_uri",
-                         "verification_uri_complete", "expires_in"}  # no "interval"
+    assert set(auth) == {
+        "device_code",
+        "user_code",
+        "verification_uri",
+        "verification_uri_complete",
+        "expires_in",
+    }  # no "interval"
     assert auth["verification_uri_complete"].startswith(stack.issuer)
-    assert set(tokens) == {"access_token", "expires_in", "id_token", "refresh_token", "scope",
-                           "token_type"}  # no "refresh_expires_in"
+    assert set(tokens) == {
+        "access_token",
+        "expires_in",
+        "id_token",
+        "refresh_token",
+        "scope",
+        "token_type",
+    }  # no "refresh_expires_in"
     assert tokens["token_type"] == "Bearer"
     assert tokens["scope"] == "index:read"
     assert tokens["expires_in"] == stack.access_ttl
@@ -49,9 +59,12 @@ def test_device_flow_completes_headlessly(stack):
 
     # the device code is single-use
     again = stack.poll_token(auth["device_code"])
-    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
-    assert any(e.startswith("EVENT token.issued urn:ietf:params:oauth:grant-type:device_code ")
-               for e in stack.idp_events())
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+    assert any(
+        e.startswith("EVENT token.issued urn:ietf:params:oauth:grant-type:device_code ")
+        for e in stack.idp_events()
+    )
 
 
 def test_user_code_form_and_denial(stack):
@@ -106,8 +119,9 @@ def test_gate_accepts_token_and_refuses_others(stack):
         assert garbage.status_code == 401
 
         no_scope = stack.login_tokens(scope="openid offline_access")
-        forbidden = client.get(stack.private_url,
-                               headers={"Authorization": f"Bearer {no_scope['access_token']}"})
+        forbidden = client.get(
+            stack.private_url, headers={"Authorization": f"Bearer {no_scope['access_token']}"}
+        )
         assert forbidden.status_code == 403
         assert 'error="insufficient_scope"' in forbidden.headers["www-authenticate"]
 
@@ -127,7 +141,9 @@ def test_gate_accepts_token_and_refuses_others(stack):
 
     recs = gate.records()
     assert [r.status for r in recs[:2]] == [200, 200]
-    assert recs[0].auth_ok and recs[0].had_auth_header and recs[0].subject == "alice"
+    assert recs[0].auth_ok
+    assert recs[0].had_auth_header
+    assert recs[0].subject == "alice"
     assert any(not r.auth_ok and not r.had_auth_header and r.status == 401 for r in recs)
     assert any(not r.auth_ok and r.had_auth_header and r.status == 401 for r in recs)
 
@@ -136,8 +152,9 @@ def test_refresh_rotates_and_reuse_revokes_grant(short_stack):
     s = short_stack
     _, first = _device_login(s)
     assert first["expires_in"] == 3
-    grant_ok = httpx.get(s.private_url, trust_env=False,
-                         headers={"Authorization": f"Bearer {first['access_token']}"})
+    grant_ok = httpx.get(
+        s.private_url, trust_env=False, headers={"Authorization": f"Bearer {first['access_token']}"}
+    )
     assert grant_ok.status_code == 200
 
     second = s.refresh(first["refresh_token"])
@@ -145,16 +162,22 @@ def test_refresh_rotates_and_reuse_revokes_grant(short_stack):
     second = second.json()
     assert second["refresh_token"] != first["refresh_token"]  # rotated
     assert second["access_token"] != first["access_token"]
-    assert httpx.get(s.private_url, trust_env=False,
-                     headers={"Authorization": f"Bearer {second['access_token']}"}
-                     ).status_code == 200
+    assert (
+        httpx.get(
+            s.private_url,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {second['access_token']}"},
+        ).status_code
+        == 200
+    )
 
     # an access token past its 3 s lifetime is refused by the gate
     grant_id = s.wait_for_event("token.issued refresh_token").split()[-1]
     exp = jwt.decode(first["access_token"], options={"verify_signature": False})["exp"]
     time.sleep(max(0.0, exp - time.time() + 0.05))
-    expired = httpx.get(s.private_url, trust_env=False,
-                        headers={"Authorization": f"Bearer {first['access_token']}"})
+    expired = httpx.get(
+        s.private_url, trust_env=False, headers={"Authorization": f"Bearer {first['access_token']}"}
+    )
     assert expired.status_code == 401
     assert s.gate.records()[-1].reason == "expired"
 
@@ -176,9 +199,15 @@ def test_revocation_revokes_grant(stack):
     tokens = stack.login_tokens()
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
     mark = stack.event_mark()
-    resp = httpx.post(stack.revocation_url, trust_env=False,
-                      data={"client_id": stack.client_id, "token": tokens["refresh_token"],
-                            "token_type_hint": "refresh_token"})
+    resp = httpx.post(
+        stack.revocation_url,
+        trust_env=False,
+        data={
+            "client_id": stack.client_id,
+            "token": tokens["refresh_token"],
+            "token_type_hint": "refresh_token",
+        },
+    )
     assert resp.status_code == 200
     assert stack.wait_for_event("grant.revoked", start=mark) is not None
     assert stack.wait_for_event("token.revoked RefreshToken", start=mark) is not None
@@ -186,8 +215,11 @@ def test_revocation_revokes_grant(stack):
     # A JWT access token cannot be recalled: the gate still takes it until it expires...
     assert httpx.get(stack.private_url, headers=bearer, trust_env=False).status_code == 200
     # ...and oidc-provider's introspection knows nothing of JWT access tokens.
-    intro = httpx.post(stack.introspection_url, trust_env=False,
-                       data={"client_id": stack.client_id, "token": tokens["access_token"]})
+    intro = httpx.post(
+        stack.introspection_url,
+        trust_env=False,
+        data={"client_id": stack.client_id, "token": tokens["access_token"]},
+    )
     assert intro.json() == {"active": False}
     try:
         stack.gate.mode = "unauthorized"  # an index that refuses the token early
@@ -197,28 +229,44 @@ def test_revocation_revokes_grant(stack):
 
 
 def test_wheels_are_valid(tmp_path):
-    path = wheels.build_wheel(tmp_path, "Some.Pkg", "1.2", ["dep>=1"], origin="public",
-                              pad_bytes=1000)
+    path = wheels.build_wheel(
+        tmp_path, "Some.Pkg", "1.2", ["dep>=1"], origin="public", pad_bytes=1000
+    )
     assert path.name == "some_pkg-1.2-py3-none-any.whl"
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         meta = zf.read("some_pkg-1.2.dist-info/METADATA").decode()
         record = zf.read("some_pkg-1.2.dist-info/RECORD").decode()
         assert "ORIGIN = 'public'" in zf.read("some_pkg/__init__.py").decode()
-    assert "Metadata-Version: 2.1" in meta and "Requires-Dist: dep>=1" in meta
+    assert "Metadata-Version: 2.1" in meta
+    assert "Requires-Dist: dep>=1" in meta
     assert all(n in record for n in names)
     # deterministic
-    again = wheels.build_wheel(tmp_path / "again", "Some.Pkg", "1.2", ["dep>=1"],
-                               origin="public", pad_bytes=1000)
+    again = wheels.build_wheel(
+        tmp_path / "again", "Some.Pkg", "1.2", ["dep>=1"], origin="public", pad_bytes=1000
+    )
     assert again.read_bytes() == path.read_bytes()
 
 
 def test_pip_downloads_from_public_index(stack, tool_env, tmp_path):
     dest = tmp_path / "dl"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(dest),
-         "--index-url", stack.public_url, "decoy-pkg"],
-        env=tool_env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-d",
+            str(dest),
+            "--index-url",
+            stack.public_url,
+            "decoy-pkg",
+        ],
+        env=tool_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"Looking in indexes: {stack.public_url}" in proc.stdout
@@ -226,16 +274,27 @@ def test_pip_downloads_from_public_index(stack, tool_env, tmp_path):
 
 
 def test_tool_env_is_clean(tool_env):
-    assert not [k for k in tool_env if k.startswith(("UV_", "POETRY_", "CRANE_"))
-                and k not in ("UV_CACHE_DIR", "POETRY_CONFIG_DIR", "POETRY_CACHE_DIR",
-                              "POETRY_DATA_DIR", "CRANE_HOME")]
-    assert "PIP_FIND_LINKS" not in tool_env and "PIP_CERT" not in tool_env
+    assert not [
+        k
+        for k in tool_env
+        if k.startswith(("UV_", "POETRY_", "CRANE_"))
+        and k
+        not in (
+            "UV_CACHE_DIR",
+            "UV_PYTHON_DOWNLOADS",
+            "POETRY_CONFIG_DIR",
+            "POETRY_CACHE_DIR",
+            "POETRY_DATA_DIR",
+            "CRANE_HOME",
+        )
+    ]
+    assert "PIP_FIND_LINKS" not in tool_env
+    assert "PIP_CERT" not in tool_env
     assert tool_env["PIP_CONFIG_FILE"] == "/dev/null"
     assert not [k for k in tool_env if k.upper().endswith("_PROXY") and k.upper() != "NO_PROXY"]
 
 
-@pytest.mark.parametrize("missing", ["node_modules"])
-def test_start_idp_message_when_npm_install_missing(monkeypatch, tmp_path, missing):
+def test_start_idp_message_when_npm_install_missing(monkeypatch, tmp_path):
     from stack import servers
 
     monkeypatch.setattr(servers, "STACK_DIR", tmp_path)

@@ -2,7 +2,7 @@
 
 Layout (`<state dir>/tokens/`, mode 0700)::
 
-    <slug>-<hash>.json     {"version": 1, "index_url": ..., "tokens": {...}}   mode 0600
+    <slug>-<hash>.json     {"version": 1, "index_url": ..., <TokenSet.to_json()>}  mode 0600
     <slug>-<hash>.lock     the cross-process lock for that index (filelock)
 
 `hash` is the start of the SHA-256 of the normalised index URL, so every spelling of a URL
@@ -105,7 +105,7 @@ class TokenStore:
             recorded = data.get("index_url")
             if recorded != key:
                 raise ValueError(f"it belongs to {recorded!r}, not {key}")
-            return TokenSet.from_json(data.get("tokens"))
+            return TokenSet.from_json(data)
         except ValueError as exc:
             # JSONDecodeError and UnicodeDecodeError are ValueErrors; neither quotes the
             # document, and TokenSet.from_json names fields, never values.
@@ -115,7 +115,7 @@ class TokenStore:
         """Replace the tokens for `url` atomically; the file is 0600 from its first byte."""
         key = normalise_url(url)
         path = self.path_for(key)
-        document = {"version": _FORMAT_VERSION, "index_url": key, "tokens": tokens.to_json()}
+        document = {"version": _FORMAT_VERSION, "index_url": key, **tokens.to_json()}
         text = json.dumps(document, indent=2) + "\n"
         try:
             self._ensure_directory()

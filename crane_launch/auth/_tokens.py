@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_ACCESS_LIFETIME", "TokenSet"]
+__all__ = ["DEFAULT_ACCESS_LIFETIME", "TokenSet", "parse_seconds"]
 
 DEFAULT_ACCESS_LIFETIME = 3600.0
 
 
-def _seconds(value: object, name: str) -> float | None:
+def parse_seconds(value: object, name: str) -> float | None:
     """A non-negative number of seconds from a JSON value (some providers send strings)."""
     if value is None:
         return None
@@ -59,7 +59,7 @@ class TokenSet:
     """Tokens for one index. `repr` never shows a token; nor does anything else here."""
 
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - a token type, not a secret
     expires_at: float
     obtained_at: float
     refresh_token: str | None = None
@@ -92,7 +92,7 @@ class TokenSet:
         token_type = data.get("token_type", "Bearer")
         if not isinstance(token_type, str) or not token_type:
             raise ValueError("token_type is not a string")
-        expires_in = _seconds(data.get("expires_in"), "expires_in")
+        expires_in = parse_seconds(data.get("expires_in"), "expires_in")
         scope = data.get("scope")
         if scope is not None and not isinstance(scope, str):
             raise ValueError("scope is not a string")
@@ -105,7 +105,7 @@ class TokenSet:
         refresh_expires_at: float | None = None
         never = False
         if refresh is not None:
-            refresh_in = _seconds(data.get("refresh_expires_in"), "refresh_expires_in")
+            refresh_in = parse_seconds(data.get("refresh_expires_in"), "refresh_expires_in")
             if refresh_in == 0:
                 never = True
             elif refresh_in is not None:

@@ -51,6 +51,9 @@ class Registration:
 def register(registry: Registry, req: Registration) -> tuple[PrivateIndex, bool]:
     """Add or update an index; returns it and whether it existed. Does not save."""
     url = normalise_url(req.url)
+    client_id: str | None
+    token_url: str | None
+    device_url: str | None
     if req.positional:
         if len(req.positional) != 3:
             raise UsageError(

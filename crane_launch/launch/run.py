@@ -14,18 +14,34 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crane_launch.auth import Credentials, TerminalUI, TokenStore, login_policy
-from crane_launch.config import PrivateIndex
+from crane_launch.config import PrivateIndex, origin_of
 from crane_launch.errors import ConfigError, CraneError
 from crane_launch.launch.plan import LaunchPlan
+from crane_launch.launch.project import ProjectPlan
 from crane_launch.launch.supervise import run_supervised
 from crane_launch.proxy.door import IndexDoor, IndexSpec
 from crane_launch.proxy.server import ProxyServer
+from crane_launch.proxy.transparent import TransparentDoor
 from crane_launch.proxy.upstream import TokenSource, Upstream
 
-__all__ = ["LoginOptions", "credentials_for", "open_index_door", "resolve_command", "run_plan"]
+if TYPE_CHECKING:
+    from crane_launch.proxy.tls import InterceptionCA
+
+__all__ = [
+    "LoginOptions",
+    "credentials_for",
+    "open_index_door",
+    "open_transparent_door",
+    "resolve_command",
+    "run_plan",
+    "run_project_plan",
+]
 
 log = logging.getLogger("crane")
 
@@ -130,3 +146,76 @@ def _write_private(path: os.PathLike[str], text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+@contextlib.contextmanager
+def open_transparent_door(
+    indexes: Sequence[tuple[PrivateIndex, TokenSource]],
+) -> Iterator[tuple[TransparentDoor, ProxyServer, InterceptionCA]]:
+    """A running forward proxy that intercepts TLS for the private hosts only."""
+    from crane_launch.proxy.tls import InterceptionCA
+
+    hosts = sorted({origin_of(index.url)[1] for index, _ in indexes})
+    ca = InterceptionCA.create(hosts)
+    privates = {origin_of(index.url): Upstream(index.url, tokens) for index, tokens in indexes}
+    door = TransparentDoor(privates, ca.leaf_ssl_context)
+    server = ProxyServer(door)
+    server.start()
+    try:
+        yield door, server, ca
+    finally:
+
+        async def close_all() -> None:
+            for upstream in privates.values():
+                await upstream.aclose()
+            await door.aclose()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close_all(), server.loop).result(5)
+        server.stop()
+
+
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+_CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
+
+
+def transparent_environment(
+    environ: Mapping[str, str], proxy_url: str, ca_bundle: str, private_hosts: Sequence[str]
+) -> dict[str, str]:
+    """The child's environment: crane's proxy and a CA bundle; private hosts not bypassed."""
+    env = {k: v for k, v in environ.items() if k not in ("ALL_PROXY", "all_proxy")}
+    for name in _PROXY_VARS:
+        env[name] = proxy_url
+    for name in _CA_VARS:
+        env[name] = ca_bundle
+    hosts = {h.lower() for h in private_hosts}
+    for name in ("NO_PROXY", "no_proxy"):
+        if name in env:
+            kept = [p for p in env[name].split(",") if p.strip() and p.strip().lower() not in hosts]
+            env[name] = ",".join(kept)
+    return env
+
+
+def run_project_plan(plan: ProjectPlan, options: LoginOptions, environ: Mapping[str, str]) -> int:
+    from crane_launch.proxy.tls import default_trust_file, write_ca_bundle
+
+    command = resolve_command(plan.command, environ)
+    for note in plan.notes:
+        say(note)
+    for warning in plan.warnings:
+        say(f"warning: {warning}")
+    if not plan.privates:
+        return run_supervised(command, dict(environ))
+    indexes = [(index, credentials_for(index, options, environ)) for index in plan.privates]
+    workdir = Path(tempfile.mkdtemp(prefix="crane-"))
+    try:
+        with open_transparent_door(indexes) as (door, server, ca):
+            bundle = write_ca_bundle(
+                ca.cert_pem(), base_bundle=default_trust_file(environ), directory=workdir
+            )
+            env = transparent_environment(
+                environ, door.proxy_url(server.port), str(bundle), plan.private_hosts
+            )
+            return run_supervised(command, env)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -18,10 +18,18 @@ from crane_launch.config import PrivateIndex, Registry, builtin_public_index, no
 from crane_launch.errors import LoginRequiredError, UsageError
 from crane_launch.launch.pip import plan_pip
 from crane_launch.launch.plan import LaunchPlan
-from crane_launch.launch.run import LoginOptions, credentials_for, open_index_door, run_plan, say
+from crane_launch.launch.project import is_uv_project_command, plan_poetry, plan_uv_project
+from crane_launch.launch.run import (
+    LoginOptions,
+    credentials_for,
+    open_index_door,
+    run_plan,
+    run_project_plan,
+    say,
+)
 from crane_launch.launch.uv import plan_uv_pip
 
-__all__ = ["pip", "serve", "uv"]
+__all__ = ["pip", "poetry", "serve", "uv"]
 
 
 def _split_python(args: list[str]) -> tuple[str | None, list[str]]:
@@ -49,13 +57,21 @@ def pip(args: list[str], *, no_input: bool) -> int:
 
 def uv(args: list[str], *, no_input: bool) -> int:
     registry = Registry.load()
+    options = LoginOptions(no_input=no_input)
     if args[:1] == ["pip"]:
         plan = plan_uv_pip(
             args, registry=registry, environ=os.environ, cwd=Path.cwd(), home=Path.home()
         )
-    else:
-        plan = _unchanged("uv", args, "this uv command does not use crane's index proxy")
-    return run_plan(plan, LoginOptions(no_input=no_input), os.environ)
+        return run_plan(plan, options, os.environ)
+    if is_uv_project_command(args):
+        project = plan_uv_project(args, registry=registry, environ=os.environ, cwd=Path.cwd())
+        return run_project_plan(project, options, os.environ)
+    return run_plan(_unchanged("uv", args, "this uv command uses no index"), options, os.environ)
+
+
+def poetry(args: list[str], *, no_input: bool) -> int:
+    plan = plan_poetry(args, registry=Registry.load(), environ=os.environ, cwd=Path.cwd())
+    return run_project_plan(plan, LoginOptions(no_input=no_input), os.environ)
 
 
 def _unchanged(tool: str, args: list[str], note: str) -> LaunchPlan:
@@ -128,6 +144,7 @@ def serve(url: str, *, port: int, no_input: bool) -> int:
 
     spec = IndexSpec(index.url, public_index_for(index, os.environ, registry), index.probe_path)
     stop = threading.Event()
+
     def on_signal(_signum: int, _frame: object) -> None:
         stop.set()
 

@@ -12,7 +12,6 @@ the whole body is never held in memory.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -30,7 +29,10 @@ __all__ = ["IndexDoor", "IndexSpec"]
 
 log = logging.getLogger("crane.proxy")
 
-_DEFAULT_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+_DEFAULT_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, "
+    "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+)
 _FILE_REQUEST_HEADERS = ("range", "if-range", "if-none-match", "if-modified-since")
 _FILE_RESPONSE_HEADERS = (
     "content-type",
@@ -127,7 +129,19 @@ class IndexDoor:
         response = answer.response
         if response.status_code != 200:
             return _bad_gateway(f"{self.spec.url}: the index answered {response.status_code}")
-        return _page_reply(response.headers.get("content-type", "text/html"), response.content)
+        content_type = response.headers.get("content-type", "text/html")
+        try:
+            body = rewrite.rewrite_root_page(
+                response.content,
+                content_type,
+                answer.url,
+                self._private_origin,
+                self._files_prefix,
+                simple_prefix=f"/{self.token}/simple",
+            )
+        except rewrite.PageError as exc:
+            return _bad_gateway(f"{answer.url}: {exc}")
+        return _page_reply(content_type, body)
 
     async def _project(self, request: Request, route: routing.ProjectPage) -> Reply:
         accept = request.header("accept") or _DEFAULT_ACCEPT
@@ -179,14 +193,16 @@ class IndexDoor:
         # Public pages are rewritten too: their links become absolute so that the child
         # fetches public files directly, never through the door.
         return self._rewritten(
-            response.content, response.headers.get("content-type", ""), answer.url
+            response.content, response.headers.get("content-type", ""), answer.url, private=False
         )
 
-    def _rewritten(self, body: bytes, content_type: str, page_url: str) -> Reply:
+    def _rewritten(
+        self, body: bytes, content_type: str, page_url: str, *, private: bool = True
+    ) -> Reply:
+        # A public page never points the child at private files: its links stay absolute.
+        origin = self._private_origin if private else None
         try:
-            out = rewrite.rewrite_page(
-                body, content_type, page_url, self._private_origin, self._files_prefix
-            )
+            out = rewrite.rewrite_page(body, content_type, page_url, origin, self._files_prefix)
         except rewrite.PageError as exc:
             return _bad_gateway(f"{page_url}: {exc}")
         return _page_reply(content_type, out)
@@ -247,7 +263,3 @@ def _describe(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.ConnectError):
         return "cannot connect to the index"
     return f"request failed ({type(exc).__name__})"
-
-
-def same_token(given: str, token: str) -> bool:
-    return hmac.compare_digest(given.encode(), token.encode())

@@ -87,7 +87,8 @@ class ProxyServer:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        assert self._loop is not None
+        if self._loop is None:
+            raise RuntimeError("the proxy server has not been started")
         return self._loop
 
     def start(self) -> None:
@@ -147,8 +148,8 @@ class ProxyServer:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+        if task is not None:
+            self._connections.add(task)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -162,7 +163,8 @@ class ProxyServer:
         except Exception:
             log.exception("proxy connection failed")
         finally:
-            self._connections.discard(task)
+            if task is not None:
+                self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

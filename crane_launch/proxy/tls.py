@@ -4,8 +4,9 @@ The transparent door answers CONNECT to a private host with TLS of its own, so t
 must trust a certificate crane made. What a caller may rely on:
 
 - `InterceptionCA.create(hosts)` makes an ECDSA P-256 CA that lives for one run: valid
-  for at most 24 hours, `path_length=0`, and name-constrained (critical) to exactly the
-  given hosts, so even a leaked CA certificate vouches for nothing else.
+  for at most 24 hours, `path_length=0`, and name-constrained (critical): the permitted
+  subtrees are exactly the given hosts, and a name type none of them uses (IP addresses,
+  or DNS names) is excluded outright, so the CA vouches for nothing else.
 - The CA's private key and every leaf key exist only in this process's memory. No key is
   ever written to a file, temporary or not.
 - `leaf_ssl_context(host)` refuses hosts outside the CA's names and caches one server
@@ -130,6 +131,21 @@ def _subtree(host: str | _IPAddress) -> x509.GeneralName:
     return x509.IPAddress(ipaddress.ip_network(host))  # /32 or /128
 
 
+def _unused_name_types(names: Sequence[str | _IPAddress]) -> list[x509.GeneralName] | None:
+    # RFC 5280 constrains only the name types a constraint mentions: a CA permitted just
+    # "localhost" would still vouch for any IP address. Exclude every name of a type the
+    # hosts do not use. An empty DNS constraint matches all names (OpenSSL, Go, webpki).
+    excluded: list[x509.GeneralName] = []
+    if all(isinstance(name, str) for name in names):
+        excluded += [
+            x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+            x509.IPAddress(ipaddress.ip_network("::/0")),
+        ]
+    if not any(isinstance(name, str) for name in names):
+        excluded.append(x509.DNSName(""))
+    return excluded or None
+
+
 class InterceptionCA:
     """A certificate authority for one crane run; its key never leaves this process.
 
@@ -203,7 +219,7 @@ class InterceptionCA:
             .add_extension(
                 x509.NameConstraints(
                     permitted_subtrees=[_subtree(name) for name in names],
-                    excluded_subtrees=None,
+                    excluded_subtrees=_unused_name_types(names),
                 ),
                 critical=True,
             )

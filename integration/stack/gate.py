@@ -41,6 +41,7 @@ connection on a daemon thread, and listens with a backlog of 128.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -56,11 +57,26 @@ import jwt
 __all__ = ["Gate", "GateRecord"]
 
 CHUNK = 64 * 1024
-FORWARD_REQUEST_HEADERS = ("Range", "Accept", "If-None-Match", "If-Modified-Since", "If-Range",
-                           "User-Agent", "Accept-Encoding")
-PASS_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "ETag", "Last-Modified",
-                         "Accept-Ranges", "Content-Range", "Location", "Cache-Control",
-                         "Content-Encoding")
+FORWARD_REQUEST_HEADERS = (
+    "Range",
+    "Accept",
+    "If-None-Match",
+    "If-Modified-Since",
+    "If-Range",
+    "User-Agent",
+    "Accept-Encoding",
+)
+PASS_RESPONSE_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "ETag",
+    "Last-Modified",
+    "Accept-Ranges",
+    "Content-Range",
+    "Location",
+    "Cache-Control",
+    "Content-Encoding",
+)
 ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"]
 
 
@@ -165,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     # -- plumbing ----------------------------------------------------------------------------
-    def log_message(self, format, *args):  # noqa: A002 - quiet
+    def log_message(self, format, *args):
         pass
 
     def do_GET(self):
@@ -187,8 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
 
-    def _send_simple(self, status: int, body: str, headers: dict[str, str] | None = None,
-                     head: bool = False) -> None:
+    def _send_simple(
+        self, status: int, body: str, headers: dict[str, str] | None = None, head: bool = False
+    ) -> None:
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -226,8 +243,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "unauthorized":
             gate._record(method, path, False, had_auth, 401, "mode unauthorized", subject)
-            self._send_simple(401, "unauthorized\n",
-                              {"WWW-Authenticate": 'Bearer error="invalid_token"'}, head=head)
+            self._send_simple(
+                401,
+                "unauthorized\n",
+                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                head=head,
+            )
             return
         if not auth_ok:
             status = auth_error.status
@@ -235,8 +256,10 @@ class _Handler(BaseHTTPRequestHandler):
             if not had_auth:
                 challenge = 'Bearer realm="crane-test-index"'
             else:
-                challenge = (f'Bearer realm="crane-test-index", error="{auth_error.error}", '
-                             f'error_description="{auth_error.reason.replace(chr(34), "")}"')
+                challenge = (
+                    f'Bearer realm="crane-test-index", error="{auth_error.error}", '
+                    f'error_description="{auth_error.reason.replace(chr(34), "")}"'
+                )
             if status == 403 and gate.required_scope:
                 challenge += f', scope="{gate.required_scope}"'
             body = "forbidden\n" if status == 403 else "unauthorized\n"
@@ -257,7 +280,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _forward(self, head: bool, path: str, subject: str | None) -> None:
         gate = self.server.gate
-        headers = {name: self.headers[name] for name in FORWARD_REQUEST_HEADERS if name in self.headers}
+        headers = {
+            name: self.headers[name] for name in FORWARD_REQUEST_HEADERS if name in self.headers
+        }
         # pypiserver builds redirect URLs from Host: keep the gate's, so they point here.
         headers["Host"] = self.headers.get("Host") or f"127.0.0.1:{gate.port}"
         resp = None
@@ -326,8 +351,14 @@ class _Handler(BaseHTTPRequestHandler):
 class Gate:
     """See the module docstring."""
 
-    def __init__(self, upstream_url: str, issuer: str, audience: str = "urn:crane:test-index", *,
-                 required_scope: str | None = "index:read") -> None:
+    def __init__(
+        self,
+        upstream_url: str,
+        issuer: str,
+        audience: str = "urn:crane:test-index",
+        *,
+        required_scope: str | None = "index:read",
+    ) -> None:
         parts = urlsplit(upstream_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"the gate forwards to plain http upstreams only: {upstream_url!r}")
@@ -358,9 +389,12 @@ class Gate:
         self.port = self._server.server_address[1]
         self.origin = f"http://127.0.0.1:{self.port}"
         self.url = self.origin + self._up_path
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name=f"gate:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"gate:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self.url
 
@@ -373,10 +407,8 @@ class Gate:
         with server.sockets_lock:
             sockets = list(server.open_sockets)
         for sock in sockets:  # end keep-alive connections still parked in handler threads
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -405,13 +437,17 @@ class Gate:
         return recs
 
     # -- internals -----------------------------------------------------------------------
-    def _record(self, method, path, auth_ok, had_auth, status, reason="", subject=None) -> None:
+    def _record(  # noqa: PLR0917
+        self, method, path, auth_ok, had_auth, status, reason="", subject=None
+    ) -> None:
         with self._records_lock:
-            self.requests.append(GateRecord(method, path, auth_ok, had_auth, status, reason, subject))
+            self.requests.append(
+                GateRecord(method, path, auth_ok, had_auth, status, reason, subject)
+            )
 
     def _rewrite_location(self, value: str) -> str:
         if value.startswith(self._up_origin):
-            return self.origin + value[len(self._up_origin):]
+            return self.origin + value[len(self._up_origin) :]
         return value
 
     def _authenticate(self, header: str | None) -> dict:
@@ -425,7 +461,9 @@ class Gate:
         if self.required_scope:
             scopes = str(claims.get("scope") or "").split()
             if self.required_scope not in scopes:
-                raise _AuthFailure(f"scope {self.required_scope} missing", 403, "insufficient_scope")
+                raise _AuthFailure(
+                    f"scope {self.required_scope} missing", 403, "insufficient_scope"
+                )
         return claims
 
     def _verify_jwt(self, token: str) -> dict:
@@ -436,8 +474,13 @@ class Gate:
         key = self._keys.key_for(header.get("kid"))
         try:
             return jwt.decode(
-                token, key, algorithms=ALGORITHMS, audience=self.audience, issuer=self.issuer,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]}, leeway=0,
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+                leeway=0,
             )
         except jwt.ExpiredSignatureError:
             raise _AuthFailure("expired") from None

@@ -12,15 +12,18 @@
 
 ``proc`` is a ``ManagedProcess``: ``.pid``, ``.poll()``, ``.stop()`` (SIGTERM, wait, SIGKILL),
 ``.lines``, ``.output()``. ``stop_all(procs)`` stops several. Both servers also exit when this
-process dies: the IdP watches its stdin; pypiserver gets SIGTERM at interpreter exit.
+process dies: at interpreter exit (atexit), and on Linux through PR_SET_PDEATHSIG even when
+it is killed (children started from the main thread); the IdP also exits on stdin EOF.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,8 +58,15 @@ class StackError(RuntimeError):
 class ManagedProcess:
     """A child process whose stdout+stderr lines are collected by a reader thread."""
 
-    def __init__(self, name: str, argv: list[str], *, cwd: Path | None = None,
-                 env: dict[str, str] | None = None, stdin_pipe: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        stdin_pipe: bool = False,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.lines: list[str] = []
@@ -73,6 +83,8 @@ class ManagedProcess:
             errors="replace",
             bufsize=1,
             start_new_session=True,  # a Ctrl-C in the terminal is pytest's, not the servers'
+            # only async-signal-safe calls (prctl, getppid, _exit) run in the child
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509
         )
         self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
         self._reader.start()
@@ -108,7 +120,9 @@ class ManagedProcess:
                     if predicate(line):
                         return line
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self.popen.poll() is not None and not self._reader.is_alive()):
+                if remaining <= 0 or (
+                    self.popen.poll() is not None and not self._reader.is_alive()
+                ):
                     return None
                 self._cond.wait(min(remaining, 0.2))
 
@@ -146,10 +160,8 @@ class ManagedProcess:
                     self.popen.wait(timeout)
         finally:
             if self.popen.stdin is not None:
-                try:
+                with contextlib.suppress(OSError):
                     self.popen.stdin.close()
-                except OSError:
-                    pass
             self._reader.join(timeout=2)
             with _live_lock:
                 _live.discard(self)
@@ -159,6 +171,32 @@ class ManagedProcess:
 
     def __repr__(self) -> str:
         return f"<ManagedProcess {self.name} pid={self.pid} rc={self.popen.returncode}>"
+
+
+def _die_with_parent():
+    """On Linux, have the child get SIGTERM when this process dies (even by SIGKILL).
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only used for
+    children started from the main thread.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def stop_all(procs: Iterable[ManagedProcess | None]) -> None:
@@ -179,10 +217,8 @@ def _stop_leftovers() -> None:
     with _live_lock:
         procs = list(_live)
     for proc in procs:
-        try:
+        with contextlib.suppress(Exception):
             proc.stop(timeout=2)
-        except Exception:
-            pass
 
 
 def free_port() -> int:
@@ -202,8 +238,9 @@ def _pypiserver_argv() -> list[str]:
     raise StackError("pypiserver is not installed: pip install 'pypiserver>=2.4,<3'")
 
 
-def start_pypiserver(packages_dir: str | Path, *, timeout: float = 20.0,
-                     attempts: int = 5) -> tuple[str, ManagedProcess]:
+def start_pypiserver(
+    packages_dir: str | Path, *, timeout: float = 20.0, attempts: int = 5
+) -> tuple[str, ManagedProcess]:
     """Serve ``packages_dir`` with pypiserver; return ``("http://127.0.0.1:P/simple/", proc)``."""
     packages_dir = Path(packages_dir)
     if not packages_dir.is_dir():
@@ -212,9 +249,10 @@ def start_pypiserver(packages_dir: str | Path, *, timeout: float = 20.0,
     last_error = ""
     for _ in range(attempts):
         port = free_port()
-        argv = _pypiserver_argv() + [
-            "run", "--host", "127.0.0.1", "--port", str(port), "--disable-fallback",
-            "-a", ".", "-P", ".", str(packages_dir),
+        argv = [
+            *_pypiserver_argv(),
+            *("run", "--host", "127.0.0.1", "--port", str(port), "--disable-fallback"),
+            *("-a", ".", "-P", ".", str(packages_dir)),
         ]
         proc = ManagedProcess(f"pypiserver:{port}", argv, env=env)
         base = f"http://127.0.0.1:{port}"
@@ -234,13 +272,21 @@ def start_pypiserver(packages_dir: str | Path, *, timeout: float = 20.0,
         still_running = proc.poll() is None
         proc.stop()
         if still_running:
-            raise StackError(f"pypiserver did not answer on {base} within {timeout}s:\n{last_error}")
+            raise StackError(
+                f"pypiserver did not answer on {base} within {timeout}s:\n{last_error}"
+            )
         # It exited: most likely the port was taken between free_port() and bind. Retry.
     raise StackError(f"pypiserver failed to start after {attempts} attempts:\n{last_error}")
 
 
-def start_idp(access_ttl: int = 300, refresh_ttl: int = 86400, device_ttl: int = 600, *,
-              port: int = 0, timeout: float = 20.0) -> tuple[str, ManagedProcess]:
+def start_idp(
+    access_ttl: int = 300,
+    refresh_ttl: int = 86400,
+    device_ttl: int = 600,
+    *,
+    port: int = 0,
+    timeout: float = 20.0,
+) -> tuple[str, ManagedProcess]:
     """Start ``node idp.mjs``; return ``(issuer, proc)`` once it printed ``READY <issuer>``."""
     if not (STACK_DIR / "node_modules" / "oidc-provider").is_dir():
         raise StackError(
@@ -251,12 +297,16 @@ def start_idp(access_ttl: int = 300, refresh_ttl: int = 86400, device_ttl: int =
     if node is None:
         raise StackError("node is not on PATH (the IdP needs Node.js >= 18)")
     env = _child_env()
-    env.update(ACCESS_TTL=str(int(access_ttl)), REFRESH_TTL=str(int(refresh_ttl)),
-               DEVICE_TTL=str(int(device_ttl)))
+    env.update(
+        ACCESS_TTL=str(int(access_ttl)),
+        REFRESH_TTL=str(int(refresh_ttl)),
+        DEVICE_TTL=str(int(device_ttl)),
+    )
     argv = [node, str(IDP_SCRIPT), "--port", str(port), "--watch-stdin"]
-    proc = ManagedProcess(f"idp(access_ttl={access_ttl})", argv, cwd=STACK_DIR, env=env,
-                          stdin_pipe=True)
-    line = proc.wait_for_line(lambda l: l.startswith("READY "), timeout)
+    proc = ManagedProcess(
+        f"idp(access_ttl={access_ttl})", argv, cwd=STACK_DIR, env=env, stdin_pipe=True
+    )
+    line = proc.wait_for_line(lambda line: line.startswith("READY "), timeout)
     if line is None:
         proc.stop()
         raise StackError(f"the IdP did not print READY within {timeout}s:\n{proc.output(last=40)}")

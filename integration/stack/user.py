@@ -64,7 +64,9 @@ class _FormParser(HTMLParser):
         if tag in ("style", "script"):
             self._skip += 1
         elif tag == "form":
-            form = Form(id=a.get("id"), action=a.get("action"), method=(a.get("method") or "get").lower())
+            form = Form(
+                id=a.get("id"), action=a.get("action"), method=(a.get("method") or "get").lower()
+            )
             self.forms.append(form)
             if form.id:
                 self._by_id[form.id] = form
@@ -157,16 +159,22 @@ def _run(url: str, user_code: str | None, *, login: str, deny: bool, timeout: fl
             if form is None:
                 raise DeviceFlowUserError(f"no form to submit: {summary}")
             data = dict(form.fields)
-            if form.id == "op.deviceInputForm" or ("user_code" in form.names and not data.get("user_code")):
+            if form.id == "op.deviceInputForm" or (
+                "user_code" in form.names and not data.get("user_code")
+            ):
                 if not user_code:
-                    raise DeviceFlowUserError(f"the page asks for the user code, none was given: {summary}")
+                    raise DeviceFlowUserError(
+                        f"the page asks for the user code, none was given: {summary}"
+                    )
                 if code_sent and form.id == "op.deviceInputForm":
                     raise DeviceFlowUserError(f"the user code was asked for again: {summary}")
                 data["user_code"] = user_code
                 code_sent = True
             elif form.id == "op.deviceConfirmForm":
                 if deny:
-                    abort = next(((n, v) for n, v in form.buttons if n == "abort"), ("abort", "yes"))
+                    abort = next(
+                        ((n, v) for n, v in form.buttons if n == "abort"), ("abort", "yes")
+                    )
                     data[abort[0]] = abort[1] or "yes"
             elif data.get("prompt") == "login" or "login" in form.names:
                 data["login"] = login
@@ -178,7 +186,9 @@ def _run(url: str, user_code: str | None, *, login: str, deny: bool, timeout: fl
             else:
                 resp = client.get(action, params=data, headers={"Accept": "text/html"})
         forms, text = _parse(resp)
-        raise DeviceFlowUserError(f"device flow did not finish in {MAX_STEPS} steps: {_page_summary(resp, text)}")
+        raise DeviceFlowUserError(
+            f"device flow did not finish in {MAX_STEPS} steps: {_page_summary(resp, text)}"
+        )
 
 
 def _parse(resp: httpx.Response) -> tuple[list[Form], str]:

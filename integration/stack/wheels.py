@@ -114,11 +114,11 @@ def build_wheel(
     metadata_lines += [f"Requires-Dist: {req}" for req in requires]
     metadata = ("\n".join(metadata_lines) + "\n\n").encode()
     wheel_meta = (
-        "Wheel-Version: 1.0\n"
-        "Generator: crane-integration-wheels\n"
-        "Root-Is-Purelib: true\n"
-        "Tag: py3-none-any\n\n"
-    ).encode()
+        b"Wheel-Version: 1.0\n"
+        b"Generator: crane-integration-wheels\n"
+        b"Root-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n\n"
+    )
     files.append((f"{dist_info}/METADATA", metadata, zipfile.ZIP_DEFLATED))
     files.append((f"{dist_info}/WHEEL", wheel_meta, zipfile.ZIP_DEFLATED))
 

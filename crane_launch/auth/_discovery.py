@@ -1,0 +1,138 @@
+"""Endpoint discovery: OpenID Connect Discovery 1.0, then RFC 8414 metadata.
+
+For an issuer `https://idp.example/realms/r` the documents tried, in order, are::
+
+    https://idp.example/realms/r/.well-known/openid-configuration           (OIDC)
+    https://idp.example/.well-known/oauth-authorization-server/realms/r     (RFC 8414)
+    https://idp.example/realms/r/.well-known/oauth-authorization-server     (path appended)
+
+The first JSON document found is used; a later one is not consulted. The document must
+name the issuer it was fetched for (RFC 8414 section 3.3), which stops a misconfigured
+or hostile document from pointing crane's tokens elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from crane_launch.errors import ConfigError, UpstreamError, UsageError
+
+from ._http import describe_transport_error, make_client
+
+__all__ = ["Endpoints", "discover", "discovery_urls"]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What registration needs from an identity provider."""
+
+    issuer: str
+    token_url: str
+    device_url: str
+    revocation_url: str | None = None
+
+
+def _split_issuer(issuer: str) -> tuple[str, str, str]:
+    parts = urlsplit(issuer.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{issuer!r} is not an http:// or https:// issuer URL")
+    if parts.query or parts.fragment:
+        raise UsageError(f"{issuer!r}: an issuer URL has no query or fragment")
+    return parts.scheme.lower(), parts.netloc, parts.path.rstrip("/")
+
+
+def discovery_urls(issuer: str) -> list[str]:
+    """The metadata URLs tried for `issuer`, in order."""
+    scheme, netloc, path = _split_issuer(issuer)
+    base = urlunsplit((scheme, netloc, path, "", ""))
+    urls = [f"{base}/.well-known/openid-configuration"]
+    if path:
+        origin = urlunsplit((scheme, netloc, "", "", ""))
+        urls.append(f"{origin}/.well-known/oauth-authorization-server{path}")
+    urls.append(f"{base}/.well-known/oauth-authorization-server")
+    return urls
+
+
+def _same_issuer(a: str, b: str) -> bool:
+    def key(url: str) -> tuple[str, str, str]:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/")
+
+    return key(a) == key(b)
+
+
+def _endpoint(document: dict[str, Any], name: str, source: str) -> str | None:
+    value = document.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or urlsplit(value).scheme.lower() not in ("http", "https"):
+        raise ConfigError(f"{source}: {name} is not an http:// or https:// URL")
+    return value
+
+
+def _endpoints_from(document: dict[str, Any], issuer: str, source: str) -> Endpoints:
+    named = document.get("issuer")
+    if not isinstance(named, str):
+        raise ConfigError(f"{source} names no issuer; it is not a valid discovery document")
+    if not _same_issuer(named, issuer):
+        raise ConfigError(
+            f"{source} describes the issuer {named}, not {issuer}; "
+            f"register the index with --issuer {named}"
+        )
+    token_url = _endpoint(document, "token_endpoint", source)
+    if token_url is None:
+        raise ConfigError(f"{source} has no token_endpoint")
+    device_url = _endpoint(document, "device_authorization_endpoint", source)
+    if device_url is None:
+        raise ConfigError(
+            f"the identity provider {issuer} does not offer the device authorization grant "
+            f"({source} has no device_authorization_endpoint); ask its administrator to "
+            "enable the device flow (RFC 8628) for crane's client"
+        )
+    return Endpoints(
+        issuer=named,
+        token_url=token_url,
+        device_url=device_url,
+        revocation_url=_endpoint(document, "revocation_endpoint", source),
+    )
+
+
+def discover(issuer: str, client: httpx.Client | None = None) -> Endpoints:
+    """Fetch the provider's metadata and return its endpoints.
+
+    Raises `ConfigError` when no document is found or it lacks the device endpoint,
+    `UpstreamError` (naming the URL) when the provider cannot be reached or fails with 5xx.
+    """
+    urls = discovery_urls(issuer)
+    if client is None:
+        with make_client() as own:
+            return discover(issuer, own)
+    failures: list[str] = []
+    for url in urls:
+        try:
+            # A GET of public metadata: following redirects is safe here.
+            response = client.get(url, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{url}: {describe_transport_error(exc)}") from None
+        if response.status_code >= 500:
+            failures.append(f"{url} answered HTTP {response.status_code}")
+            continue
+        if response.status_code != 200:
+            continue
+        try:
+            document = response.json()
+        except ValueError:
+            continue
+        if isinstance(document, dict):
+            return _endpoints_from(document, issuer, url)
+    if failures:
+        raise UpstreamError(f"discovery for {issuer} failed: {'; '.join(failures)}")
+    raise ConfigError(
+        f"no OpenID Connect or OAuth 2.0 metadata found for the issuer {issuer} "
+        f"(tried {', '.join(urls)}); check the issuer URL or register the endpoints "
+        "explicitly (URL CLIENT_ID TOKEN_URL DEVICE_URL)"
+    )

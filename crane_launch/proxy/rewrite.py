@@ -1,0 +1,451 @@
+"""Rewriting simple-index pages (PEP 503 HTML, PEP 691 JSON) for the index door.
+
+Every link is resolved against the upstream page URL and passed through
+`routing.map_link`: links on the private origin become `/<token>/files/...`, all
+others stay absolute and direct. Nothing else on the page changes meaning:
+
+- HTML is scanned with `html.parser`; only `<a href>` start tags are rebuilt (every
+  attribute kept, in order, re-escaped with `html.escape(quote=True)`), and every
+  `<base href>` is dropped after it has been honoured for resolution (left in place it
+  would re-anchor the rewritten `/<token>/files/` links on another host). All other
+  characters of the document are copied as they were.
+- JSON keeps every key and value; only `files[].url` changes. An index root (a
+  `projects` list) passes through byte for byte.
+
+A page that cannot be read raises `PageError`, which the server turns into a 502.
+
+Old Crane builds answer a missing project with 200 and their "not found" page;
+`is_not_found_page` recognises that page and nothing else (see its docstring for the
+exact shape, taken from Crane's `not-found.html` template).
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import json
+from collections.abc import Callable
+from html.parser import HTMLParser
+from typing import Any, Literal
+
+from crane_launch.errors import UpstreamError
+from crane_launch.proxy.routing import Origin, map_link, normalise_project
+
+__all__ = [
+    "PageError",
+    "PageKind",
+    "is_not_found_page",
+    "page_kind",
+    "rewrite_page",
+    "rewrite_root_page",
+]
+
+PageKind = Literal["html", "json"]
+
+_HTML_TYPES = frozenset(
+    {
+        "text/html",
+        "application/vnd.pypi.simple.v1+html",
+        "application/vnd.pypi.simple.latest+html",
+    }
+)
+_JSON_TYPES = frozenset(
+    {
+        "application/json",
+        "application/vnd.pypi.simple.v1+json",
+        "application/vnd.pypi.simple.latest+json",
+    }
+)
+_NOT_FOUND_MAX_BYTES = 64 * 1024
+_DISTRIBUTION_SUFFIXES = (
+    ".whl",
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz",
+    ".tar.xz",
+    ".txz",
+    ".tar",
+    ".zip",
+    ".egg",
+    ".exe",
+    ".msi",
+    ".rpm",
+    ".metadata",
+)
+
+LinkMapper = Callable[[str, str], str]
+"""(href, base URL) -> the href the child gets."""
+
+
+class PageError(UpstreamError):
+    """An upstream index page that cannot be read or rewritten. One line, no secrets."""
+
+
+# --- content types ------------------------------------------------------------------
+
+
+def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
+    media, *raw_params = content_type.split(";")
+    params: dict[str, str] = {}
+    for raw in raw_params:
+        name, sep, value = raw.partition("=")
+        if sep:
+            params[name.strip().lower()] = value.strip().strip('"').strip()
+    return media.strip().lower(), params
+
+
+def page_kind(content_type: str) -> PageKind | None:
+    """'html' or 'json' by media type (parameters ignored); None for anything else."""
+    media, _ = _media_type(content_type)
+    if media in _HTML_TYPES:
+        return "html"
+    if media in _JSON_TYPES:
+        return "json"
+    return None
+
+
+def _html_charset(content_type: str) -> str:
+    charset = _media_type(content_type)[1].get("charset") or "utf-8"
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        raise PageError(f"upstream page declares an unknown charset {charset!r}") from None
+
+
+# --- rewriting ----------------------------------------------------------------------
+
+
+def rewrite_page(
+    body: bytes,
+    content_type: str,
+    page_url: str,
+    private_origin: Origin | str | None,
+    files_prefix: str,
+) -> bytes:
+    """The page at `page_url` with every link mapped by `routing.map_link`.
+
+    `content_type` is the upstream response's; send it on unchanged (HTML keeps its
+    charset; JSON is written as compact UTF-8). `private_origin` None makes every link
+    absolute and direct (for public index pages). Raises `PageError` for a page of
+    another type, undecodable bytes, invalid JSON or JSON of the wrong shape, and a
+    link that cannot be parsed.
+    """
+
+    def mapper(href: str, base: str) -> str:
+        return map_link(href, base, private_origin, files_prefix)
+
+    kind = page_kind(content_type)
+    if kind == "html":
+        return _rewrite_html(body, content_type, page_url, mapper)
+    if kind == "json":
+        return _rewrite_json(body, page_url, mapper)
+    raise PageError(f"upstream page has unsupported content type {content_type!r}")
+
+
+def rewrite_root_page(
+    body: bytes,
+    content_type: str,
+    page_url: str,
+    private_origin: Origin | str | None,
+    files_prefix: str,
+    *,
+    simple_prefix: str,
+) -> bytes:
+    """The index root page, with its project links pointed at the index door.
+
+    A link that resolves to `<page_url><name>/` (or without the slash) becomes
+    `<simple_prefix>/<normalised name>/`, `simple_prefix` being like `/<token>/simple`;
+    other links are mapped like `rewrite_page` does. PEP 691 JSON roots carry names,
+    not links, and pass through unchanged (after a shape check).
+    """
+    project_base = page_url if page_url.endswith("/") else page_url + "/"
+    door = simple_prefix.rstrip("/")
+
+    def mapper(href: str, base: str) -> str:
+        resolved = map_link(href, base, None, files_prefix)
+        name = _child_segment(resolved, project_base)
+        if name is not None:
+            return f"{door}/{normalise_project(name)}/"
+        return map_link(href, base, private_origin, files_prefix)
+
+    kind = page_kind(content_type)
+    if kind == "html":
+        return _rewrite_html(body, content_type, page_url, mapper)
+    if kind == "json":
+        return _rewrite_json(body, page_url, mapper)
+    raise PageError(f"upstream page has unsupported content type {content_type!r}")
+
+
+def _child_segment(url: str, base: str) -> str | None:
+    url = url.partition("#")[0]
+    if "?" in url or not url.startswith(base):
+        return None
+    rest = url[len(base) :].removesuffix("/")
+    if not rest or "/" in rest or rest in (".", ".."):
+        return None
+    return rest
+
+
+# --- HTML ---------------------------------------------------------------------------
+
+
+class _TagScanner(HTMLParser):
+    """Finds start tags and where they sit in the text; reports nothing else.
+
+    It is fed a copy of the page in which every `&` is replaced by one character that
+    does not occur in the page: the tag structure and every offset stay the same, but
+    the parser never meets a character reference, so a stray `&#` cannot make it stop
+    early and hand the rest of the page over as text (and leave links unmapped).
+    Attribute values are then unescaped here exactly as `HTMLParser` would have.
+    """
+
+    def __init__(self, text: str, wanted: frozenset[str]) -> None:
+        super().__init__(convert_charrefs=False)
+        self._wanted = wanted
+        self._amp = _unused_char(text)
+        self._line_starts = [0]
+        self._line_starts.extend(i + 1 for i, c in enumerate(text) if c == "\n")
+        self.tags: list[tuple[int, int, str, list[tuple[str, str | None]], bool]] = []
+        self.feed(text.replace("&", self._amp))
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._record(tag, attrs, closed=False)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._record(tag, attrs, closed=True)
+
+    def _record(self, tag: str, attrs: list[tuple[str, str | None]], *, closed: bool) -> None:
+        if tag not in self._wanted:
+            return
+        line, column = self.getpos()
+        start = self._line_starts[line - 1] + column
+        end = start + len(self.get_starttag_text() or "")
+        amp = self._amp
+        values = [
+            (
+                name.replace(amp, "&"),
+                None if value is None else html.unescape(value.replace(amp, "&")),
+            )
+            for name, value in attrs
+        ]
+        self.tags.append((start, end, tag, values, closed))
+
+
+def _unused_char(text: str) -> str:
+    present = set(text)
+    for code in range(0xE000, 0xF900):  # the private use area
+        if chr(code) not in present:
+            return chr(code)
+    raise PageError("upstream page cannot be scanned (it uses every private-use character)")
+
+
+def _decode_html(body: bytes, content_type: str) -> tuple[str, str]:
+    charset = _html_charset(content_type)
+    try:
+        return body.decode(charset), charset
+    except UnicodeDecodeError as exc:
+        raise PageError(f"upstream HTML page is not valid {charset} (byte {exc.start})") from None
+    except LookupError:  # a codec that is not a text encoding, such as base64
+        raise PageError(f"upstream page declares an unknown charset {charset!r}") from None
+
+
+def _rewrite_html(body: bytes, content_type: str, page_url: str, mapper: LinkMapper) -> bytes:
+    text, charset = _decode_html(body, content_type)
+    try:
+        tags = _TagScanner(text, frozenset({"a", "base"})).tags
+    except PageError:
+        raise
+    except Exception as exc:  # html.parser has a few internal assertions
+        raise PageError(f"upstream HTML page cannot be parsed ({type(exc).__name__})") from None
+
+    # Like pip, the first <base href> applies to every link, wherever it stands.
+    base_url = page_url
+    for _, _, tag, attrs, _ in tags:
+        href = _first_href(attrs) if tag == "base" else None
+        if href is not None:
+            base_url = _resolve(href, page_url, mapper=None)
+            break
+
+    out: list[str] = []
+    done = 0
+    for start, end, tag, attrs, closed in tags:
+        if _first_href(attrs) is None:
+            continue
+        out.append(text[done:start])
+        done = end
+        if tag == "base":
+            continue
+        new_attrs = [
+            (
+                name,
+                _resolve(value, base_url, mapper)
+                if name == "href" and value is not None
+                else value,
+            )
+            for name, value in attrs
+        ]
+        out.append(_start_tag(tag, new_attrs, closed=closed))
+    out.append(text[done:])
+    try:
+        return "".join(out).encode(charset)
+    except UnicodeEncodeError:
+        raise PageError(f"rewritten page cannot be encoded as {charset}") from None
+
+
+def _first_href(attrs: list[tuple[str, str | None]]) -> str | None:
+    for name, value in attrs:
+        if name == "href" and value is not None:
+            return value
+    return None
+
+
+def _resolve(href: str, base: str, mapper: LinkMapper | None) -> str:
+    try:
+        if mapper is None:
+            return map_link(href, base, None, "")
+        return mapper(href, base)
+    except ValueError as exc:
+        raise PageError(f"upstream page has a link that cannot be parsed: {exc}") from None
+
+
+def _start_tag(tag: str, attrs: list[tuple[str, str | None]], *, closed: bool) -> str:
+    parts = [f"<{tag}"]
+    for name, value in attrs:
+        parts.append(f" {name}" if value is None else f' {name}="{html.escape(value, quote=True)}"')
+    parts.append("/>" if closed else ">")
+    return "".join(parts)
+
+
+# --- JSON ---------------------------------------------------------------------------
+
+
+def _rewrite_json(body: bytes, page_url: str, mapper: LinkMapper) -> bytes:
+    try:
+        data: Any = json.loads(body)
+    except UnicodeDecodeError:
+        raise PageError("upstream JSON page is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise PageError(
+            f"upstream JSON page is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise PageError(f"upstream JSON page cannot be read ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise PageError("upstream JSON page is not a JSON object")
+    if "files" not in data:
+        if isinstance(data.get("projects"), list):
+            return body
+        raise PageError("upstream JSON page has neither a 'files' nor a 'projects' list")
+    files = data["files"]
+    if not isinstance(files, list):
+        raise PageError("upstream JSON page: 'files' is not a list")
+    for position, entry in enumerate(files):
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise PageError(f"upstream JSON page: files[{position}] has no 'url' string")
+        entry["url"] = _resolve(entry["url"], page_url, mapper)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# --- old Crane's "200 Not found" ----------------------------------------------------
+
+
+class _NotFoundScanner(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.titles: list[str] = []
+        self.headings: list[str] = []
+        self.hrefs: list[str] = []
+        self.data_attributes = False
+        self._capture: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("title", "h1"):
+            self._capture = []
+        elif tag == "a":
+            self.data_attributes |= any(name.startswith("data-") for name, _ in attrs)
+            self.hrefs.extend(value for name, value in attrs if name == "href" and value)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("title", "h1") and self._capture is not None:
+            text = " ".join("".join(self._capture).split())
+            (self.titles if tag == "title" else self.headings).append(text)
+            self._capture = None
+
+    def handle_data(self, data: str) -> None:
+        if self._capture is not None:
+            self._capture.append(data)
+
+
+def is_not_found_page(status: int, content_type: str, body: bytes) -> bool:
+    """True for the answer old Crane builds send with status 200 for a missing project.
+
+    Those builds forward a miss to their error controller without setting a status,
+    so the error view goes out as 200. As HTML it is Crane's `not-found.html`::
+
+        <title>Crane - not found</title> ... <h1>Not found</h1>
+        <p>The resource <code>/pypi/simple/x/</code> was not found.</p>
+        <a href="https://crane.example/">Go back to the main page</a>
+
+    (some builds insert a navbar with Home / Login / Logout links, and with it a second
+    `<title>`). Recognised when all hold: status 200; an HTML media type; at most
+    64 KiB; exactly one `<h1>`, whose text is "Not found" (case and whitespace aside);
+    no `<title>`, or one that is "not found" or ends in "- not found"; and no link that
+    could be a distribution (a `data-*` attribute on a link, or a link to a `.whl`,
+    sdist, `.metadata`, ... file).
+
+    To a JSON-first `Accept` the same builds answer `{"status": "error", "code": 404,
+    "resource": "..."}`: recognised when the body is a JSON object with exactly those
+    three keys, `code` 404 and `status` "error" or "not-found".
+
+    Every other answer, PEP 503/691 project pages included, is not this page.
+    """
+    if status != 200 or len(body) > _NOT_FOUND_MAX_BYTES:
+        return False
+    kind = page_kind(content_type)
+    if kind == "json":
+        return _is_not_found_json(body)
+    if kind == "html":
+        return _is_not_found_html(body, content_type)
+    return False
+
+
+def _is_not_found_json(body: bytes) -> bool:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return (
+        isinstance(data, dict)
+        and set(data) == {"status", "code", "resource"}
+        and data["code"] == 404
+        and data["status"] in ("error", "not-found")
+    )
+
+
+def _is_not_found_html(body: bytes, content_type: str) -> bool:
+    try:
+        charset = _html_charset(content_type)
+        scanner = _NotFoundScanner()
+        scanner.feed(body.decode(charset, errors="replace"))
+        scanner.close()
+    except Exception:  # an unreadable page is not the page we know
+        return False
+    if [heading.casefold() for heading in scanner.headings] != ["not found"]:
+        return False
+    if scanner.titles and not any(_is_not_found_title(title) for title in scanner.titles):
+        return False
+    if scanner.data_attributes:
+        return False
+    return not any(_looks_like_distribution(href) for href in scanner.hrefs)
+
+
+def _is_not_found_title(title: str) -> bool:
+    folded = title.casefold()
+    return folded == "not found" or folded.endswith("- not found")
+
+
+def _looks_like_distribution(href: str) -> bool:
+    path = href.partition("#")[0].partition("?")[0].lower()
+    return path.endswith(_DISTRIBUTION_SUFFIXES)

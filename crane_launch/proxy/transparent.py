@@ -1,0 +1,299 @@
+"""The transparent door: an HTTP forward proxy that authenticates to private hosts.
+
+For tools that record index URLs in lock files (poetry, uv projects) the URLs must stay
+the real ones, so instead of an index door the child gets this proxy in HTTP(S)_PROXY:
+
+- Every request and CONNECT must carry `Proxy-Authorization: Basic crane:<token>`
+  (407 otherwise): another local user cannot borrow crane's credentials.
+- CONNECT to a private origin: 200, then TLS with a leaf certificate minted by crane's
+  short-lived, name-constrained CA, and HTTP/1.1 inside, forwarded to the real host
+  with the bearer token. Nothing is rewritten.
+- CONNECT anywhere else: a blind byte tunnel (through the user's own upstream proxy
+  when crane's environment names one); the child verifies the real certificate.
+- Absolute-form `http://` requests: forwarded; with credentials for a private origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import logging
+import secrets
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from crane_launch.proxy.server import Reply, Request, serve_h11
+from crane_launch.proxy.upstream import Upstream
+
+__all__ = ["TransparentDoor"]
+
+log = logging.getLogger("crane.proxy")
+
+_PASSED_RESPONSE_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "content-encoding",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "cache-control",
+    "location",
+    "vary",
+    "date",
+    "expires",
+)
+_FORWARDED_REQUEST_HEADERS = (
+    "accept",
+    "accept-encoding",
+    "range",
+    "if-range",
+    "if-none-match",
+    "if-modified-since",
+    "user-agent",
+    "cache-control",
+)
+_PIPE_CHUNK = 256 * 1024
+
+Origin = tuple[str, str, int]
+
+
+class TransparentDoor:
+    """`privates` maps each private origin (scheme, host, port) to its Upstream."""
+
+    def __init__(
+        self,
+        privates: dict[Origin, Upstream],
+        leaf_context: Callable[[str], ssl.SSLContext],
+        *,
+        password: str | None = None,
+        public_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._privates = privates
+        self._leaf_context = leaf_context
+        self.password = password or secrets.token_urlsafe(32)
+        self._public = public_client or httpx.AsyncClient(
+            trust_env=True, follow_redirects=False, timeout=httpx.Timeout(60.0, connect=10.0)
+        )
+
+    def __repr__(self) -> str:
+        return f"TransparentDoor({sorted(h for _, h, _ in self._privates)})"
+
+    def proxy_url(self, port: int) -> str:
+        return f"http://crane:{self.password}@127.0.0.1:{port}"
+
+    async def aclose(self) -> None:
+        await self._public.aclose()
+
+    def _authorised(self, request: Request) -> bool:
+        value = request.header("proxy-authorization") or ""
+        scheme, _, encoded = value.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            _user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(unquote(password).encode(), self.password.encode())
+
+    async def __call__(self, request: Request) -> Reply:
+        if not self._authorised(request):
+            return Reply.text(
+                407,
+                "crane: proxy authentication required",
+                [("proxy-authenticate", 'Basic realm="crane"')],
+            )
+        if request.method == "CONNECT":
+            return self._connect(request.target)
+        if request.target.startswith("http://"):
+            return await self._forward(request, request.target, intercepted=False)
+        return Reply.text(400, "crane: this proxy takes CONNECT or absolute http:// URLs")
+
+    # -- CONNECT ----------------------------------------------------------------------------
+
+    def _connect(self, authority: str) -> Reply:
+        host, _, port_text = authority.rpartition(":")
+        host = host.strip("[]").lower()
+        try:
+            port = int(port_text)
+        except ValueError:
+            return Reply.text(400, "crane: CONNECT needs host:port")
+        origin = ("https", host, port)
+        if origin in self._privates:
+
+            async def intercept(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter, leftover: bytes
+            ) -> None:
+                await self._intercept(origin, reader, writer, leftover)
+
+            return Reply(200, [], takeover=intercept)
+
+        async def tunnel(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, leftover: bytes
+        ) -> None:
+            await _blind_tunnel(host, port, reader, writer, leftover)
+
+        return Reply(200, [], takeover=tunnel)
+
+    async def _intercept(
+        self,
+        origin: Origin,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        leftover: bytes,
+    ) -> None:
+        if leftover:
+            # The client sent its TLS hello before our 200: h11 holds those bytes, and
+            # the TLS layer cannot be fed them. No index client does this.
+            log.debug("CONNECT with early data; closing")
+            return
+        context = self._leaf_context(origin[1])
+        await writer.start_tls(context)
+        base = _origin_url(origin)
+
+        async def inner(request: Request) -> Reply:
+            if request.method not in ("GET", "HEAD"):
+                return Reply.text(405, "crane: only GET and HEAD go to a private index")
+            if not request.target.startswith("/"):
+                return Reply.text(400, "crane: bad request target")
+            return await self._forward(request, base + request.target, intercepted=True)
+
+        with contextlib.suppress(ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
+            await serve_h11(inner, reader, writer)
+
+    # -- forwarding -------------------------------------------------------------------------
+
+    async def _forward(self, request: Request, url: str, *, intercepted: bool) -> Reply:
+        headers = {
+            name: value
+            for name in _FORWARDED_REQUEST_HEADERS
+            if (value := request.header(name)) is not None
+        }
+        headers.setdefault("accept-encoding", "identity")
+        parts = urlsplit(url)
+        origin = (
+            parts.scheme,
+            (parts.hostname or "").lower(),
+            parts.port or _default_port(parts.scheme),
+        )
+        upstream = self._privates.get(origin)
+        try:
+            if upstream is not None:
+                answer = await upstream.get(
+                    url, method=request.method, headers=headers, stream=True
+                )
+                response = answer.response
+                if response.status_code in (401, 403):
+                    await response.aclose()
+                    return Reply.text(
+                        502,
+                        f"authentication to {_origin_url(origin)} failed: run `crane login` for it",
+                    )
+            elif intercepted:  # pragma: no cover - interception happens only for privates
+                return Reply.text(502, "crane: not a private origin")
+            else:
+                outgoing = self._public.build_request(request.method, url, headers=headers)
+                response = await self._public.send(outgoing, stream=True)
+        except httpx.HTTPError as exc:
+            return Reply.text(502, f"crane: {url.split('?', maxsplit=1)[0]}: {type(exc).__name__}")
+        reply_headers = [
+            (name, value)
+            for name in _PASSED_RESPONSE_HEADERS
+            if (value := response.headers.get(name)) is not None
+        ]
+        return Reply(
+            response.status_code, reply_headers, _relay(response.aiter_raw()), close=response.aclose
+        )
+
+
+async def _relay(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield chunk
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def _origin_url(origin: Origin) -> str:
+    scheme, host, port = origin
+    shown = f"[{host}]" if ":" in host else host
+    if port == _default_port(scheme):
+        return f"{scheme}://{shown}"
+    return f"{scheme}://{shown}:{port}"
+
+
+def _upstream_proxy(host: str) -> str | None:
+    """The user's own HTTPS proxy for `host`, from crane's environment, if any."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get("https") or proxies.get("all")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy or bypass(host, proxies):
+        return None
+    return proxy
+
+
+async def _blind_tunnel(
+    host: str,
+    port: int,
+    client_reader: asyncio.StreamReader,
+    client_writer: asyncio.StreamWriter,
+    leftover: bytes,
+) -> None:
+    proxy = _upstream_proxy(host)
+    try:
+        if proxy is None:
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), 15.0)
+        else:
+            up_reader, up_writer = await _connect_via(proxy, host, port)
+    except (OSError, TimeoutError) as exc:
+        log.warning("tunnel to %s:%s failed: %s", host, port, exc.__class__.__name__)
+        return
+    if leftover:
+        up_writer.write(leftover)
+    try:
+        await asyncio.gather(_pipe(client_reader, up_writer), _pipe(up_reader, client_writer))
+    finally:
+        up_writer.close()
+        with contextlib.suppress(Exception):
+            await up_writer.wait_closed()
+
+
+async def _connect_via(
+    proxy: str, host: str, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(parts.hostname, parts.port or 8080), 15.0
+    )
+    lines = [f"CONNECT {host}:{port} HTTP/1.1", f"Host: {host}:{port}"]
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        lines.append("Proxy-Authorization: Basic " + base64.b64encode(pair.encode()).decode())
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15.0)
+    status = head.split(b" ", 2)[1:2]
+    if status != [b"200"]:
+        writer.close()
+        raise OSError(f"upstream proxy refused CONNECT ({head.splitlines()[0]!r})")
+    return reader, writer
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(_PIPE_CHUNK):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            if writer.can_write_eof():
+                writer.write_eof()
