@@ -90,6 +90,7 @@ class Credentials:
         self._browser = browser
         self._lock = threading.Lock()  # held around every refresh and store write
         self._login_lock = threading.Lock()  # one device flow at a time per process
+        self._http_lock = threading.Lock()
         self._cached: TokenSet | None = None
 
     def __repr__(self) -> str:
@@ -97,14 +98,16 @@ class Credentials:
 
     @property
     def http(self) -> httpx.Client:
-        if self._http is None:
-            self._http = make_client()
-        return self._http
+        with self._http_lock:  # made lazily: `status()` needs no client
+            if self._http is None:
+                self._http = make_client()
+            return self._http
 
     def close(self) -> None:
-        if self._own_http and self._http is not None:
-            self._http.close()
-            self._http = None
+        with self._http_lock:
+            if self._own_http and self._http is not None:
+                self._http.close()
+                self._http = None
 
     def __enter__(self) -> Credentials:
         return self

@@ -311,7 +311,7 @@ def _site_prefix(
     python: str | None, environ: Mapping[str, str], cwd: Path, read_text: ReadText
 ) -> Path | None:
     """Where pip's site config lives: the prefix of the Python that runs pip."""
-    if python:
+    if python and "/" in python:
         candidate = (cwd / python).parent.parent
         if read_optional(read_text, candidate / "pyvenv.cfg")[1] is not None:
             return candidate
@@ -431,12 +431,16 @@ def plan_pip(
             argv_roots.append((o, root))
             roots.append(root)
     walk = walk_requirements(roots, dialect="pip", cwd=cwd, environ=environ, read_text=read_text)
+    if walk.no_index_places:
+        return unchanged(
+            f"--no-index in {walk.no_index_places[0]}: pip uses no index; running pip unchanged"
+        )
     rejections.extend(walk.rejections)
     for line in walk.index_lines:
         if registry.find(line.url) is None:
             rejections.append(Rejection(line.place, f"--index-url {line.url}", FOREIGN_INDEX_WHY))
 
-    index_options = [o for o in found if o.name == "--index-url" and o.value is not None]
+    index_options = [o for o in found if o.name == "--index-url" and o.value]
     chain = [IndexSetting(o.value or "", "command line", explicit=True) for o in index_options]
     chain.reverse()  # optparse keeps the last one
     chain.extend(IndexSetting(v.value, v.place) for v in settings.chain(_INDEX_KEYS))

@@ -19,6 +19,8 @@ pip's rules, from `pip/_internal/req/req_file.py`, which this module follows:
   pip: `plan_copies` writes a copy beside the file with that option removed (the line
   becomes a comment, so line numbers in pip's messages stay true) and copies each file on
   the way down to it so that the includes point at the copies.
+- `--no-index` in a file turns the index off for the rest of the run and cannot be
+  turned back on (`handle_option_line`), in pip and in uv alike: the run needs no proxy.
 
 uv's pip interface reads the same format (`-iURL` and abbreviations are errors there),
 but it appends a file's indexes after the ones from its settings (`IndexLocations::

@@ -331,7 +331,7 @@ def plan_uv_pip(
         return unchanged()
 
     def last(name: str) -> str | None:
-        values = [o.value for o in found if o.name == name and o.value is not None]
+        values = [o.value for o in found if o.name == name and o.value]
         return values[-1] if values else None
 
     directory = last("--directory") or environ.get("UV_WORKING_DIR") or None
@@ -410,15 +410,17 @@ def plan_uv_pip(
     if command in ("compile", "sync"):
         roots.extend(Root("source file", word, "command line") for word in words[2:])
     walk = walk_requirements(roots, dialect="uv", cwd=workdir, environ=environ, read_text=read_text)
+    if walk.no_index_places:
+        return unchanged(
+            f"--no-index in {walk.no_index_places[0]}: uv uses no index; running uv unchanged"
+        )
     rejections.extend(walk.rejections)
     for line in walk.index_lines:
         if registry.find(line.url) is None:
             rejections.append(Rejection(line.place, f"--index-url {line.url}", FOREIGN_INDEX_WHY))
 
     chain: list[IndexSetting] = []
-    index_options = [
-        o for o in found if o.name in ("--default-index", "--index-url") and o.value is not None
-    ]
+    index_options = [o for o in found if o.name in ("--default-index", "--index-url") and o.value]
     default_index = last("--default-index")
     if default_index is not None:
         chain.append(IndexSetting(_index_url(default_index), "command line", explicit=True))

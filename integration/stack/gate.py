@@ -250,6 +250,15 @@ class _Handler(BaseHTTPRequestHandler):
                 head=head,
             )
             return
+        if auth_ok and auth_header and auth_header.split(" ", 1)[-1] in gate.revoked_tokens:
+            gate._record(method, path, False, had_auth, 401, "revoked", subject)
+            self._send_simple(
+                401,
+                "unauthorized\n",
+                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                head=head,
+            )
+            return
         if not auth_ok:
             status = auth_error.status
             gate._record(method, path, False, had_auth, status, reason)
@@ -372,6 +381,7 @@ class Gate:
         self.required_scope = required_scope
         self.mode = "normal"
         self.slow_seconds = 2.0
+        self.revoked_tokens: set[str] = set()  # access tokens answered 401 from now on
         self.requests: list[GateRecord] = []
         self._records_lock = threading.Lock()
         self._keys = _Keys(self.issuer)
@@ -425,9 +435,10 @@ class Gate:
             self.requests.clear()
 
     def reset(self) -> None:
-        """Restore the knobs (mode, slow_seconds); the records stay."""
+        """Restore the knobs (mode, slow_seconds, revoked_tokens); the records stay."""
         self.mode = "normal"
         self.slow_seconds = 2.0
+        self.revoked_tokens = set()
 
     def records(self, *, path_prefix: str | None = None) -> list[GateRecord]:
         with self._records_lock:

@@ -180,6 +180,30 @@ def test_index_from_pip_config_files(
     assert result.env_unset == set()
 
 
+@pytest.mark.parametrize(
+    ("support_dir", "config"),
+    [
+        (True, "home/Library/Application Support/pip/pip.conf"),
+        (False, "home/.config/pip/pip.conf"),
+    ],
+)
+def test_macos_user_config(
+    files: Files, registry: Registry, support_dir: bool, config: str
+) -> None:
+    if support_dir:
+        (files.root / "home/Library/Application Support/pip").mkdir(parents=True)
+    files.write(files.root / config, f"[global]\nindex-url = {PRIVATE}\n")
+    assert_private(plan(files, registry, ["install", "pkg"], platform="darwin"))
+
+
+def test_site_config_of_the_given_python(files: Files, registry: Registry) -> None:
+    files.write(files.root / "env/pyvenv.cfg", "home = /usr\n")
+    files.write(files.root / "env/pip.conf", f"[install]\nindex-url = {PRIVATE}\n")
+    result = plan(files, registry, ["install", "pkg"], python="../env/bin/python")
+    assert_private(result)
+    assert result.command == ["../env/bin/python", "-m", "pip", "install", "pkg"]
+
+
 @pytest.mark.parametrize("variable", ["PIP_INDEX_URL", "PIP_PYPI_URL", "PIP_index_url"])
 def test_index_from_environment_is_unset_for_the_child(
     files: Files, registry: Registry, variable: str
@@ -205,7 +229,12 @@ def test_index_from_requirements_file(files: Files, registry: Registry) -> None:
         (f"[global]\nindex-url = {MIRROR}\n", {}, None, ""),
         # the command's section beats [global]
         (f"[global]\nindex-url = {PRIVATE}\n[install]\nindex-url = {MIRROR}\n", {}, None, ""),
-        (f"[global]\nindex-url = {MIRROR}\n[install]\nindex-url = {PRIVATE}\n", {}, PRIVATE, MIRROR),
+        (
+            f"[global]\nindex-url = {MIRROR}\n[install]\nindex-url = {PRIVATE}\n",
+            {},
+            PRIVATE,
+            MIRROR,
+        ),
         # another command's section does not apply
         (f"[download]\nindex-url = {PRIVATE}\n", {}, None, ""),
         # an empty value is ignored, as pip ignores it
@@ -215,6 +244,7 @@ def test_index_from_requirements_file(files: Files, registry: Registry) -> None:
     ],
 )
 def test_precedence_of_index_settings(
+    *,
     files: Files,
     registry: Registry,
     config: str,
@@ -310,6 +340,7 @@ def test_commands_without_an_index_pass_through_unchecked(
     ],
 )
 def test_no_index_runs_pip_unchanged(
+    *,
     files: Files,
     registry: Registry,
     argv: list[str],
@@ -322,6 +353,17 @@ def test_no_index_runs_pip_unchanged(
     assert result.private is None
     assert result.command == ["pip", *argv]
     assert result.notes == [note.replace("@", str(files.root))]
+
+
+def test_no_index_line_in_requirements_file_runs_pip_unchanged(
+    files: Files, registry: Registry
+) -> None:
+    files.write("reqs.txt", f"--no-index\n--find-links wheels\n-i {PRIVATE}\npkg\n")
+    result = plan(files, registry, ["install", "-r", "reqs.txt"])
+    assert result.private is None
+    assert result.notes == [
+        "--no-index in requirements file reqs.txt line 1: pip uses no index; running pip unchanged"
+    ]
 
 
 def test_no_index_false_is_not_no_index(files: Files, registry: Registry) -> None:

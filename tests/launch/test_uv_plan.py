@@ -262,7 +262,7 @@ def test_directory_option_moves_discovery_and_file_paths(files: Files, registry:
     files.write("proj/uv.toml", f'index-url = "{PRIVATE}"\n')
     files.write("proj/reqs.txt", f"--extra-index-url {MIRROR}\n")
     argv = ["pip", "install", "--directory", "proj", "-r", "reqs.txt"]
-    with pytest.raises(RejectedSettingError, match="requirements file reqs.txt line 1"):
+    with pytest.raises(RejectedSettingError, match=r"requirements file reqs\.txt line 1"):
         plan(files, registry, argv)
 
 
