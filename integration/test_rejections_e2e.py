@@ -1,0 +1,176 @@
+"""Settings that would bypass crane's proxy, rejected through the real `crane` command.
+
+The planning rules are unit-tested table by table in tests/launch; these tests prove the
+wiring: one `crane: <place>: ...` line, exit code 3, no traceback, nothing run.
+"""
+
+from __future__ import annotations
+
+import pytest
+from harness import Result
+
+MIRROR = "http://127.0.0.1:9/mirror/simple/"
+EXTRA_WHY = "projects could come from another index and bypass private-first routing"
+PROXY_WHY = (
+    "crane's proxy must be the tool's only way to the index; set HTTPS_PROXY for crane instead"
+)
+
+
+@pytest.fixture
+def registered(stack, crane):
+    crane.register(stack, None, "--public-index", stack.public_url)
+    return crane
+
+
+def assert_rejected(result: Result, line: str) -> None:
+    assert result.code == 3, result.stderr
+    assert result.stderr.strip().splitlines() == [f"crane: {line}"]
+    assert result.stdout == ""
+
+
+def test_pip_extra_index_url_on_the_command_line(stack, registered):
+    result = registered.run(
+        "pip", "install", "-i", stack.private_url, "--extra-index-url", MIRROR, "x"
+    )
+    assert_rejected(
+        result, f"command line: --extra-index-url is not allowed under crane: {EXTRA_WHY}"
+    )
+
+
+def test_pip_proxy_on_the_command_line(stack, registered):
+    result = registered.run(
+        "pip", "--proxy", "http://127.0.0.1:9", "install", "-i", stack.private_url, "x"
+    )
+    assert_rejected(result, f"command line: --proxy is not allowed under crane: {PROXY_WHY}")
+
+
+def test_pip_extra_index_url_in_the_environment(stack, registered):
+    env = {**registered.env, "PIP_EXTRA_INDEX_URL": MIRROR}
+    result = registered.run("pip", "install", "-i", stack.private_url, "x", env=env)
+    assert_rejected(
+        result,
+        "environment variable PIP_EXTRA_INDEX_URL: extra-index-url is not allowed under crane: "
+        + EXTRA_WHY,
+    )
+
+
+def test_pip_proxy_in_the_environment(stack, registered):
+    env = {**registered.env, "PIP_PROXY": "http://127.0.0.1:9"}
+    result = registered.run("pip", "install", "-i", stack.private_url, "x", env=env)
+    assert_rejected(
+        result, f"environment variable PIP_PROXY: proxy is not allowed under crane: {PROXY_WHY}"
+    )
+
+
+def test_pip_extra_index_url_in_a_config_file(stack, registered, tmp_path):
+    config = tmp_path / "pip.conf"
+    config.write_text(f"[global]\nextra-index-url = {MIRROR}\n")
+    env = {**registered.env, "PIP_CONFIG_FILE": str(config)}
+    result = registered.run("pip", "install", "-i", stack.private_url, "x", env=env)
+    assert_rejected(
+        result,
+        f"pip config file {config}: [global]: extra-index-url is not allowed under crane: "
+        + EXTRA_WHY,
+    )
+
+
+def test_pip_proxy_in_a_config_file(stack, registered, tmp_path):
+    config = tmp_path / "pip.conf"
+    config.write_text("[install]\nproxy = http://127.0.0.1:9\n")
+    env = {**registered.env, "PIP_CONFIG_FILE": str(config)}
+    result = registered.run("pip", "install", "-i", stack.private_url, "x", env=env)
+    assert_rejected(
+        result,
+        f"pip config file {config}: [install]: proxy is not allowed under crane: {PROXY_WHY}",
+    )
+
+
+def test_pip_extra_index_url_in_a_nested_requirements_file(stack, registered):
+    work = registered.cwd
+    (work / "reqs").mkdir()
+    (work / "reqs" / "base.txt").write_text(f"decoy-pkg\n\n--extra-index-url={MIRROR}\n")
+    (work / "requirements.txt").write_text("-r reqs/base.txt\n")
+    result = registered.run("pip", "install", "-i", stack.private_url, "-r", "requirements.txt")
+    assert_rejected(
+        result,
+        f"requirements file reqs/base.txt line 3: --extra-index-url is not allowed under crane: "
+        f"{EXTRA_WHY}",
+    )
+
+
+def test_pip_foreign_index_in_a_requirements_file(stack, registered):
+    (registered.cwd / "requirements.txt").write_text(f"--index-url {MIRROR}\ndecoy-pkg\n")
+    result = registered.run("pip", "install", "-i", stack.private_url, "-r", "requirements.txt")
+    assert result.code == 3, result.stderr
+    assert result.stderr.startswith("crane: requirements file requirements.txt line 1: ")
+    assert MIRROR in result.stderr
+
+
+def test_uv_extra_index_url_on_the_command_line(stack, registered):
+    result = registered.run(
+        "uv", "pip", "install", "-i", stack.private_url, "--extra-index-url", MIRROR, "x"
+    )
+    assert_rejected(
+        result, f"command line: --extra-index-url is not allowed under crane: {EXTRA_WHY}"
+    )
+
+
+def test_uv_extra_index_url_in_the_environment(stack, registered):
+    env = {**registered.env, "UV_EXTRA_INDEX_URL": MIRROR}
+    result = registered.run("uv", "pip", "install", "-i", stack.private_url, "x", env=env)
+    assert_rejected(
+        result,
+        "environment variable UV_EXTRA_INDEX_URL: extra-index-url is not allowed under crane: "
+        + EXTRA_WHY,
+    )
+
+
+def test_uv_index_in_the_environment(stack, registered):
+    env = {**registered.env, "UV_INDEX": f"mirror={MIRROR}"}
+    result = registered.run("uv", "pip", "install", "-i", stack.private_url, "x", env=env)
+    assert_rejected(
+        result, f"environment variable UV_INDEX: index is not allowed under crane: {EXTRA_WHY}"
+    )
+
+
+def test_uv_extra_index_url_in_uv_toml(stack, registered):
+    config = registered.cwd / "uv.toml"
+    config.write_text(f'extra-index-url = ["{MIRROR}"]\n')
+    result = registered.run("uv", "pip", "install", "-i", stack.private_url, "x")
+    assert_rejected(
+        result, f"uv config file {config}: extra-index-url is not allowed under crane: {EXTRA_WHY}"
+    )
+
+
+def test_an_unregistered_index_on_the_command_line_suggests_the_closest(stack, registered):
+    typo = stack.private_url.replace("/simple/", "/simpel/")
+    result = registered.run("pip", "install", "-i", typo, "x")
+    assert result.code == 3
+    assert result.stderr.strip() == (
+        f"crane: {typo} is not a registered index (did you mean {stack.private_url}?); "
+        f"register it with `crane index register {typo} ...`"
+    )
+
+
+def test_no_registered_index_runs_the_tool_unchanged(stack, registered, tmp_path):
+    env = {**registered.env, "PIP_INDEX_URL": stack.public_url}
+    result = registered.run(
+        "pip", "download", "--no-deps", "-d", str(tmp_path / "d"), "decoy-pkg", env=env
+    )
+    assert result.code == 0, result.stderr
+    assert "crane: no registered index in play; running pip unchanged" in result.stderr
+    assert (tmp_path / "d" / "decoy_pkg-99.0-py3-none-any.whl").exists()
+
+
+def test_a_private_index_line_in_requirements_goes_behind_the_proxy(stack, registered, tmp_path):
+    assert registered.login(stack).code == 0
+    work = registered.cwd
+    original = f"--index-url {stack.private_url}\ndecoy-pkg\n"
+    (work / "requirements.txt").write_text(original)
+    target = tmp_path / "target"
+    result = registered.run("pip", "install", "--target", str(target), "-r", "requirements.txt")
+    assert result.code == 0, result.stderr
+    assert "ORIGIN = 'private'" in (target / "decoy_pkg" / "__init__.py").read_text()
+    # The copy crane handed to pip is gone; the user's file is untouched.
+    assert sorted(p.name for p in work.iterdir()) == ["requirements.txt"]
+    assert (work / "requirements.txt").read_text() == original
