@@ -142,6 +142,16 @@ def index_remove(url: str) -> None:
 # -- auth ---------------------------------------------------------------------------------
 
 
+@cli.command(context_settings=_TOOL_ARGS, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def poetry(obj: Context, args: tuple[str, ...]) -> None:
+    """Run poetry; its private sources are reached through crane's transparent proxy."""
+    from crane_launch.launch import tools
+
+    _exit(tools.poetry(list(args), no_input=obj.no_input))
+
+
 @cli.command()
 @click.argument("url")
 @click.option("--no-browser", is_flag=True, help="Print the URL and code; do not open a browser.")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,8 @@ if str(_HERE) not in sys.path:
 
 from stack import servers  # noqa: E402
 from stack.compose import Stack, make_stack, running_indexes  # noqa: E402
+from stack.gate import Gate  # noqa: E402
+from stack.testca import make_test_ca  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -153,3 +156,38 @@ def crane(tool_env, tmp_path):
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     return Crane(tool_env, cwd=work)
+
+
+@dataclass
+class TLSFront:
+    """The private index behind HTTPS on ``localhost``, signed by a test CA."""
+
+    url: str  # https://localhost:T/simple/
+    gate: Gate
+    ca_path: Path
+
+
+@pytest.fixture(scope="session")
+def tls_front(stack, tmp_path_factory):
+    """A second gate in front of the same private pypiserver, speaking HTTPS with a
+    certificate from a test CA that the tests' environment trusts (a corporate CA)."""
+    ca_path, context = make_test_ca(tmp_path_factory.mktemp("test-ca"))
+    gate = Gate(stack.private_upstream_url, stack.issuer, stack.audience)
+    url = gate.start(tls=context, host="localhost")
+    try:
+        yield TLSFront(url=url, gate=gate, ca_path=ca_path)
+    finally:
+        gate.stop()
+
+
+@pytest.fixture
+def project_env(tool_env, tls_front) -> dict[str, str]:
+    """tool_env, trusting the test CA the way a machine trusts a corporate CA."""
+    return {
+        **tool_env,
+        "SSL_CERT_FILE": str(tls_front.ca_path),
+        "REQUESTS_CA_BUNDLE": str(tls_front.ca_path),
+        "POETRY_VIRTUALENVS_IN_PROJECT": "true",
+        "POETRY_INSTALLER_MAX_WORKERS": "2",
+        "UV_CONCURRENT_DOWNLOADS": "2",
+    }

@@ -45,6 +45,7 @@ import contextlib
 import http.client
 import json
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -391,13 +392,22 @@ class Gate:
         self.url: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> str:
-        """Listen on 127.0.0.1 (a free port); return the gate's URL for ``upstream_url``."""
+    def start(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> str:
+        """Listen on 127.0.0.1 (a free port); return the gate's URL for ``upstream_url``.
+
+        With ``tls``, the gate speaks HTTPS (a TLS front, as a real index would) and its
+        URL names ``host`` (e.g. ``localhost``, which the test certificate covers).
+        """
         if self._server is not None:
             return self.url  # type: ignore[return-value]
         self._server = _Server(("127.0.0.1", 0), _Handler, self)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = self._server.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if tls is not None else "http"
+        self.origin = f"{scheme}://{host}:{self.port}"
         self.url = self.origin + self._up_path
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -1,0 +1,228 @@
+"""`crane poetry` and `crane uv <project command>`: the transparent door, lock files untouched.
+
+Real poetry and real uv, the real IdP, and the private index behind HTTPS (a test CA that
+the environment trusts, as a corporate CA would be) and behind plain HTTP.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from harness import CRANE, Crane
+
+PROJECT = """\
+[project]
+name = "demo-app"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["crane-private-app", "decoy-pkg"]
+"""
+
+POETRY_SOURCES = """
+[tool.poetry]
+package-mode = false
+
+[[tool.poetry.source]]
+name = "private"
+url = "{private}"
+priority = "primary"
+
+[[tool.poetry.source]]
+name = "public"
+url = "{public}"
+priority = "supplemental"
+"""
+
+UV_INDEXES = """
+[tool.uv]
+package = false
+
+[[tool.uv.index]]
+name = "private"
+url = "{private}"
+
+[[tool.uv.index]]
+name = "public"
+url = "{public}"
+default = true
+"""
+
+
+@pytest.fixture(params=["https", "http"])
+def private(request, stack, tls_front):
+    """The private index URL (HTTPS front or plain HTTP gate) and its gate."""
+    if request.param == "https":
+        return tls_front.url, tls_front.gate
+    return stack.private_url, stack.gate
+
+
+@pytest.fixture
+def project(stack, project_env, private, tmp_path):
+    url, gate = private
+    work = tmp_path / "project"
+    work.mkdir()
+    crane = Crane(project_env, cwd=work)
+    crane.register(stack, url, "--public-index", stack.public_url)
+    assert crane.login(stack, url).code == 0
+    gate.reset()
+    gate.clear()
+    return crane, url, gate
+
+
+def installed_origins(site: Path) -> dict[str, str]:
+    found = {}
+    for name in ("crane_private_app", "public_only_dep", "decoy_pkg"):
+        inits = list(site.glob(f"lib/python*/site-packages/{name}/__init__.py"))
+        if inits:
+            found[name] = "private" if "ORIGIN = 'private'" in inits[0].read_text() else "public"
+    return found
+
+
+EXPECTED = {"crane_private_app": "private", "public_only_dep": "public", "decoy_pkg": "private"}
+
+
+def assert_bearer_on_every_request(gate) -> None:
+    records = gate.records()
+    assert records, "the private index saw no request"
+    assert all(r.auth_ok for r in records), [r for r in records if not r.auth_ok]
+
+
+def snapshot(directory: Path, *names: str) -> dict[str, bytes]:
+    return {name: (directory / name).read_bytes() for name in names}
+
+
+def test_poetry_lock_and_install_leave_the_project_untouched(stack, project):
+    crane, url, gate = project
+    work = crane.cwd
+    (work / "pyproject.toml").write_text(
+        PROJECT + POETRY_SOURCES.format(private=url, public=stack.public_url)
+    )
+    locked = crane.run("poetry", "lock", timeout=300)
+    assert locked.code == 0, locked.stdout + locked.stderr
+    lock_text = (work / "poetry.lock").read_text()
+    # The real index URLs (poetry drops the trailing slash), never crane's proxy.
+    assert f'url = "{url.rstrip("/")}"' in lock_text
+    urls = {line for line in lock_text.splitlines() if line.startswith("url = ")}
+    assert urls == {f'url = "{u.rstrip("/")}"' for u in (url, stack.public_url)}
+    before = snapshot(work, "pyproject.toml", "poetry.lock")
+
+    installed = crane.run("poetry", "install", timeout=300)
+    assert installed.code == 0, installed.stdout + installed.stderr
+    assert snapshot(work, "pyproject.toml", "poetry.lock") == before
+    assert installed_origins(work / ".venv") == EXPECTED
+    assert_bearer_on_every_request(gate)
+    assert any("/packages/" in r.path for r in gate.records())  # files came through too
+
+
+def test_uv_lock_sync_locked_frozen_leave_uv_lock_untouched(stack, project, tmp_path):
+    crane, url, gate = project
+    work = crane.cwd
+    (work / "pyproject.toml").write_text(
+        PROJECT + UV_INDEXES.format(private=url, public=stack.public_url)
+    )
+    locked = crane.run("uv", "lock", timeout=300)
+    assert locked.code == 0, locked.stderr
+    lock_text = (work / "uv.lock").read_text()
+    assert f'registry = "{url}"' in lock_text
+    assert lock_text.count("registry = ") == lock_text.count(url) + lock_text.count(
+        stack.public_url
+    )
+    before = snapshot(work, "pyproject.toml", "uv.lock")
+
+    for args in (["sync"], ["sync", "--locked"], ["sync", "--frozen"]):
+        venv = tmp_path / ("venv-" + "-".join(args).replace("--", ""))
+        env = {**crane.env, "UV_PROJECT_ENVIRONMENT": str(venv)}
+        result = crane.run("uv", *args, timeout=300, env=env)
+        assert result.code == 0, (args, result.stderr)
+        assert snapshot(work, "pyproject.toml", "uv.lock") == before, args
+        assert installed_origins(venv) == EXPECTED, args
+    assert_bearer_on_every_request(gate)
+
+
+def test_without_the_proxy_password_the_door_answers_407(stack, project, tls_front):
+    crane, url, _gate = project
+    work = crane.cwd
+    (work / "pyproject.toml").write_text(
+        PROJECT + UV_INDEXES.format(private=url, public=stack.public_url)
+    )
+    # A child that reads its own environment: a stand-in for any tool under crane.
+    probe = work / "probe.py"
+    probe.write_text(
+        "import os, base64, socket, ssl, sys\n"
+        "from urllib.parse import urlsplit\n"
+        "proxy = urlsplit(os.environ['HTTPS_PROXY'])\n"
+        "def connect(auth):\n"
+        "    s = socket.create_connection((proxy.hostname, proxy.port))\n"
+        "    head = 'CONNECT localhost:443 HTTP/1.1\\r\\nHost: localhost:443\\r\\n'\n"
+        "    if auth:\n"
+        "        head += 'Proxy-Authorization: Basic ' + auth + '\\r\\n'\n"
+        "    s.sendall((head + '\\r\\n').encode())\n"
+        "    return s.recv(200).split(b'\\r\\n')[0].decode()\n"
+        "print(connect(None))\n"
+        "print(connect(base64.b64encode(b'crane:wrong').decode()))\n"
+        "good = base64.b64encode(f'{proxy.username}:{proxy.password}'.encode()).decode()\n"
+        "print(connect(good))\n"
+        "print(os.environ['SSL_CERT_FILE'] != os.environ.get('ORIGINAL_CERT'))\n"
+    )
+    env = {**crane.env, "ORIGINAL_CERT": str(tls_front.ca_path)}
+    result = crane.run("uv", "run", "--no-project", "python", str(probe), env=env)
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("HTTP/1.1 407")
+    assert lines[1].startswith("HTTP/1.1 407")
+    assert lines[2].startswith("HTTP/1.1 200")
+    assert lines[3] == "True"
+
+
+def _children(proc: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def test_sigterm_tears_down_the_child_and_the_ca_bundle(stack, project, tmp_path):
+    crane, url, gate = project
+    work = crane.cwd
+    (work / "pyproject.toml").write_text(
+        PROJECT + UV_INDEXES.format(private=url, public=stack.public_url)
+    )
+    gate.mode = "slow"
+    gate.slow_seconds = 1.0
+    proc = subprocess.Popen(
+        [*CRANE, "uv", "lock"], env=crane.env, cwd=work, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        child = None
+        while child is None and time.monotonic() < deadline:
+            for candidate in _children(proc):
+                try:
+                    if "SSL_CERT_FILE" in candidate.environ():
+                        child = candidate
+                        break
+                except psutil.Error:
+                    continue
+            time.sleep(0.05)
+        assert child is not None
+        bundle = Path(child.environ()["SSL_CERT_FILE"])
+        assert bundle.exists()
+        # The CA's key lives only in crane's memory: nothing crane wrote holds a key.
+        for path in bundle.parent.iterdir():
+            assert b"PRIVATE KEY" not in path.read_bytes()
+        tree = [psutil.Process(proc.pid), *_children(proc)]
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        gate.reset()
+    assert proc.returncode == 143
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not bundle.parent.exists()
+    assert not (work / "uv.lock").exists()
