@@ -144,39 +144,56 @@ def test_uv_lock_sync_locked_frozen_leave_uv_lock_untouched(stack, project, tmp_
     assert_bearer_on_every_request(gate)
 
 
-def test_without_the_proxy_password_the_door_answers_407(stack, project, tls_front):
+def test_the_door_demands_its_password_and_tunnels_other_hosts_untouched(stack, project, tls_front):
     crane, url, _gate = project
     work = crane.cwd
     (work / "pyproject.toml").write_text(
         PROJECT + UV_INDEXES.format(private=url, public=stack.public_url)
     )
-    # A child that reads its own environment: a stand-in for any tool under crane.
+    # Another TLS host: the same test server addressed as 127.0.0.1 is not a private
+    # origin for the https case (that is localhost), nor for the http case (no TLS there).
+    other = f"127.0.0.1:{tls_front.gate.port}"
     probe = work / "probe.py"
-    probe.write_text(
-        "import os, base64, socket, ssl, sys\n"
-        "from urllib.parse import urlsplit\n"
-        "proxy = urlsplit(os.environ['HTTPS_PROXY'])\n"
-        "def connect(auth):\n"
-        "    s = socket.create_connection((proxy.hostname, proxy.port))\n"
-        "    head = 'CONNECT localhost:443 HTTP/1.1\\r\\nHost: localhost:443\\r\\n'\n"
-        "    if auth:\n"
-        "        head += 'Proxy-Authorization: Basic ' + auth + '\\r\\n'\n"
-        "    s.sendall((head + '\\r\\n').encode())\n"
-        "    return s.recv(200).split(b'\\r\\n')[0].decode()\n"
-        "print(connect(None))\n"
-        "print(connect(base64.b64encode(b'crane:wrong').decode()))\n"
-        "good = base64.b64encode(f'{proxy.username}:{proxy.password}'.encode()).decode()\n"
-        "print(connect(good))\n"
-        "print(os.environ['SSL_CERT_FILE'] != os.environ.get('ORIGINAL_CERT'))\n"
-    )
+    probe.write_text(PROBE.format(other=other))
     env = {**crane.env, "ORIGINAL_CERT": str(tls_front.ca_path)}
     result = crane.run("uv", "run", "--no-project", "python", str(probe), env=env)
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("HTTP/1.1 407")
-    assert lines[1].startswith("HTTP/1.1 407")
-    assert lines[2].startswith("HTTP/1.1 200")
-    assert lines[3] == "True"
+    assert lines[0].startswith("HTTP/1.1 407")  # no Proxy-Authorization
+    assert lines[1].startswith("HTTP/1.1 407")  # a wrong password
+    assert lines[2].startswith("HTTP/1.1 200")  # the right one
+    # Through the tunnel, the other host presents its own certificate (the test CA's),
+    # verified against the trust the child had before crane, not crane's CA.
+    assert lines[3] == "issuer: crane integration test CA"
+
+
+# A child that reads its own environment: a stand-in for any tool run under crane.
+PROBE = """\
+import base64, os, socket, ssl
+from urllib.parse import urlsplit
+
+proxy = urlsplit(os.environ["HTTPS_PROXY"])
+good = base64.b64encode(f"{{proxy.username}}:{{proxy.password}}".encode()).decode()
+
+def connect(target, auth):
+    s = socket.create_connection((proxy.hostname, proxy.port))
+    head = f"CONNECT {{target}} HTTP/1.1\\r\\nHost: {{target}}\\r\\n"
+    if auth:
+        head += "Proxy-Authorization: Basic " + auth + "\\r\\n"
+    s.sendall((head + "\\r\\n").encode())
+    status = s.recv(4096).split(b"\\r\\n")[0].decode()
+    return s, status
+
+print(connect("localhost:443", None)[1])
+print(connect("localhost:443", base64.b64encode(b"crane:wrong").decode())[1])
+print(connect("localhost:443", good)[1])
+sock, status = connect("{other}", good)
+assert status.startswith("HTTP/1.1 200"), status
+context = ssl.create_default_context(cafile=os.environ["ORIGINAL_CERT"])
+with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+    issuer = dict(part[0] for part in tls.getpeercert()["issuer"])
+print("issuer:", issuer["commonName"])
+"""
 
 
 def _children(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -186,7 +203,8 @@ def _children(proc: subprocess.Popen) -> list[psutil.Process]:
         return []
 
 
-def test_sigterm_tears_down_the_child_and_the_ca_bundle(stack, project, tmp_path):
+@pytest.mark.parametrize(("signum", "expected"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signals_tear_down_the_child_and_the_ca_bundle(stack, project, signum, expected):
     crane, url, gate = project
     work = crane.cwd
     (work / "pyproject.toml").write_text(
@@ -217,11 +235,11 @@ def test_sigterm_tears_down_the_child_and_the_ca_bundle(stack, project, tmp_path
         for path in bundle.parent.iterdir():
             assert b"PRIVATE KEY" not in path.read_bytes()
         tree = [psutil.Process(proc.pid), *_children(proc)]
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         proc.communicate(timeout=30)
     finally:
         gate.reset()
-    assert proc.returncode == 143
+    assert proc.returncode == expected
     _, alive = psutil.wait_procs(tree, timeout=5)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert not bundle.parent.exists()
