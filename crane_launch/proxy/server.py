@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import h11
+
+from crane_launch.proxy.peer import peer_uid
 
 __all__ = ["Door", "ProxyServer", "Reply", "Request", "Takeover"]
 
@@ -154,6 +157,12 @@ class ProxyServer:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not _same_user(writer):
+            log.warning("refused a connection from another local user")
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+            return
         try:
             await serve_h11(self._door, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
@@ -168,6 +177,16 @@ class ProxyServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def _same_user(writer: asyncio.StreamWriter) -> bool:
+    """False only when the peer is known to belong to another user (see peer.py)."""
+    peer = writer.get_extra_info("peername")
+    local = writer.get_extra_info("sockname")
+    if not peer or not local or not hasattr(os, "getuid"):
+        return True
+    uid = peer_uid(peer, local)
+    return uid is None or uid == os.getuid()
 
 
 async def serve_h11(door: Door, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
