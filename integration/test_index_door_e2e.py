@@ -367,3 +367,37 @@ def test_a_200_mb_file_streams_in_bounded_memory(stack, served):
         assert len(ranged.content) == 100
     finally:
         wheel.unlink()
+
+
+def test_serve_refreshes_tokens_and_reports_a_lost_login(short_stack, crane):
+    crane.register(short_stack, None, "--public-index", short_stack.public_url)
+    assert crane.login(short_stack).code == 0
+    proc = subprocess.Popen(
+        [*CRANE, "serve", short_stack.private_url],
+        env=crane.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    served = Served(proc, proc.stdout.readline().strip() if proc.stdout else "")
+    try:
+        assert served.url.startswith("http://127.0.0.1:")
+        for _ in range(2):  # across two access-token lifetimes
+            time.sleep(short_stack.access_ttl + 0.5)
+            answer = httpx.get(served.url + "decoy-pkg/", trust_env=False)
+            assert answer.status_code == 200
+        # The login is lost (grant revoked at the provider, tokens refused): a 502 that
+        # says what to run, never a fallback to the public index's decoy.
+        tokens = _stored_tokens(crane)
+        httpx.post(
+            short_stack.revocation_url,
+            data={"token": tokens["refresh_token"], "client_id": short_stack.client_id},
+            trust_env=False,
+        ).raise_for_status()
+        short_stack.gate.revoked_tokens = {tokens["access_token"]}
+        time.sleep(short_stack.access_ttl + 0.5)
+        answer = httpx.get(served.url + "decoy-pkg/", trust_env=False)
+        assert answer.status_code == 502
+        assert f"run `crane login {short_stack.private_url}`" in answer.text
+    finally:
+        short_stack.gate.reset()
+        code = served.stop()
+    assert code == 0
+    assert f"run `crane login {short_stack.private_url}`" in served.stderr
