@@ -22,6 +22,8 @@ from crane_launch.errors import EXIT_USAGE, CraneError
 __all__ = ["main"]
 
 _TOOL_ARGS: dict[str, Any] = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+# click >= 8.2 raises this for a bare `crane`; its message is the help text, shown as is.
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class _Redacting(logging.Filter):
@@ -242,6 +244,13 @@ def _say(message: str) -> None:
     click.echo(f"crane: {message}", err=True)
 
 
+def _one_line(exc: click.ClickException) -> str:
+    message = " ".join(exc.format_message().split())
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        message += f" (see `{exc.ctx.command_path} --help`)"
+    return message
+
+
 def _exit(code: int) -> NoReturn:
     sys.exit(code)
 
@@ -261,7 +270,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         _say("aborted")
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        if isinstance(exc, _NO_ARGS_IS_HELP):
+            exc.show()
+        else:
+            _say(_one_line(exc))
         sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
     except KeyboardInterrupt:
         sys.exit(130)

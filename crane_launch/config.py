@@ -177,19 +177,24 @@ class Registry:
     def load(cls, path: Path | None = None) -> Registry:
         path = path or cls.default_path()
         try:
-            raw = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return cls(path)
         except OSError as exc:
             raise CorruptFileError(path, f"cannot be read ({exc.strerror})") from None
         try:
-            data = json.loads(raw)
+            data = json.loads(raw.decode("utf-8"))
             if not isinstance(data, dict) or not isinstance(data.get("indexes"), list):
                 raise ValueError("no 'indexes' list")
+            if not all(isinstance(item, dict) for item in data["indexes"]):
+                raise ValueError("an index entry is not an object")
             indexes = [PrivateIndex.from_json(item) for item in data["indexes"]]
-        except (ValueError, TypeError) as exc:
+            if not all(isinstance(index.url, str) for index in indexes):
+                raise ValueError("an index url is not a string")
+            by_url = {normalise_url(index.url): index for index in indexes}
+        except (ValueError, TypeError, UsageError) as exc:
             raise CorruptFileError(path, f"is not a valid crane index registry ({exc})") from None
-        return cls(path, {normalise_url(index.url): index for index in indexes})
+        return cls(path, by_url)
 
     def save(self) -> None:
         data = {

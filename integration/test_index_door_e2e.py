@@ -401,3 +401,36 @@ def test_serve_refreshes_tokens_and_reports_a_lost_login(short_stack, crane):
         code = served.stop()
     assert code == 0
     assert f"run `crane login {short_stack.private_url}`" in served.stderr
+
+
+def test_first_use_logs_in_then_installs_outside_ci(stack, crane, tmp_path):
+    """No terminal, not CI (a notebook cell, an IDE console): print the code and wait."""
+    crane.register(stack, None, "--public-index", stack.public_url)
+    env = {k: v for k, v in crane.env.items() if k != "CI"}
+    target = tmp_path / "target"
+    result = crane.with_user(
+        stack,
+        ["pip", "install", "--target", str(target), "-i", stack.private_url, "decoy-pkg"],
+        env=env,
+    )
+    assert result.code == 0, result.stderr
+    assert f"crane: to log in to {stack.private_url}, open " in result.stderr
+    assert origins(target) == {"decoy-pkg": "private"}
+    # Cached afterwards: the next run needs no login at all, even in CI.
+    again = crane.run(
+        "pip", "install", "--target", str(tmp_path / "again"), "-i", stack.private_url,
+        "decoy-pkg",
+    )  # fmt: skip
+    assert again.code == 0, again.stderr
+    assert "to log in" not in again.stderr
+
+
+def test_a_needed_login_in_ci_fails_before_running_pip(stack, crane, tmp_path):
+    crane.register(stack, None, "--public-index", stack.public_url)
+    result = crane.run(
+        "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url, "x"
+    )
+    assert result.code == 4
+    assert result.stderr.strip() == (
+        f"crane: {stack.private_url}: not logged in; run `crane login {stack.private_url}`"
+    )

@@ -6,6 +6,7 @@ the environment trusts, as a corporate CA would be) and behind plain HTTP.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -143,6 +144,15 @@ def test_uv_lock_sync_locked_frozen_leave_uv_lock_untouched(stack, project, tmp_
         assert installed_origins(venv) == EXPECTED, args
     assert_bearer_on_every_request(gate)
 
+    # A command that changes dependencies: the lock still holds only the real URLs.
+    added = crane.run("uv", "add", "public-other", timeout=300)
+    assert added.code == 0, added.stderr
+    lock_text = (work / "uv.lock").read_text()
+    registries = {
+        line.split("registry = ")[1] for line in lock_text.splitlines() if "registry = " in line
+    }
+    assert registries <= {f'"{url}" }}', f'"{stack.public_url}" }}'}, registries
+
 
 def test_the_door_demands_its_password_and_tunnels_other_hosts_untouched(stack, project, tls_front):
     crane, url, _gate = project
@@ -229,8 +239,16 @@ def test_signals_tear_down_the_child_and_the_ca_bundle(stack, project, signum, e
                     continue
             time.sleep(0.05)
         assert child is not None
-        bundle = Path(child.environ()["SSL_CERT_FILE"])
+        child_env = child.environ()
+        bundle = Path(child_env["SSL_CERT_FILE"])
         assert bundle.exists()
+        # The child holds only a per-run proxy password, never the index's tokens.
+        tokens = json.loads(
+            next((Path(crane.env["CRANE_HOME"]) / "state" / "tokens").glob("*.json")).read_text()
+        )
+        for value in child_env.values():
+            assert tokens["access_token"] not in value
+            assert tokens["refresh_token"] not in value
         # The CA's key lives only in crane's memory: nothing crane wrote holds a key.
         for path in bundle.parent.iterdir():
             assert b"PRIVATE KEY" not in path.read_bytes()

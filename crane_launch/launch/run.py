@@ -112,7 +112,7 @@ def child_environment(
         # requests and uv do not bypass a configured proxy for loopback by themselves.
         for name in ("NO_PROXY", "no_proxy"):
             present = [p for p in env.get(name, "").split(",") if p.strip()]
-            if "127.0.0.1" not in present:
+            if "127.0.0.1" not in (p.strip() for p in present):
                 env[name] = ",".join([*present, "127.0.0.1"])
     return env
 

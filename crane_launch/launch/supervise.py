@@ -42,6 +42,9 @@ def run_supervised(
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         received.append(signum)
+        # Look once more before the child can die of this signal: a descendant started
+        # since the last poll would be orphaned, unknown, and outlive crane.
+        _remember_descendants(child, tree)
         if signum != signal.SIGINT:
             with contextlib.suppress(psutil.Error, OSError):
                 child.send_signal(signum)
@@ -100,7 +103,7 @@ def _remember_descendants(child: psutil.Process, tree: dict[int, psutil.Process]
 
 def _alive(tree: dict[int, psutil.Process]) -> list[psutil.Process]:
     alive = []
-    for proc in tree.values():
+    for proc in list(tree.values()):  # a signal handler may add to `tree` meanwhile
         # is_running() also checks the creation time, so a reused pid is not ours.
         with contextlib.suppress(psutil.Error):
             if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:

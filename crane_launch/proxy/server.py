@@ -277,11 +277,12 @@ async def _send_reply(
     await writer.drain()
 
 
+# Not `proxy-authenticate`: this server is the proxy, and its own 407 must carry the
+# challenge. Doors pass upstream headers through allow-lists, so none arrives from there.
 _HOP_BY_HOP = frozenset(
     {
         "connection",
         "keep-alive",
-        "proxy-authenticate",
         "proxy-authorization",
         "te",
         "trailer",

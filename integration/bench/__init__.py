@@ -1,0 +1,1 @@
+"""crane's benchmarks (not timed tests): see README.md and run.py."""

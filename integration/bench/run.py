@@ -1,0 +1,557 @@
+"""crane's benchmarks: the index door against the direct path, in the same run.
+
+    .venv/bin/python integration/bench/run.py [--quick] [--repeats N] [--only pip,uv,...]
+    .venv/bin/python -m integration.bench [...]            (what `task bench` runs)
+
+Everything is loopback: a static PEP 503 index served by our own nginx (a real listen
+backlog, sendfile), and crane's index door (`open_index_door`, credential probe included)
+in front of it with a fake token source, run in a process of its own (`door_proc.py`) as
+`crane pip` runs it. Every number is a median over N repeats, and every comparison a
+ratio against the direct path measured in the same run, alternating the order of the
+paths from one repeat to the next: the machine is shared and noisy, so absolute numbers
+mean little from one run to the next. Nothing here asserts a timing.
+
+Sections (see README.md in this directory for what each number means):
+
+- pip:        `pip install --target T --no-cache-dir bench-top` (60 wheels)
+- uv:         `uv pip install --target T bench-top`, fresh cache, default concurrency
+- throughput: one large file with curl, direct / through the door's `/files/` route /
+              through nginx's own `proxy_pass` (reference); plus the door's RSS growth
+- latency:    sequential keep-alive GETs of a small project page
+- startup:    `open_index_door` entry -> door open -> first 200, in this process; and the
+              cost of a fresh interpreter importing crane
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for _path in (HERE, HERE.parent):  # the benchmark helpers, and the integration `stack`
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+import door_proc  # noqa: E402
+import index_site  # noqa: E402
+import measure  # noqa: E402
+from stack import servers  # noqa: E402
+
+SECTIONS = ("pip", "uv", "throughput", "latency", "startup")
+_MIB = 1024 * 1024
+
+
+@dataclass
+class Settings:
+    repeats: int
+    wheels: int
+    big_mib: int
+    requests: int
+    latency_rounds: int
+    startup_repeats: int
+    sections: tuple[str, ...]
+    sparse: bool
+    profile_dir: Path | None
+    max_minutes: float
+    json_path: Path | None
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, a 128 MiB file")
+    parser.add_argument("--repeats", type=int, help="repeats per measurement (default 5, quick 3)")
+    parser.add_argument("--wheels", type=int, default=60, help="wheels to install (default 60)")
+    parser.add_argument("--size-mib", type=int, help="large file size (default 512, quick 128)")
+    parser.add_argument("--requests", type=int, default=500, help="keep-alive GETs per round")
+    parser.add_argument(
+        "--only", help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})"
+    )
+    parser.add_argument("--sparse", action="store_true", help="a sparse large file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="cProfile the door's event-loop thread; write .prof files into this directory "
+        "and print the top functions (timings are inflated while profiling)",
+    )
+    parser.add_argument("--max-minutes", type=float, default=45.0, help="overall time budget")
+    parser.add_argument("--json", type=Path, help="also write every sample to this file")
+    args = parser.parse_args(argv)
+    sections = tuple(s.strip() for s in args.only.split(",")) if args.only else SECTIONS
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    repeats = args.repeats or (3 if args.quick else 5)
+    return Settings(
+        repeats=max(1, repeats),
+        wheels=max(2, args.wheels),
+        big_mib=args.size_mib or (128 if args.quick else 512),
+        requests=max(1, args.requests),
+        latency_rounds=1 if args.quick else 3,
+        startup_repeats=5 if args.quick else 10,
+        sections=sections,
+        sparse=args.sparse,
+        profile_dir=args.profile,
+        max_minutes=args.max_minutes,
+        json_path=args.json,
+    )
+
+
+class Budget:
+    def __init__(self, minutes: float) -> None:
+        self.deadline = time.monotonic() + minutes * 60
+
+    def left(self) -> bool:
+        return time.monotonic() < self.deadline
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- the door in its own process --------------------------------------------------------------
+
+
+@dataclass
+class DoorInfo:
+    index_url: str
+    files_url: str
+    open_ms: float
+    pid: int
+
+    @property
+    def port(self) -> int:
+        return int(self.index_url.split(":")[2].split("/")[0])
+
+    @property
+    def prefix(self) -> str:
+        """`/<token>` (the path in front of `/simple/` and `/files/`)."""
+        return "/" + self.index_url.split("/")[3]
+
+
+@contextlib.contextmanager
+def door_process(
+    upstream: str, env: dict[str, str], profile: Path | None = None
+) -> Iterator[DoorInfo]:
+    argv = [sys.executable, str(HERE / "door_proc.py"), upstream]
+    if profile is not None:
+        argv += ["--profile", str(profile)]
+    proc = servers.ManagedProcess("crane-door", argv, env=env, stdin_pipe=True)
+    try:
+        line = proc.wait_for_line(lambda text: text.startswith("READY "), timeout=30)
+        if line is None:
+            raise RuntimeError(f"the door did not start:\n{proc.output(last=30)}")
+        yield DoorInfo(**json.loads(line.removeprefix("READY ")))
+    finally:
+        if proc.popen.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.popen.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(15)
+        proc.stop()
+
+
+def _profile_path(settings: Settings, name: str, index: int) -> Path | None:
+    if settings.profile_dir is None or index != 0:
+        return None
+    settings.profile_dir.mkdir(parents=True, exist_ok=True)
+    return settings.profile_dir / f"{name}.prof"
+
+
+# -- 1. pip / uv install ---------------------------------------------------------------------
+
+
+def _install_argv(tool: str, index_url: str, target: Path) -> list[str]:
+    if tool == "pip":
+        return [
+            sys.executable,
+            *("-m", "pip", "install", "-q", "--no-cache-dir"),
+            *("--target", str(target), "--index-url", index_url, index_site.TOP),
+        ]
+    uv = shutil.which("uv", path=str(measure.venv_bin())) or shutil.which("uv")
+    if uv is None:
+        raise RuntimeError("uv is not installed (task deps installs it)")
+    return [
+        uv,
+        *("pip", "install", "-q", "--no-config", "--python", sys.executable),
+        *("--target", str(target), "--index-url", index_url, index_site.TOP),
+    ]
+
+
+def _install_once(tool: str, index_url: str, scratch: Path, expected: int) -> float:
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{tool}-", dir=scratch))
+    try:
+        target = run_dir / "target"
+        env = measure.tool_env(scratch, {"UV_CACHE_DIR": str(run_dir / "uv-cache")})
+        started = time.perf_counter()
+        out = subprocess.run(
+            _install_argv(tool, index_url, target),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        elapsed = time.perf_counter() - started
+        if out.returncode != 0:
+            raise RuntimeError(f"{tool} install failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        installed = len(list(target.glob("*.dist-info")))
+        if installed != expected:
+            raise RuntimeError(f"{tool} installed {installed} distributions, not {expected}")
+        return elapsed
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def bench_install(
+    tool: str, settings: Settings, nginx: index_site.Nginx, scratch: Path, budget: Budget
+) -> measure.Row:
+    upstream = nginx.direct_url + "/simple/"
+    env = measure.tool_env(scratch)
+    say(f"{tool}: warm-up (direct, not counted)")
+    _install_once(tool, upstream, scratch, settings.wheels)
+    direct: list[float] = []
+    door: list[float] = []
+    for i in range(settings.repeats):
+        if not budget.left():
+            say(f"{tool}: time budget used up after {i} repeats")
+            break
+
+        def run_direct() -> None:
+            direct.append(_install_once(tool, upstream, scratch, settings.wheels))
+
+        def run_door(index: int = i) -> None:
+            # A fresh door per install, as every `crane pip` run opens its own.
+            with door_process(upstream, env, _profile_path(settings, tool, index)) as info:
+                door.append(_install_once(tool, info.index_url, scratch, settings.wheels))
+
+        _alternate(i, run_direct, run_door)
+        say(f"{tool}: repeat {i + 1}: direct {direct[-1]:.2f} s, door {door[-1]:.2f} s")
+    return measure.Row(
+        f"{tool} install {settings.wheels} wheels",
+        "s",
+        measure.median(direct),
+        measure.median(door),
+        samples={"direct": direct, "door": door},
+    )
+
+
+def _alternate(i: int, first: Callable[[], None], second: Callable[[], None]) -> None:
+    for step in (first, second) if i % 2 == 0 else (second, first):
+        step()
+
+
+# -- 2. one large file -------------------------------------------------------------------------
+
+
+def bench_throughput(
+    settings: Settings,
+    nginx: index_site.Nginx,
+    site: index_site.Site,
+    scratch: Path,
+    budget: Budget,
+) -> list[measure.Row]:
+    env = measure.tool_env(scratch)
+    upstream = nginx.direct_url + "/simple/"
+    speeds: dict[str, list[float]] = {"direct": [], "door": [], "proxy": []}
+    growth: list[float] = []
+    with door_process(upstream, env, _profile_path(settings, "throughput", 0)) as info:
+        urls = {
+            "direct": nginx.direct_url + site.big_path,
+            "door": info.files_url + site.big_path,
+            "proxy": nginx.proxy_url + site.big_path,
+        }
+        baseline_rss = measure.RssSampler(info.pid).before
+        for name, url in urls.items():  # warm-up: page cache, connections
+            _check_download(measure.curl_download(url, env), site.big_bytes, name)
+        for i in range(settings.repeats):
+            if not budget.left():
+                say(f"throughput: time budget used up after {i} repeats")
+                break
+            names = list(urls)
+            names = names[i % 3 :] + names[: i % 3]
+            for name in names:
+                if name == "door":
+                    with measure.RssSampler(info.pid) as rss:
+                        result = measure.curl_download(urls[name], env)
+                    growth.append(rss.growth / _MIB)
+                else:
+                    result = measure.curl_download(urls[name], env)
+                _check_download(result, site.big_bytes, name)
+                speeds[name].append(result.mb_per_s)
+            say(
+                f"throughput: repeat {i + 1}: "
+                + ", ".join(f"{n} {speeds[n][-1]:.0f} MB/s" for n in urls)
+            )
+    size = f"{site.big_bytes / _MIB:.0f} MiB"
+    return [
+        measure.Row(
+            f"large file {size}",
+            "MB/s",
+            measure.median(speeds["direct"]),
+            measure.median(speeds["door"]),
+            measure.median(speeds["proxy"]),
+            lower_is_better=False,
+            note=(
+                "curl to /dev/null; door = /<token>/files/ route; ratios below 1 are slower. "
+                f"Door RSS {baseline_rss / _MIB:.0f} MiB before the transfers, peak growth "
+                f"during one transfer: median {measure.median(growth):.1f} MiB, "
+                f"max {max(growth, default=float('nan')):.1f} MiB"
+            ),
+            samples={**speeds, "door_rss_growth_mib": growth},
+        )
+    ]
+
+
+def _check_download(result: measure.Download, size: int, name: str) -> None:
+    if result.status != 200 or result.size != size:
+        raise RuntimeError(f"{name}: HTTP {result.status}, {result.size} of {size} bytes")
+
+
+# -- 3. per-request latency --------------------------------------------------------------------
+
+
+def bench_latency(
+    settings: Settings,
+    nginx: index_site.Nginx,
+    site: index_site.Site,
+    scratch: Path,
+    budget: Budget,
+) -> list[measure.Row]:
+    env = measure.tool_env(scratch)
+    upstream = nginx.direct_url + "/simple/"
+    page = f"/simple/{site.page_project}/"
+    series: dict[str, list[float]] = {"direct": [], "door": [], "proxy": []}
+    reconnects = 0
+    with door_process(upstream, env, _profile_path(settings, "latency", 0)) as info:
+        targets = {
+            "direct": (nginx.port, page),
+            "door": (info.port, info.prefix + page),
+            "proxy": (nginx.proxy_port, page),
+        }
+        for i in range(settings.latency_rounds):
+            if not budget.left():
+                say(f"latency: time budget used up after {i} rounds")
+                break
+            names = list(targets)
+            names = names[i % 3 :] + names[: i % 3]
+            for name in names:
+                port, path = targets[name]
+                got = measure.keepalive_gets(port, path, settings.requests)
+                series[name] += got.samples_ms
+                if name == "door":
+                    reconnects += got.reconnects
+            say(
+                f"latency: round {i + 1}: "
+                + ", ".join(f"{n} {measure.median(series[n]):.3f} ms" for n in targets)
+            )
+    note = (
+        f"{settings.requests} sequential GETs x {settings.latency_rounds} round(s) on one "
+        f"keep-alive connection, pip's Accept header; the door rewrites the page"
+    )
+    if reconnects:
+        note += f"; the door closed the connection {reconnects} time(s)"
+    return [
+        measure.Row(
+            "project page GET, median",
+            "ms",
+            measure.median(series["direct"]),
+            measure.median(series["door"]),
+            measure.median(series["proxy"]),
+            note=note,
+            samples=series,
+        ),
+        measure.Row(
+            "project page GET, p95",
+            "ms",
+            measure.p95(series["direct"]),
+            measure.p95(series["door"]),
+            measure.p95(series["proxy"]),
+        ),
+    ]
+
+
+# -- 4. start-up ---------------------------------------------------------------------------------
+
+
+def bench_startup(
+    settings: Settings,
+    nginx: index_site.Nginx,
+    site: index_site.Site,
+    scratch: Path,
+    budget: Budget,
+) -> list[measure.Row]:
+    from crane_launch.launch.run import open_index_door
+    from crane_launch.proxy.door import IndexSpec
+
+    upstream = nginx.direct_url + "/simple/"
+    spec = IndexSpec(url=upstream, public_url=upstream)
+    page = f"/simple/{site.page_project}/"
+    opened: list[float] = []
+    first: list[float] = []
+    closed: list[float] = []
+    direct_first: list[float] = []
+    for i in range(settings.startup_repeats):
+        if not budget.left():
+            break
+        started = time.perf_counter()
+        with open_index_door(spec, door_proc.FakeTokens()) as (door, server):
+            at_open = time.perf_counter()
+            prefix = "/" + door.index_url(server.port).split("/")[3]
+            status, _ms = measure.fresh_get_ms(server.port, prefix + page)
+            at_first = time.perf_counter()
+            if status != 200:
+                raise RuntimeError(f"start-up: the door answered {status}")
+        at_closed = time.perf_counter()
+        status, ms = measure.fresh_get_ms(nginx.port, page)
+        if status != 200:
+            raise RuntimeError(f"start-up: nginx answered {status}")
+        direct_first.append(ms)
+        opened.append((at_open - started) * 1000)
+        first.append((at_first - started) * 1000)
+        closed.append((at_closed - at_first) * 1000)
+        if i == 0:
+            say(f"startup: open {opened[-1]:.1f} ms, first 200 {first[-1]:.1f} ms")
+
+    env = measure.tool_env(scratch)
+    bare: list[float] = []
+    imported: list[float] = []
+    for _ in range(settings.startup_repeats):
+        if not budget.left():
+            break
+        bare.append(_wall_ms([sys.executable, "-c", "pass"], env))
+        imported.append(_wall_ms([sys.executable, "-c", "import crane_launch.launch.run"], env))
+    n = len(first)
+    return [
+        measure.Row(
+            "door start-up: entry -> first 200",
+            "ms",
+            measure.median(direct_first),
+            measure.median(first),
+            note=(
+                f"in-process, {n} repeats; direct = one GET on a new connection to nginx; "
+                f"door = open_index_door entry (thread, bind, credential probe) to the first "
+                f"200 of a project page on a new connection. Of that, open (probe included): "
+                f"median {measure.median(opened):.1f} ms; closing the door: "
+                f"median {measure.median(closed):.1f} ms"
+            ),
+            compare=False,
+            samples={"direct": direct_first, "door": first, "open": opened, "close": closed},
+        ),
+        measure.Row(
+            "fresh interpreter: import crane_launch",
+            "ms",
+            measure.median(bare),
+            measure.median(imported),
+            note="direct = `python -c pass`; door = `python -c 'import crane_launch.launch.run'`",
+            compare=False,
+            samples={"direct": bare, "door": imported},
+        ),
+    ]
+
+
+def _wall_ms(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, timeout=60, capture_output=True)
+    return (time.perf_counter() - started) * 1000
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def _versions(nginx_binary: str) -> str:
+    def first_line(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+        text = (out.stdout or out.stderr).strip()
+        return text.splitlines()[0] if text else "?"
+
+    uv = shutil.which("uv", path=str(measure.venv_bin())) or "uv"
+    pip = first_line([sys.executable, "-m", "pip", "--version"]).split(" from ")[0]
+    return (
+        f"python {platform.python_version()}, {pip}, {first_line([uv, '--version'])}, "
+        f"{first_line([nginx_binary, '-v'])}, {os.cpu_count()} CPUs"
+    )
+
+
+def _print_profiles(directory: Path) -> None:
+    for path in sorted(directory.glob("*.prof")):
+        print(f"\n== profile of the door's event-loop thread: {path.stem} (top 20 by own time)")
+        stats = pstats.Stats(str(path), stream=sys.stdout)
+        stats.strip_dirs().sort_stats("tottime").print_stats(20)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    nginx_binary = index_site.find_nginx()
+    if nginx_binary is None:
+        say("nginx is not installed: apt-get install -y nginx")
+        return 2
+    if shutil.which("curl") is None and "throughput" in settings.sections:
+        say("curl is not installed (the throughput benchmark needs it)")
+        return 2
+    budget = Budget(settings.max_minutes)
+    rows: list[measure.Row] = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="crane-bench-") as tmp:
+        scratch = Path(tmp)
+        say(f"building {settings.wheels} wheels and a {settings.big_mib} MiB file")
+        site = index_site.build_site(
+            scratch / "site",
+            wheels_count=settings.wheels,
+            big_bytes=settings.big_mib * _MIB if "throughput" in settings.sections else 0,
+            sparse=settings.sparse,
+        )
+        with index_site.Nginx(site.root, scratch / "nginx", binary=nginx_binary) as nginx:
+            say(f"nginx: direct {nginx.direct_url}, proxy_pass {nginx.proxy_url}")
+            for section in settings.sections:
+                if not budget.left():
+                    say(f"time budget used up: skipping {section}")
+                    continue
+                if section in ("pip", "uv"):
+                    rows.append(bench_install(section, settings, nginx, scratch, budget))
+                elif section == "throughput":
+                    rows += bench_throughput(settings, nginx, site, scratch, budget)
+                elif section == "latency":
+                    rows += bench_latency(settings, nginx, site, scratch, budget)
+                elif section == "startup":
+                    rows += bench_startup(settings, nginx, site, scratch, budget)
+    load_after = os.getloadavg()
+
+    print()
+    print(
+        f"crane benchmarks: medians over {settings.repeats} repeats "
+        f"(latency: {settings.latency_rounds} x {settings.requests} requests; "
+        f"start-up: {settings.startup_repeats} repeats)"
+    )
+    print(_versions(nginx_binary))
+    print(
+        f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}: "
+        "a shared machine; compare the ratios, not the absolute numbers"
+    )
+    print()
+    print(measure.render_table(rows))
+    if settings.profile_dir is not None:
+        _print_profiles(settings.profile_dir)
+    if settings.json_path is not None:
+        settings.json_path.write_text(
+            json.dumps({"settings": str(settings), "rows": [asdict(r) for r in rows]}, indent=1)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""What the child tool is given: its environment, and which executable runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from crane_launch.config import PrivateIndex
+from crane_launch.errors import ConfigError
+from crane_launch.launch.plan import LaunchPlan
+from crane_launch.launch.run import child_environment, resolve_command, transparent_environment
+
+DOOR = "http://127.0.0.1:40123/one-time-secret/simple/"
+PROXY = "http://127.0.0.1:40124"
+BUNDLE = "/tmp/crane-x/ca-bundle.pem"
+PRIVATE = PrivateIndex(
+    url="https://pkgs.example.test/simple/",
+    client_id="crane",
+    token_url="https://idp.example.test/token",
+    device_url="https://idp.example.test/device",
+)
+
+
+def plan(**changes: object) -> LaunchPlan:
+    fields: dict[str, object] = {
+        "tool": "pip",
+        "command": ["pip", "install", "thing"],
+        "private": PRIVATE,
+        "public_url": "https://public.example.test/simple/",
+        "index_env_var": "PIP_INDEX_URL",
+        "env_set": {"PIP_NO_INPUT": "1"},
+        "env_unset": {"PIP_EXTRA_INDEX_URL", "PIP_INDEX"},
+    }
+    return LaunchPlan(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+# -- child_environment --------------------------------------------------------------------
+
+
+def test_the_index_reaches_the_child_through_its_environment() -> None:
+    parent = {
+        "PATH": "/usr/bin",
+        "PIP_INDEX_URL": "https://pkgs.example.test/simple/",
+        "PIP_EXTRA_INDEX_URL": "https://elsewhere.test/simple/",
+        "PIP_INDEX": "https://pkgs.example.test/simple/",
+    }
+
+    env = child_environment(parent, plan(), DOOR)
+
+    assert env["PIP_INDEX_URL"] == DOOR
+    assert "PIP_EXTRA_INDEX_URL" not in env
+    assert "PIP_INDEX" not in env
+    assert env["PIP_NO_INPUT"] == "1"
+    assert env["PATH"] == "/usr/bin"
+    assert parent["PIP_INDEX_URL"] == "https://pkgs.example.test/simple/"  # not modified
+
+
+def test_uv_gets_its_own_variable() -> None:
+    env = child_environment({}, plan(tool="uv", index_env_var="UV_DEFAULT_INDEX"), DOOR)
+    assert env["UV_DEFAULT_INDEX"] == DOOR
+    assert "PIP_INDEX_URL" not in env
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (None, "127.0.0.1"),
+        ("", "127.0.0.1"),
+        ("localhost", "localhost,127.0.0.1"),
+        ("localhost,.corp.test", "localhost,.corp.test,127.0.0.1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("localhost,127.0.0.1,.corp.test", "localhost,127.0.0.1,.corp.test"),
+        ("localhost, 127.0.0.1", "localhost, 127.0.0.1"),
+    ],
+)
+def test_loopback_bypasses_any_proxy_exactly_once(before: str | None, after: str) -> None:
+    parent = {} if before is None else {"NO_PROXY": before, "no_proxy": before}
+    env = child_environment(parent, plan(), DOOR)
+    assert env["NO_PROXY"] == after
+    assert env["no_proxy"] == after
+
+
+def test_a_run_without_an_index_leaves_the_environment_alone() -> None:
+    parent = {"NO_PROXY": "localhost", "PIP_INDEX_URL": "https://public.example.test/simple/"}
+    unchanged = plan(private=None, env_set={}, env_unset=set(), index_env_var="")
+    assert child_environment(parent, unchanged, None) == parent
+
+
+# -- transparent_environment --------------------------------------------------------------
+
+
+def test_the_transparent_door_is_every_proxy_and_its_ca_is_trusted() -> None:
+    parent = {
+        "PATH": "/usr/bin",
+        "HTTPS_PROXY": "http://corp-proxy.test:3128",
+        "http_proxy": "http://corp-proxy.test:3128",
+        "ALL_PROXY": "socks5://corp-proxy.test:1080",
+        "all_proxy": "socks5://corp-proxy.test:1080",
+        "SSL_CERT_FILE": "/etc/ssl/corp.pem",
+    }
+
+    env = transparent_environment(parent, PROXY, BUNDLE, ["pkgs.example.test"])
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert env[name] == PROXY, name
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
+        assert env[name] == BUNDLE, name
+    assert "ALL_PROXY" not in env
+    assert "all_proxy" not in env
+    assert env["PATH"] == "/usr/bin"
+    assert parent["HTTPS_PROXY"] == "http://corp-proxy.test:3128"  # not modified
+
+
+def test_private_hosts_are_taken_out_of_no_proxy() -> None:
+    parent = {
+        "NO_PROXY": "localhost,PKGS.example.test, other.test,pkgs2.example.test",
+        "no_proxy": "pkgs.example.test",
+    }
+
+    env = transparent_environment(
+        parent, PROXY, BUNDLE, ["pkgs.example.test", "mirror.example.test"]
+    )
+
+    assert env["NO_PROXY"] == "localhost, other.test,pkgs2.example.test"
+    assert env["no_proxy"] == ""
+
+
+def test_no_proxy_is_not_invented() -> None:
+    env = transparent_environment({}, PROXY, BUNDLE, ["pkgs.example.test"])
+    assert "NO_PROXY" not in env
+    assert "no_proxy" not in env
+
+
+# -- resolve_command ----------------------------------------------------------------------
+
+
+def tool(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_the_tool_is_found_on_the_path_crane_is_given(tmp_path: Path) -> None:
+    first = tool(tmp_path / "first", "pip")
+    tool(tmp_path / "second", "pip")
+    environ = {"PATH": os.pathsep.join([str(tmp_path / "empty"), str(first.parent)])}
+    environ["PATH"] += os.pathsep + str(tmp_path / "second")
+
+    assert resolve_command(["pip", "install", "-r", "req.txt"], environ) == [
+        str(first),
+        "install",
+        "-r",
+        "req.txt",
+    ]
+
+
+def test_python_is_the_users_python_not_cranes(tmp_path: Path) -> None:
+    users = tool(tmp_path / "venv" / "bin", Path(sys.executable).name)
+    command = resolve_command([Path(sys.executable).name, "-m", "pip"], {"PATH": str(users.parent)})
+    assert command == [str(users), "-m", "pip"]
+    assert command[0] != sys.executable
+
+
+def test_a_path_is_used_as_given(tmp_path: Path) -> None:
+    command = [str(tmp_path / "bin" / "python"), "-m", "pip"]
+    assert resolve_command(command, {"PATH": ""}) == command
+
+
+def test_a_file_that_is_not_executable_is_not_the_tool(tmp_path: Path) -> None:
+    (tmp_path / "uv").write_text("not a program")
+    with pytest.raises(ConfigError, match="uv was not found on PATH"):
+        resolve_command(["uv", "sync"], {"PATH": str(tmp_path)})
+
+
+def test_a_missing_tool_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve_command(["poetry", "install"], {"PATH": str(tmp_path)})
+    assert str(caught.value) == (
+        "poetry was not found on PATH; install it or activate its environment"
+    )
+    assert caught.value.exit_code == 3
