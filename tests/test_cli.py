@@ -7,7 +7,6 @@ commands that would talk to an identity provider are only run where they fail fi
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -449,18 +448,25 @@ def test_a_corrupt_registry_is_named_and_never_rewritten(
     assert path.read_bytes() == content
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read a mode 000 file")
-def test_an_unreadable_registry_is_named_and_left_alone(crane: Crane) -> None:
+def test_an_unreadable_registry_is_named_and_left_alone(
+    crane: Crane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The suite runs as root, which reads a mode-000 file anyway: refuse the read instead.
     path = write_registry(b'{"version": 1, "indexes": []}')
-    path.chmod(0)
-    try:
-        result = crane("index", "register", *POSITIONAL)
-        assert result.code == 3
-        line = one_crane_line(result)
-        assert str(path) in line
-        assert "cannot be read" in line
-    finally:
-        path.chmod(0o600)
+    real_read = Path.read_bytes
+
+    def refuse(self: Path) -> bytes:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    result = crane("index", "register", *POSITIONAL)
+    assert result.code == 3
+    line = one_crane_line(result)
+    assert str(path) in line
+    assert "cannot be read" in line
+    monkeypatch.undo()
     assert path.read_bytes() == b'{"version": 1, "indexes": []}'
 
 
