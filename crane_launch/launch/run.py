@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -188,12 +189,46 @@ def transparent_environment(
         env[name] = proxy_url
     for name in _CA_VARS:
         env[name] = ca_bundle
-    hosts = {h.lower() for h in private_hosts}
+    hosts = [h.lower() for h in private_hosts]
     for name in ("NO_PROXY", "no_proxy"):
         if name in env:
-            kept = [p for p in env[name].split(",") if p.strip() and p.strip().lower() not in hosts]
+            kept = [
+                entry
+                for entry in env[name].split(",")
+                if entry.strip() and not any(no_proxy_covers(entry, host) for host in hosts)
+            ]
             env[name] = ",".join(kept)
     return env
+
+
+def no_proxy_covers(entry: str, host: str) -> bool:
+    """Whether a NO_PROXY entry makes a client skip the proxy for `host`.
+
+    The union of what curl, requests and uv accept: `*`, a host or domain suffix with
+    or without a leading `.` or `*.`, an optional `:port`, an IP address or CIDR block.
+    A private host that some entry covers would reach the index without credentials.
+    """
+    pattern = entry.strip().lower()
+    if not pattern:
+        return False
+    if pattern == "*":
+        return True
+    if pattern.startswith("["):
+        pattern = pattern[1:].split("]", 1)[0]
+    elif pattern.count(":") == 1:
+        pattern = pattern.split(":", 1)[0]
+    host = host.strip("[]").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        try:
+            return address in ipaddress.ip_network(pattern, strict=False)
+        except ValueError:
+            return False
+    domain = pattern.removeprefix("*").lstrip(".")
+    return host == domain or host.endswith("." + domain)
 
 
 def run_project_plan(plan: ProjectPlan, options: LoginOptions, environ: Mapping[str, str]) -> int:

@@ -147,7 +147,7 @@ class IndexDoor:
         accept = request.header("accept") or _DEFAULT_ACCEPT
         url = routing.upstream_project_url(self.spec.url, route.project)
         try:
-            answer = await self._upstream.get(url, headers={"Accept": accept})
+            answer = await self._upstream.get(url, headers={"Accept": accept}, within=self.spec.url)
         except httpx.HTTPError as exc:
             return _bad_gateway(routing.fail_for_exception(self.spec.url, _describe(exc)))
         response = answer.response

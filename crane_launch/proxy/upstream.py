@@ -99,10 +99,13 @@ class Upstream:
         headers: dict[str, str] | None = None,
         stream: bool = False,
         follow_foreign: bool = False,
+        within: str | None = None,
     ) -> UpstreamResponse:
         """Send `method url`; credentials for the private origin, one refresh on 401.
 
-        A redirect to another origin is returned as it is unless `follow_foreign`.
+        A redirect to another origin is returned as it is unless `follow_foreign`; with
+        `within`, so is a same-origin redirect that leaves that URL prefix (an index page
+        that redirects to a login page is an error, not an empty project).
         Raises httpx.HTTPError on transport failures: the caller decides what that means.
         """
         base_headers = dict(headers or {})
@@ -124,7 +127,8 @@ class Upstream:
             location = response.headers.get("location")
             if response.is_redirect and location and hops < _MAX_REDIRECTS:
                 target = urljoin(url, location)
-                if self.is_private(target) or (
+                inside = within is None or target.startswith(within)
+                if (self.is_private(target) and inside) or (
                     follow_foreign and target.startswith(("https://", "http://"))
                 ):
                     await response.aclose()

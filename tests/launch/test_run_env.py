@@ -11,7 +11,12 @@ import pytest
 from crane_launch.config import PrivateIndex
 from crane_launch.errors import ConfigError
 from crane_launch.launch.plan import LaunchPlan
-from crane_launch.launch.run import child_environment, resolve_command, transparent_environment
+from crane_launch.launch.run import (
+    child_environment,
+    no_proxy_covers,
+    resolve_command,
+    transparent_environment,
+)
 
 DOOR = "http://127.0.0.1:40123/one-time-secret/simple/"
 PROXY = "http://127.0.0.1:40124"
@@ -184,3 +189,39 @@ def test_a_missing_tool_is_a_configuration_error(tmp_path: Path) -> None:
         "poetry was not found on PATH; install it or activate its environment"
     )
     assert caught.value.exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("entry", "host", "covers"),
+    [
+        ("*", "index.example.test", True),
+        ("index.example.test", "index.example.test", True),
+        ("INDEX.example.test", "index.example.test", True),
+        (".example.test", "index.example.test", True),
+        ("example.test", "index.example.test", True),
+        ("*.example.test", "index.example.test", True),
+        ("index.example.test:443", "index.example.test", True),
+        (" index.example.test ", "index.example.test", True),
+        ("other.example.test", "index.example.test", False),
+        ("ample.test", "index.example.test", False),
+        ("127.0.0.0/8", "127.0.0.1", True),
+        ("127.0.0.1", "127.0.0.1", True),
+        ("10.0.0.0/8", "127.0.0.1", False),
+        ("[::1]", "::1", True),
+        ("::1", "::1", True),
+        ("localhost", "127.0.0.1", False),
+        ("", "index.example.test", False),
+    ],
+)
+def test_no_proxy_entries_that_would_bypass_a_private_host(entry, host, covers):
+    assert no_proxy_covers(entry, host) is covers
+
+
+def test_a_domain_suffix_in_no_proxy_does_not_let_the_child_skip_crane():
+    env = transparent_environment(
+        {"NO_PROXY": ".example.test,other.example,127.0.0.0/8"},
+        "http://crane:pw@127.0.0.1:1",
+        "/b.pem",
+        ["index.example.test"],
+    )
+    assert env["NO_PROXY"] == "other.example,127.0.0.0/8"

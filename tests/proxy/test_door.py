@@ -260,6 +260,34 @@ def test_an_error_never_falls_back_even_with_proven_credentials(
     assert origins.to("login.example") == []
 
 
+def test_a_same_origin_redirect_out_of_the_index_is_an_error(
+    door: IndexDoor, origins: ScriptedOrigins
+) -> None:
+    # A login page on the index's own host answers 200 with no links: serving it would
+    # look like an empty project. Only redirects that stay inside the index are followed.
+    prove_credentials(door, origins)
+    login = INDEX.split("/simple/", maxsplit=1)[0] + "/login?next=/simple/demo/"
+    origins.answer(INDEX + "demo/", 302, headers={"location": login})
+    origins.answer(login.split("?")[0], 200, b"<html>sign in</html>", HTML_TYPE)
+    origins.answer(PUBLIC + "demo/", 200, PUBLIC_HTML, HTML_TYPE)
+
+    reply, body = ask(door, f"/{TOKEN}/simple/demo/")
+
+    assert_one_line_502(reply, body)
+    assert [r.url.path for r in origins.requests if r.url.path.startswith("/login")] == []
+    assert origins.to("pypi.example") == []
+
+
+def test_a_redirect_inside_the_index_is_followed(door: IndexDoor, origins: ScriptedOrigins) -> None:
+    prove_credentials(door, origins)
+    origins.answer(INDEX + "demo/", 301, headers={"location": INDEX + "demo/index.html"})
+    origins.answer(INDEX + "demo/index.html", 200, PRIVATE_HTML, HTML_TYPE)
+
+    reply, _ = ask(door, f"/{TOKEN}/simple/demo/")
+
+    assert reply.status == 200
+
+
 def test_a_401_refreshes_the_token_and_retries(
     door: IndexDoor, origins: ScriptedOrigins, tokens: FakeTokens
 ) -> None:
