@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
@@ -23,7 +22,7 @@ from crane_launch.config import origin_of
 from crane_launch.errors import AuthError, CraneError, UpstreamError
 from crane_launch.proxy import rewrite, routing
 from crane_launch.proxy.server import Reply, Request
-from crane_launch.proxy.upstream import Upstream
+from crane_launch.proxy.upstream import Upstream, streamed_reply
 
 __all__ = ["IndexDoor", "IndexSpec"]
 
@@ -34,16 +33,6 @@ _DEFAULT_ACCEPT = (
     "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 )
 _FILE_REQUEST_HEADERS = ("range", "if-range", "if-none-match", "if-modified-since")
-_FILE_RESPONSE_HEADERS = (
-    "content-type",
-    "content-length",
-    "content-range",
-    "content-encoding",
-    "etag",
-    "last-modified",
-    "accept-ranges",
-    "cache-control",
-)
 _PASSED_FILE_STATUSES = frozenset({200, 206, 304, 404, 410, 416})
 
 
@@ -227,17 +216,7 @@ class IndexDoor:
             if status in (401, 403):
                 return _bad_gateway(routing.auth_failed_message(self.spec.url))
             return _bad_gateway(f"{self.spec.url}: a file request was answered {status}")
-        reply_headers = [
-            (name, value)
-            for name in _FILE_RESPONSE_HEADERS
-            if (value := answer.response.headers.get(name)) is not None
-        ]
-        return Reply(status, reply_headers, _relay(answer.iter_raw()), close=answer.aclose)
-
-
-async def _relay(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        yield chunk
+        return streamed_reply(answer.response)
 
 
 def _page_reply(content_type: str, body: bytes) -> Reply:

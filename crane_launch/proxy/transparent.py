@@ -23,32 +23,19 @@ import logging
 import secrets
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from crane_launch.proxy.server import Reply, Request, serve_h11
-from crane_launch.proxy.upstream import Upstream
+from crane_launch.proxy.upstream import CONTENT_HEADERS, Upstream, streamed_reply
 
 __all__ = ["TransparentDoor"]
 
 log = logging.getLogger("crane.proxy")
 
-_PASSED_RESPONSE_HEADERS = (
-    "content-type",
-    "content-length",
-    "content-range",
-    "content-encoding",
-    "etag",
-    "last-modified",
-    "accept-ranges",
-    "cache-control",
-    "location",
-    "vary",
-    "date",
-    "expires",
-)
+_PASSED_RESPONSE_HEADERS = (*CONTENT_HEADERS, "location", "vary", "date", "expires")
 _FORWARDED_REQUEST_HEADERS = (
     "accept",
     "accept-encoding",
@@ -202,19 +189,7 @@ class TransparentDoor:
                 response = await self._public.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
             return Reply.text(502, f"crane: {url.split('?', maxsplit=1)[0]}: {type(exc).__name__}")
-        reply_headers = [
-            (name, value)
-            for name in _PASSED_RESPONSE_HEADERS
-            if (value := response.headers.get(name)) is not None
-        ]
-        return Reply(
-            response.status_code, reply_headers, _relay(response.aiter_raw()), close=response.aclose
-        )
-
-
-async def _relay(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        yield chunk
+        return streamed_reply(response, _PASSED_RESPONSE_HEADERS)
 
 
 def _default_port(scheme: str) -> int:

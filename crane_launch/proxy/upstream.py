@@ -19,8 +19,27 @@ from urllib.parse import urljoin
 import httpx
 
 from crane_launch.config import origin_of
+from crane_launch.proxy.server import Reply
 
-__all__ = ["TokenSource", "Upstream", "UpstreamResponse"]
+__all__ = [
+    "CONTENT_HEADERS",
+    "TokenSource",
+    "Upstream",
+    "UpstreamResponse",
+    "streamed_reply",
+]
+
+CONTENT_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "content-encoding",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "cache-control",
+)
+"""Response headers that describe the body; passed to the child as they came."""
 
 _MAX_REDIRECTS = 5
 _TOKEN_REUSE_SECONDS = 5.0
@@ -42,9 +61,6 @@ class UpstreamResponse:
 
     async def aclose(self) -> None:
         await self.response.aclose()
-
-    def iter_raw(self) -> AsyncIterator[bytes]:
-        return self.response.aiter_raw()
 
 
 class Upstream:
@@ -141,3 +157,16 @@ class Upstream:
                 finally:
                     await response.aclose()
             return UpstreamResponse(response, url)
+
+
+def streamed_reply(response: httpx.Response, names: tuple[str, ...] = CONTENT_HEADERS) -> Reply:
+    """The upstream response as a reply streamed to the child: its raw bytes (never
+    decoded, never held whole) and the named headers; the upstream stream is closed once
+    the body has been sent or abandoned."""
+    headers = [(name, value) for name in names if (value := response.headers.get(name)) is not None]
+    return Reply(response.status_code, headers, _raw(response), close=response.aclose)
+
+
+async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
+    async for chunk in response.aiter_raw():
+        yield chunk

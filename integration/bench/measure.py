@@ -21,6 +21,7 @@ import psutil
 __all__ = [
     "Row",
     "RssSampler",
+    "cpu_seconds",
     "curl_download",
     "keepalive_gets",
     "median",
@@ -175,6 +176,15 @@ def curl_download(url: str, env: Mapping[str, str], *, max_seconds: int = 600) -
         raise RuntimeError(f"curl failed ({out.returncode}): {out.stderr.strip()}")
     status, size, seconds = out.stdout.split()
     return Download(int(status), int(float(size)), float(seconds))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 when it is gone)."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 class RssSampler:

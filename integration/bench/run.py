@@ -223,6 +223,7 @@ def bench_install(
     _install_once(tool, upstream, scratch, settings.wheels)
     direct: list[float] = []
     door: list[float] = []
+    door_cpu: list[float] = []
     for i in range(settings.repeats):
         if not budget.left():
             say(f"{tool}: time budget used up after {i} repeats")
@@ -234,7 +235,9 @@ def bench_install(
         def run_door(index: int = i) -> None:
             # A fresh door per install, as every `crane pip` run opens its own.
             with door_process(upstream, env, _profile_path(settings, tool, index)) as info:
+                cpu_before = measure.cpu_seconds(info.pid)
                 door.append(_install_once(tool, info.index_url, scratch, settings.wheels))
+                door_cpu.append(measure.cpu_seconds(info.pid) - cpu_before)
 
         _alternate(i, run_direct, run_door)
         say(f"{tool}: repeat {i + 1}: direct {direct[-1]:.2f} s, door {door[-1]:.2f} s")
@@ -243,7 +246,11 @@ def bench_install(
         "s",
         measure.median(direct),
         measure.median(door),
-        samples={"direct": direct, "door": door},
+        note=(
+            f"the door process used median {measure.median(door_cpu):.2f} s of CPU "
+            "(user + system) per install"
+        ),
+        samples={"direct": direct, "door": door, "door_cpu": door_cpu},
     )
 
 
@@ -266,6 +273,7 @@ def bench_throughput(
     upstream = nginx.direct_url + "/simple/"
     speeds: dict[str, list[float]] = {"direct": [], "door": [], "proxy": []}
     growth: list[float] = []
+    cpu_per_gib: list[float] = []
     with door_process(upstream, env, _profile_path(settings, "throughput", 0)) as info:
         urls = {
             "direct": nginx.direct_url + site.big_path,
@@ -283,9 +291,13 @@ def bench_throughput(
             names = names[i % 3 :] + names[: i % 3]
             for name in names:
                 if name == "door":
+                    cpu_before = measure.cpu_seconds(info.pid)
                     with measure.RssSampler(info.pid) as rss:
                         result = measure.curl_download(urls[name], env)
                     growth.append(rss.growth / _MIB)
+                    cpu_per_gib.append(
+                        (measure.cpu_seconds(info.pid) - cpu_before) * (1 << 30) / site.big_bytes
+                    )
                 else:
                     result = measure.curl_download(urls[name], env)
                 _check_download(result, site.big_bytes, name)
@@ -307,9 +319,10 @@ def bench_throughput(
                 "curl to /dev/null; door = /<token>/files/ route; ratios below 1 are slower. "
                 f"Door RSS {baseline_rss / _MIB:.0f} MiB before the transfers, peak growth "
                 f"during one transfer: median {measure.median(growth):.1f} MiB, "
-                f"max {max(growth, default=float('nan')):.1f} MiB"
+                f"max {max(growth, default=float('nan')):.1f} MiB; door CPU (user + system) "
+                f"median {measure.median(cpu_per_gib):.2f} s per GiB"
             ),
-            samples={**speeds, "door_rss_growth_mib": growth},
+            samples={**speeds, "door_rss_growth_mib": growth, "door_cpu_s_per_gib": cpu_per_gib},
         )
     ]
 
