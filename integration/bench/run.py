@@ -31,6 +31,7 @@ import os
 import platform
 import pstats
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -507,8 +508,13 @@ def _print_profiles(directory: Path) -> None:
         stats.strip_dirs().sort_stats("tottime").print_stats(20)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the `with` blocks: nginx, doors, temp dirs
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     nginx_binary = index_site.find_nginx()
     if nginx_binary is None:
         say("nginx is not installed: apt-get install -y nginx")

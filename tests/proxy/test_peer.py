@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from crane_launch.proxy import peer
 from crane_launch.proxy.peer import peer_uid
 from crane_launch.proxy.server import ProxyServer, Reply, Request
 
@@ -76,3 +77,35 @@ def test_another_local_user_is_refused(server):
     assert os.geteuid() == 0, "this test switches to another uid and needs root"
     answer = _get_as(65534, server.port)
     assert not answer.startswith(b"HTTP/"), answer
+
+
+def test_the_kernel_lookup_and_the_table_agree_on_another_users_socket():
+    # Both lookups must see the client's end: the owner of the connecting process.
+    assert os.geteuid() == 0, "this test switches to another uid and needs root"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        to_parent, from_child = os.pipe()
+        to_child, from_parent = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                client = socket.create_connection(listener.getsockname())
+                os.write(from_child, b"x")
+                os.read(to_child, 1)  # hold the connection until the parent has looked
+                client.close()
+            finally:
+                os._exit(0)
+        assert os.read(to_parent, 1) == b"x"
+        accepted, _ = listener.accept()
+        with accepted:
+            ends = (accepted.getpeername(), accepted.getsockname())
+            by_kernel = peer._uid_by_netlink(socket.AF_INET, *ends)
+            by_table = peer._uid_by_table(socket.AF_INET, *ends)
+        os.write(from_parent, b"x")
+        os.waitpid(pid, 0)
+        for fd in (to_parent, from_child, to_child, from_parent):
+            os.close(fd)
+    assert by_kernel == by_table == 65534
