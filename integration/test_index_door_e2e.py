@@ -434,3 +434,17 @@ def test_a_needed_login_in_ci_fails_before_running_pip(stack, crane, tmp_path):
     assert result.stderr.strip() == (
         f"crane: {stack.private_url}: not logged in; run `crane login {stack.private_url}`"
     )
+
+
+def test_pip_lock_records_the_real_index_urls(stack, logged_in):
+    result = logged_in.run("pip", "lock", "-i", stack.private_url, "crane-private-app", "decoy-pkg")
+    assert result.code == 0, result.stderr
+    lock = (logged_in.cwd / "pylock.toml").read_text()
+    private_origin = stack.private_url.removesuffix("/simple/")
+    public_origin = stack.public_url.removesuffix("/simple/")
+    urls = sorted(line for line in lock.splitlines() if line.startswith("url = "))
+    assert urls == [
+        f'url = "{private_origin}/packages/crane_private_app-1.0-py3-none-any.whl"',
+        f'url = "{private_origin}/packages/decoy_pkg-1.0-py3-none-any.whl"',
+        f'url = "{public_origin}/packages/public_only_dep-1.0-py3-none-any.whl"',
+    ]

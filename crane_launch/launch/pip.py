@@ -129,6 +129,7 @@ _COMMAND_OPTIONS: dict[str, tuple[str, str]] = {
 }
 _ALIASES = {
     "-i": "--index-url",
+    "-o": "--output",
     "--pypi-url": "--index-url",
     "-r": "--requirement",
     "-c": "--constraint",
@@ -490,8 +491,17 @@ def plan_pip(
     if copies:
         shown = ", ".join(display_path(path, cwd) for path in copies)
         notes.append(f"reading requirements through copies without the index line: {shown}")
+    lock_output = None
     if command == "lock":
-        notes.append("pip lock records the URLs it downloads from: crane's one-run proxy addresses")
+        outputs = [o.value for o in found if o.name == "--output" and o.value]
+        target = outputs[-1] if outputs else "pylock.toml"
+        if target == "-":
+            notes.append(
+                "pip lock writes to standard output: its URLs are crane's one-run proxy "
+                "addresses; write to a file to get the real index URLs"
+            )
+        else:
+            lock_output = cwd / target
     return LaunchPlan(
         tool="pip",
         command=[*launcher, *command_line],
@@ -502,4 +512,5 @@ def plan_pip(
         env_unset=env_unset,
         file_copies=list(copies.values()),
         notes=notes,
+        lock_output=lock_output,
     )

@@ -94,6 +94,9 @@ class LaunchPlan:
     env_unset: set[str] = field(default_factory=set)
     file_copies: list[FileCopy] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    lock_output: Path | None = None
+    """A lock file the tool writes (`pip lock`): its proxy URLs are mapped back to the
+    real index once the run is over."""
 
     @property
     def passthrough(self) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crane_launch.auth import Credentials, TerminalUI, TokenStore, login_policy
-from crane_launch.config import PrivateIndex, origin_of
+from crane_launch.config import PrivateIndex, atomic_write_text, origin_of
 from crane_launch.errors import ConfigError, CraneError
 from crane_launch.launch.plan import LaunchPlan
 from crane_launch.launch.project import ProjectPlan
@@ -132,15 +132,39 @@ def run_plan(plan: LaunchPlan, options: LoginOptions, environ: Mapping[str, str]
             for copy in plan.file_copies:
                 _write_private(copy.copy, copy.text)
                 written.append(copy.copy)
-            env = child_environment(environ, plan, door.index_url(server.port))
+            index_url = door.index_url(server.port)
+            env = child_environment(environ, plan, index_url)
             log.debug("running %s", command[0])
-            return run_supervised(command, env)
+            code = run_supervised(command, env)
+            if code == 0 and plan.lock_output is not None:
+                restore_real_urls(plan.lock_output, index_url, plan.private.url)
+            return code
     except CraneError:
         raise
     finally:
         for path in written:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def restore_real_urls(path: Path, door_index_url: str, private_url: str) -> None:
+    """Rewrite a lock file the child wrote through the index door so that it names the
+    real index: `<door>/simple/` becomes the private index URL, `<door>/files/<path>` the
+    file's URL on the private origin. Written atomically, mode kept; absent file: no-op."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read to restore the index URLs ({exc})") from None
+    door_base = door_index_url.removesuffix("simple/")
+    scheme, host, port = origin_of(private_url)
+    shown = f"[{host}]" if ":" in host else host
+    origin = f"{scheme}://{shown}" + ("" if port in (80, 443) else f":{port}")
+    restored = text.replace(door_index_url, private_url).replace(door_base + "files/", origin + "/")
+    if restored != text:
+        atomic_write_text(path, restored, mode=path.stat().st_mode & 0o777)
+        say(f"{path.name}: recorded the real index URLs instead of crane's one-run proxy")
 
 
 def _write_private(path: os.PathLike[str], text: str) -> None:

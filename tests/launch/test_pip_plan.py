@@ -641,3 +641,27 @@ def test_environment_variables_in_index_lines_are_expanded(
     result = plan(files, registry, ["install", "-r", "reqs.txt"], {"INDEX": PRIVATE})
     assert_private(result)
     assert [c.text for c in result.file_copies] == ["# crane: index option removed\npkg\n"]
+
+
+@pytest.mark.parametrize(
+    ("args", "output"),
+    [
+        ([], "pylock.toml"),
+        (["-o", "locks/app.toml"], "locks/app.toml"),
+        (["--output=app.toml"], "app.toml"),
+        (["--output", "a.toml", "-o", "b.toml"], "b.toml"),
+    ],
+)
+def test_pip_lock_names_the_file_whose_urls_are_restored(
+    files: Files, registry: Registry, args: list[str], output: str
+) -> None:
+    result = plan(files, registry, ["lock", "-i", PRIVATE, *args, "pkg"])
+    assert result.lock_output == files.root / "work" / output
+
+
+def test_pip_lock_to_standard_output_is_left_alone_with_a_note(
+    files: Files, registry: Registry
+) -> None:
+    result = plan(files, registry, ["lock", "-i", PRIVATE, "-o", "-", "pkg"])
+    assert result.lock_output is None
+    assert any("standard output" in note for note in result.notes)

@@ -225,3 +225,24 @@ def test_a_domain_suffix_in_no_proxy_does_not_let_the_child_skip_crane():
         ["index.example.test"],
     )
     assert env["NO_PROXY"] == "other.example,127.0.0.0/8"
+
+
+def test_a_lock_file_written_through_the_door_gets_the_real_urls(tmp_path):
+    from crane_launch.launch.run import restore_real_urls
+
+    door = "http://127.0.0.1:4000/T0KEN/simple/"
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'index = "http://127.0.0.1:4000/T0KEN/simple/"\n'
+        'url = "http://127.0.0.1:4000/T0KEN/files/repo/pkg/a-1.0.tar.gz"\n'
+        'url = "http://127.0.0.1:5000/packages/public-1.0-py3-none-any.whl"\n'
+    )
+    lock.chmod(0o644)
+    restore_real_urls(lock, door, "https://private.example/repo/simple/")
+    assert lock.read_text() == (
+        'index = "https://private.example/repo/simple/"\n'
+        'url = "https://private.example/repo/pkg/a-1.0.tar.gz"\n'
+        'url = "http://127.0.0.1:5000/packages/public-1.0-py3-none-any.whl"\n'
+    )
+    assert lock.stat().st_mode & 0o777 == 0o644
+    restore_real_urls(tmp_path / "absent.toml", door, "https://private.example/simple/")
