@@ -17,7 +17,7 @@ import click
 
 from crane_launch import __version__
 from crane_launch.config import Registry
-from crane_launch.errors import EXIT_USAGE, CraneError
+from crane_launch.errors import EXIT_FAILURE, EXIT_USAGE, CraneError
 
 __all__ = ["main"]
 
@@ -277,4 +277,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug or an unforeseen environment: still one line
+        logging.getLogger("crane").debug("unexpected error", exc_info=True)
+        _say(f"unexpected error: {type(exc).__name__}: {exc} (run with -v for details)")
+        sys.exit(EXIT_FAILURE)
     sys.exit(0)

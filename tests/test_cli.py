@@ -523,3 +523,18 @@ def test_a_wrong_command_line_is_one_usage_line(
     line = one_crane_line(result)
     assert problem in line
     assert "--help" in line
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(
+    crane: Crane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Registry, "load", broken)
+    result = crane("status")
+    assert result.code == 1
+    assert one_crane_line(result) == (
+        "crane: unexpected error: OSError: [Errno 28] No space left on device "
+        "(run with -v for details)"
+    )
