@@ -31,6 +31,7 @@ log = logging.getLogger("crane.proxy")
 _READ_SIZE = 256 * 1024
 _MAX_HEADER_BYTES = 64 * 1024
 _IDLE_TIMEOUT = 120.0
+_WRITE_BUFFER_HIGH = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,10 @@ class ProxyServer:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # The default high-water mark (64 KiB) is one upstream chunk: every chunk would
+        # pause the relay until the child caught up. A few chunks of slack keep both
+        # sides busy; memory stays bounded by this limit.
+        writer.transport.set_write_buffer_limits(high=_WRITE_BUFFER_HIGH)
         if not _same_user(writer):
             log.warning("refused a connection from another local user")
             if task is not None:
