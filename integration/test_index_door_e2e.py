@@ -442,9 +442,9 @@ def test_pip_lock_records_the_real_index_urls(stack, logged_in):
     lock = (logged_in.cwd / "pylock.toml").read_text()
     private_origin = stack.private_url.removesuffix("/simple/")
     public_origin = stack.public_url.removesuffix("/simple/")
-    urls = sorted(line for line in lock.splitlines() if line.startswith("url = "))
-    assert urls == [
+    urls = {line for line in lock.splitlines() if line.startswith("url = ")}
+    assert urls == {
         f'url = "{private_origin}/packages/crane_private_app-1.0-py3-none-any.whl"',
         f'url = "{private_origin}/packages/decoy_pkg-1.0-py3-none-any.whl"',
         f'url = "{public_origin}/packages/public_only_dep-1.0-py3-none-any.whl"',
-    ]
+    }
