@@ -43,6 +43,7 @@ from crane_launch.config import Registry, builtin_public_index
 from crane_launch.errors import ConfigError
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
+    FIND_LINKS_WHY,
     PROXY_WHY,
     IndexSetting,
     LaunchPlan,
@@ -54,6 +55,7 @@ from crane_launch.launch.plan import (
     choose_indexes,
     display_path,
     read_optional,
+    remote_links,
     scan_options,
     strtobool,
 )
@@ -130,6 +132,7 @@ _COMMAND_OPTIONS: dict[str, tuple[str, str]] = {
 _ALIASES = {
     "-i": "--index-url",
     "-o": "--output",
+    "-f": "--find-links",
     "--pypi-url": "--index-url",
     "-r": "--requirement",
     "-c": "--constraint",
@@ -411,11 +414,17 @@ def plan_pip(
             rejections.append(Rejection("command line", "--extra-index-url", EXTRA_INDEX_WHY))
         elif o.name == "--proxy" and o.value:
             rejections.append(Rejection("command line", "--proxy", PROXY_WHY))
+        elif o.name == "--find-links" and o.value:
+            for url in remote_links([o.value]):
+                rejections.append(Rejection("command line", f"--find-links {url}", FIND_LINKS_WHY))
     for value in sorted(settings.values, key=lambda v: -v.layer):
         if value.key == "extra-index-url" and value.value.split():
             rejections.append(Rejection(value.place, "extra-index-url", EXTRA_INDEX_WHY))
         elif value.key == "proxy":
             rejections.append(Rejection(value.place, "proxy", PROXY_WHY))
+        elif value.key == "find-links":
+            for url in remote_links(value.value.split()):
+                rejections.append(Rejection(value.place, f"find-links {url}", FIND_LINKS_WHY))
 
     roots: list[Root] = []
     configured_roots: dict[str, tuple[_Value, list[Root]]] = {}

@@ -32,6 +32,7 @@ from crane_launch.errors import (
 
 __all__ = [
     "EXTRA_INDEX_WHY",
+    "FIND_LINKS_WHY",
     "PROXY_WHY",
     "REMOTE_FILE_WHY",
     "FileCopy",
@@ -46,6 +47,7 @@ __all__ = [
     "choose_indexes",
     "display_path",
     "read_optional",
+    "remote_links",
     "scan_options",
     "strtobool",
 ]
@@ -55,6 +57,18 @@ ReadText = Callable[[Path], str]
 `Path.read_text`."""
 
 EXTRA_INDEX_WHY = "projects could come from another index and bypass private-first routing"
+FIND_LINKS_WHY = (
+    "a remote find-links page is an index in disguise and could shadow private projects; "
+    "use a local directory, or publish the files to the private index"
+)
+
+
+def remote_links(values: Iterable[str]) -> list[str]:
+    """The find-links locations that are web pages (local directories and files are the
+    user's own and stay allowed)."""
+    return [v for v in values if v.strip().lower().startswith(("http://", "https://"))]
+
+
 PROXY_WHY = (
     "crane's proxy must be the tool's only way to the index; set HTTPS_PROXY for crane instead"
 )

@@ -44,6 +44,7 @@ from crane_launch.config import Registry, builtin_public_index
 from crane_launch.errors import ConfigError
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
+    FIND_LINKS_WHY,
     IndexSetting,
     LaunchPlan,
     OptionTable,
@@ -52,6 +53,7 @@ from crane_launch.launch.plan import (
     apply_edits,
     choose_indexes,
     read_optional,
+    remote_links,
     scan_options,
     strtobool,
 )
@@ -95,6 +97,7 @@ _FLAG_LONGS = (
 )
 _ALIASES = {
     "-i": "--index-url",
+    "-f": "--find-links",
     "-r": "--requirements",
     "--requirement": "--requirements",
     "-c": "--constraints",
@@ -365,16 +368,29 @@ def plan_uv_pip(
             rejections.append(Rejection("command line", o.name, EXTRA_INDEX_WHY))
         elif o.name in ("--emit-index-url", "--emit-index-annotation"):
             rejections.append(Rejection("command line", o.name, EMIT_WHY))
+        elif o.name == "--find-links" and o.value:
+            for url in remote_links([o.value]):
+                rejections.append(Rejection("command line", f"--find-links {url}", FIND_LINKS_WHY))
     for name in ("UV_EXTRA_INDEX_URL", "UV_INDEX"):
         if _env_list(environ, name):
             what = "extra-index-url" if name == "UV_EXTRA_INDEX_URL" else "index"
             rejections.append(Rejection(f"environment variable {name}", what, EXTRA_INDEX_WHY))
+    for url in remote_links(environ.get("UV_FIND_LINKS", "").replace(",", " ").split()):
+        place = "environment variable UV_FIND_LINKS"
+        rejections.append(Rejection(place, f"find-links {url}", FIND_LINKS_WHY))
     chain_config: list[IndexSetting] = []
     for file in files:
         for table, source in (("pip", file.pip), ("", file.top)):
             extra = source.get("extra-index-url")
             if isinstance(extra, list) and extra:
                 rejections.append(Rejection(file.place(table), "extra-index-url", EXTRA_INDEX_WHY))
+            links = source.get("find-links")
+            for url in (
+                remote_links(v for v in links if isinstance(v, str))
+                if isinstance(links, list)
+                else []
+            ):
+                rejections.append(Rejection(file.place(table), f"find-links {url}", FIND_LINKS_WHY))
             if table == "pip":
                 for key in ("emit-index-url", "emit-index-annotation"):
                     if source.get(key) is True:
@@ -390,7 +406,13 @@ def plan_uv_pip(
                 place = file.index_place(table)
                 if entry.get("default") is True:
                     chain_config.append(IndexSetting(url, place))
-                elif entry.get("explicit") is not True and entry.get("format") != "flat":
+                elif entry.get("explicit") is True:
+                    continue
+                elif entry.get("format") == "flat":
+                    for link in remote_links([url]):
+                        what = f"flat index {link}"
+                        rejections.append(Rejection(place, what, FIND_LINKS_WHY))
+                else:
                     what = f"index {url} without default = true"
                     rejections.append(Rejection(place, what, EXTRA_INDEX_WHY))
     index_url_setting = _first_scalar(files, "pip", "index-url") or _first_scalar(

@@ -665,3 +665,43 @@ def test_pip_lock_to_standard_output_is_left_alone_with_a_note(
     result = plan(files, registry, ["lock", "-i", PRIVATE, "-o", "-", "pkg"])
     assert result.lock_output is None
     assert any("standard output" in note for note in result.notes)
+
+
+FIND_LINKS_WHY = (
+    "a remote find-links page is an index in disguise and could shadow private projects; "
+    "use a local directory, or publish the files to the private index"
+)
+LINKS = "https://files.example/links/"
+
+
+def test_remote_find_links_on_the_command_line(files: Files, registry: Registry) -> None:
+    message = _rejected(files, registry, ["install", "-i", PRIVATE, "-f", LINKS, "pkg"], {})
+    assert message == (
+        f"command line: --find-links {LINKS} is not allowed under crane: {FIND_LINKS_WHY}"
+    )
+
+
+def test_remote_find_links_in_the_environment(files: Files, registry: Registry) -> None:
+    env = {"PIP_FIND_LINKS": f"/opt/local-wheels {LINKS}"}
+    message = _rejected(files, registry, ["install", "-i", PRIVATE, "pkg"], env)
+    assert message == (
+        f"environment variable PIP_FIND_LINKS: find-links {LINKS} is not allowed under crane: "
+        f"{FIND_LINKS_WHY}"
+    )
+
+
+def test_remote_find_links_in_a_config_file(files: Files, registry: Registry) -> None:
+    files.write("/etc/pip.conf", f"[install]\nfind-links = {LINKS}\n")
+    message = _rejected(files, registry, ["install", "-i", PRIVATE, "pkg"], {})
+    assert message == (
+        f"pip config file /etc/pip.conf: [install]: find-links {LINKS} is not allowed under "
+        f"crane: {FIND_LINKS_WHY}"
+    )
+
+
+def test_local_find_links_stay_allowed(files: Files, registry: Registry) -> None:
+    result = plan(
+        files, registry, ["install", "-i", PRIVATE, "-f", "./wheels", "pkg"],
+        {"PIP_FIND_LINKS": "/opt/local-wheels"},
+    )  # fmt: skip
+    assert_private(result)

@@ -360,7 +360,7 @@ def test_unparsable_uv_toml_is_named(files: Files, registry: Registry) -> None:
         ["--index-strategy", "unsafe-best-match"],
         ["--index-strategy=unsafe-first-match"],
         ["-f", "wheels"],
-        ["--find-links", "https://files.example/links/"],
+        ["--find-links", "local/links.html"],
     ],
 )
 def test_single_index_options_are_allowed(
@@ -375,9 +375,44 @@ def test_explicit_and_flat_indexes_are_allowed(files: Files, registry: Registry)
     files.write(
         "uv.toml",
         '[[index]]\nname = "torch"\nurl = "https://torch.example/whl/"\nexplicit = true\n'
-        '[[index]]\nurl = "https://files.example/links/"\nformat = "flat"\n',
+        '[[index]]\nurl = "./wheels"\nformat = "flat"\n',
     )
     assert_private(plan(files, registry, ["pip", "install", "-i", PRIVATE, "pkg"]))
+
+
+FIND_LINKS_WHY = (
+    "a remote find-links page is an index in disguise and could shadow private projects; "
+    "use a local directory, or publish the files to the private index"
+)
+LINKS = "https://files.example/links/"
+
+
+def test_remote_find_links_on_the_command_line(files: Files, registry: Registry) -> None:
+    argv = ["pip", "install", "-i", PRIVATE, "-f", LINKS, "pkg"]
+    assert _rejected(files, registry, argv) == (
+        f"command line: --find-links {LINKS} is not allowed under crane: {FIND_LINKS_WHY}"
+    )
+
+
+def test_remote_find_links_in_the_environment(files: Files, registry: Registry) -> None:
+    argv = ["pip", "install", "-i", PRIVATE, "pkg"]
+    assert _rejected(files, registry, argv, {"UV_FIND_LINKS": f"./local,{LINKS}"}) == (
+        f"environment variable UV_FIND_LINKS: find-links {LINKS} is not allowed under crane: "
+        f"{FIND_LINKS_WHY}"
+    )
+
+
+def test_remote_find_links_and_flat_index_in_uv_toml(files: Files, registry: Registry) -> None:
+    path = files.write("uv.toml", f'find-links = ["{LINKS}"]\n')
+    argv = ["pip", "install", "-i", PRIVATE, "pkg"]
+    assert _rejected(files, registry, argv) == (
+        f"uv config file {path}: find-links {LINKS} is not allowed under crane: {FIND_LINKS_WHY}"
+    )
+    path.write_text(f'[[index]]\nurl = "{LINKS}"\nformat = "flat"\n')
+    assert _rejected(files, registry, argv) == (
+        f"uv config file {path}: [[index]]: flat index {LINKS} is not allowed under crane: "
+        f"{FIND_LINKS_WHY}"
+    )
 
 
 # --- rejections: one per place ---------------------------------------------------------
