@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -144,16 +144,6 @@ def index_remove(url: str) -> None:
 # -- auth ---------------------------------------------------------------------------------
 
 
-@cli.command(context_settings=_TOOL_ARGS, add_help_option=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_obj
-def poetry(obj: Context, args: tuple[str, ...]) -> None:
-    """Run poetry; its private sources are reached through crane's transparent proxy."""
-    from crane_launch.launch import tools
-
-    _exit(tools.poetry(list(args), no_input=obj.no_input))
-
-
 @cli.command()
 @click.argument("url")
 @click.option("--no-browser", is_flag=True, help="Print the URL and code; do not open a browser.")
@@ -201,27 +191,30 @@ def status() -> None:
 # -- tools --------------------------------------------------------------------------------
 
 
-@cli.command(context_settings=_TOOL_ARGS, add_help_option=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_obj
-def pip(obj: Context, args: tuple[str, ...]) -> None:
-    """Run pip with registered indexes behind crane's proxy.
-
-    `crane pip --python PY ...` runs `PY -m pip ...`.
-    """
-    from crane_launch.launch import tools
-
-    _exit(tools.pip(list(args), no_input=obj.no_input))
+_TOOLS = {
+    "pip": "Run pip with registered indexes behind crane's index proxy.\n\n"
+    "`crane pip --python PY ...` runs `PY -m pip ...`.",
+    "uv": "Run uv: `uv pip ...` through crane's index proxy, project commands (sync, lock, "
+    "run, add, ...) through its transparent proxy.",
+    "poetry": "Run poetry; its private sources are reached through crane's transparent proxy.",
+}
 
 
-@cli.command(context_settings=_TOOL_ARGS, add_help_option=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_obj
-def uv(obj: Context, args: tuple[str, ...]) -> None:
-    """Run uv (`uv pip ...` through crane's index proxy)."""
-    from crane_launch.launch import tools
+def _tool_command(name: str, help_text: str) -> None:
+    """`crane <tool> ARGS...`: ARGS go to the tool untouched (its own --help included)."""
 
-    _exit(tools.uv(list(args), no_input=obj.no_input))
+    @cli.command(name, context_settings=_TOOL_ARGS, add_help_option=False, help=help_text)
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    @click.pass_obj
+    def command(obj: Context, args: tuple[str, ...]) -> None:
+        from crane_launch.launch import tools
+
+        run: Callable[..., int] = getattr(tools, name)
+        _exit(run(list(args), no_input=obj.no_input))
+
+
+for _name, _help in _TOOLS.items():
+    _tool_command(_name, _help)
 
 
 @cli.command()

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from crane_launch.auth import Credentials, LoginPolicy, TerminalUI
@@ -114,23 +114,20 @@ class _ServeTokens:
                 LoginPolicy.RUN_LIVE, TerminalUI(live=True), self._open_browser
             )
 
-    def access_token(self) -> str:
+    def _or_relogin(self, get: Callable[[], str]) -> str:
         try:
-            return self._credentials.access_token()
+            return get()
         except LoginRequiredError as exc:
             if not self._interactive:
                 say(str(exc))
                 raise
             return self._relogin()
 
+    def access_token(self) -> str:
+        return self._or_relogin(self._credentials.access_token)
+
     def refreshed_token(self, stale: str) -> str:
-        try:
-            return self._credentials.refreshed_token(stale)
-        except LoginRequiredError as exc:
-            if not self._interactive:
-                say(str(exc))
-                raise
-            return self._relogin()
+        return self._or_relogin(lambda: self._credentials.refreshed_token(stale))
 
 
 def serve(url: str, *, port: int, no_input: bool) -> int:
