@@ -446,19 +446,13 @@ def plan_pip(
             f"--no-index in {walk.no_index_places[0]}: pip uses no index; running pip unchanged"
         )
     rejections.extend(walk.rejections)
-    for line in walk.index_lines:
-        if registry.find(line.url) is None:
-            rejections.append(Rejection(line.place, f"--index-url {line.url}", FOREIGN_INDEX_WHY))
+    foreign_lines, file_lines = walk.sort_index_lines(registry, FOREIGN_INDEX_WHY)
+    rejections.extend(foreign_lines)
 
     index_options = [o for o in found if o.name == "--index-url" and o.value]
     chain = [IndexSetting(o.value or "", "command line", explicit=True) for o in index_options]
     chain.reverse()  # optparse keeps the last one
     chain.extend(IndexSetting(v.value, v.place) for v in settings.chain(_INDEX_KEYS))
-    file_lines = [
-        IndexSetting(line.url, line.place)
-        for line in walk.index_lines
-        if registry.find(line.url) is not None
-    ]
     choice = choose_indexes(
         tool="pip",
         registry=registry,

@@ -40,10 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from crane_launch.config import Registry
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
     REMOTE_FILE_WHY,
     FileCopy,
+    IndexSetting,
     Occurrence,
     OptionTable,
     ReadText,
@@ -178,6 +180,20 @@ class RequirementsWalk:
     index_lines: list[IndexLine] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     no_index_places: list[str] = field(default_factory=list)
+
+    def sort_index_lines(
+        self, registry: Registry, foreign_why: str
+    ) -> tuple[list[Rejection], list[IndexSetting]]:
+        """The files' index lines: those naming an unregistered index as rejections (with
+        the tool's reason), those naming a registered one as index settings."""
+        foreign: list[Rejection] = []
+        registered: list[IndexSetting] = []
+        for line in self.index_lines:
+            if registry.find(line.url) is None:
+                foreign.append(Rejection(line.place, f"--index-url {line.url}", foreign_why))
+            else:
+                registered.append(IndexSetting(line.url, line.place))
+        return foreign, registered
 
 
 def _skipped_format(path_text: str, dialect: Dialect) -> bool:

@@ -437,9 +437,8 @@ def plan_uv_pip(
             f"--no-index in {walk.no_index_places[0]}: uv uses no index; running uv unchanged"
         )
     rejections.extend(walk.rejections)
-    for line in walk.index_lines:
-        if registry.find(line.url) is None:
-            rejections.append(Rejection(line.place, f"--index-url {line.url}", FOREIGN_INDEX_WHY))
+    foreign_lines, file_lines = walk.sort_index_lines(registry, FOREIGN_INDEX_WHY)
+    rejections.extend(foreign_lines)
 
     chain: list[IndexSetting] = []
     index_options = [o for o in found if o.name in ("--default-index", "--index-url") and o.value]
@@ -460,11 +459,6 @@ def plan_uv_pip(
         if o.value not in (default_index, index_url)
     )
     chain.extend(chain_config)
-    file_lines = [
-        IndexSetting(line.url, line.place)
-        for line in walk.index_lines
-        if registry.find(line.url) is not None
-    ]
     choice = choose_indexes(
         tool="uv",
         registry=registry,
