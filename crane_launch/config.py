@@ -35,6 +35,7 @@ __all__ = [
     "config_dir",
     "normalise_url",
     "origin_of",
+    "origin_url",
     "state_dir",
 ]
 
@@ -103,6 +104,17 @@ def origin_of(url: str) -> tuple[str, str, int]:
     scheme = parts.scheme.lower()
     port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
     return scheme, (parts.hostname or "").lower(), port
+
+
+def origin_url(origin: tuple[str, str, int]) -> str:
+    """`scheme://host[:port]` for an `origin_of` tuple: brackets for IPv6, no default port."""
+    scheme, host, port = origin
+    shown = f"[{host}]" if ":" in host else host
+    return (
+        f"{scheme}://{shown}"
+        if port == _DEFAULT_PORTS.get(scheme)
+        else f"{scheme}://{shown}:{port}"
+    )
 
 
 def closest(url: str, candidates: Iterable[str]) -> str | None:

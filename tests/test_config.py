@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from crane_launch import config
-from crane_launch.config import PrivateIndex, Registry, atomic_write_text, normalise_url
+from crane_launch.config import (
+    PrivateIndex,
+    Registry,
+    atomic_write_text,
+    normalise_url,
+    origin_of,
+    origin_url,
+)
 from crane_launch.errors import CorruptFileError, UnknownIndexError, UsageError
 
 URL = "https://pkgs.example.test/simple/"
@@ -211,3 +218,17 @@ def test_a_failed_replace_keeps_the_old_file_and_leaves_no_temp_file(
 
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["indexes.json"]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://index.example/simple/", "https://index.example"),
+        ("https://index.example:443/simple/", "https://index.example"),
+        ("http://index.example:8080/simple/", "http://index.example:8080"),
+        ("http://[::1]:8080/simple/", "http://[::1]:8080"),
+        ("https://[::1]/simple/", "https://[::1]"),
+    ],
+)
+def test_origin_url_spells_an_origin_back(url: str, expected: str) -> None:
+    assert origin_url(origin_of(url)) == expected

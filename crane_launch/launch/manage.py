@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 
 import httpx
 
-from crane_launch.auth import Credentials, TerminalUI, TokenStore, discover, login_policy
+from crane_launch.auth import (
+    Credentials,
+    LoginPolicy,
+    TerminalUI,
+    TokenStore,
+    discover,
+    login_policy,
+)
 from crane_launch.config import DEFAULT_SCOPES, PrivateIndex, Registry, normalise_url
 from crane_launch.errors import UsageError
 
@@ -194,7 +201,7 @@ def login(
         stdin_isatty=sys.stdin.isatty(),
         stderr_isatty=sys.stderr.isatty(),
     )
-    ui = TerminalUI(live=sys.stderr.isatty() and policy.name == "RUN_LIVE")
+    ui = TerminalUI(live=sys.stderr.isatty() and policy is LoginPolicy.RUN_LIVE)
     Credentials(index, TokenStore()).login(ui, open_browser=open_browser)
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crane_launch.auth import Credentials, TerminalUI, TokenStore, login_policy
-from crane_launch.config import PrivateIndex, atomic_write_text, origin_of
-from crane_launch.errors import ConfigError, CraneError
+from crane_launch.config import PrivateIndex, atomic_write_text, origin_of, origin_url
+from crane_launch.errors import ConfigError
 from crane_launch.launch.plan import LaunchPlan
 from crane_launch.launch.project import ProjectPlan
 from crane_launch.launch.supervise import run_supervised
@@ -139,8 +139,6 @@ def run_plan(plan: LaunchPlan, options: LoginOptions, environ: Mapping[str, str]
             if code == 0 and plan.lock_output is not None:
                 restore_real_urls(plan.lock_output, index_url, plan.private.url)
             return code
-    except CraneError:
-        raise
     finally:
         for path in written:
             with contextlib.suppress(OSError):
@@ -158,9 +156,7 @@ def restore_real_urls(path: Path, door_index_url: str, private_url: str) -> None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read to restore the index URLs ({exc})") from None
     door_base = door_index_url.removesuffix("simple/")
-    scheme, host, port = origin_of(private_url)
-    shown = f"[{host}]" if ":" in host else host
-    origin = f"{scheme}://{shown}" + ("" if port in (80, 443) else f":{port}")
+    origin = origin_url(origin_of(private_url))
     restored = text.replace(door_index_url, private_url).replace(door_base + "files/", origin + "/")
     if restored != text:
         atomic_write_text(path, restored, mode=path.stat().st_mode & 0o777)

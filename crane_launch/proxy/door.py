@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from crane_launch.config import origin_of
+from crane_launch.config import origin_of, origin_url
 from crane_launch.errors import AuthError, CraneError, UpstreamError
 from crane_launch.proxy import rewrite, routing
 from crane_launch.proxy.server import Reply, Request
@@ -52,8 +52,7 @@ class IndexDoor:
         self.token = token or secrets.token_urlsafe(32)
         self._upstream = upstream
         self._private_origin = origin_of(spec.url)
-        scheme, host, port = self._private_origin
-        self._origin_url = f"{scheme}://{host}:{port}"
+        self._origin_url = origin_url(self._private_origin)
         self._files_prefix = f"/{self.token}/files"
         self.proven = False
 

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from crane_launch.config import origin_of, origin_url
 from crane_launch.proxy.server import Reply, Request, serve_h11
 from crane_launch.proxy.upstream import CONTENT_HEADERS, Upstream, streamed_reply
 
@@ -142,7 +143,7 @@ class TransparentDoor:
             return
         context = self._leaf_context(origin[1])
         await writer.start_tls(context)
-        base = _origin_url(origin)
+        base = origin_url(origin)
 
         async def inner(request: Request) -> Reply:
             if request.method not in ("GET", "HEAD"):
@@ -163,12 +164,7 @@ class TransparentDoor:
             if (value := request.header(name)) is not None
         }
         headers.setdefault("accept-encoding", "identity")
-        parts = urlsplit(url)
-        origin = (
-            parts.scheme,
-            (parts.hostname or "").lower(),
-            parts.port or _default_port(parts.scheme),
-        )
+        origin = origin_of(url)
         upstream = self._privates.get(origin)
         try:
             if upstream is not None:
@@ -180,7 +176,7 @@ class TransparentDoor:
                     await response.aclose()
                     return Reply.text(
                         502,
-                        f"authentication to {_origin_url(origin)} failed: run `crane login` for it",
+                        f"authentication to {origin_url(origin)} failed: run `crane login` for it",
                     )
             elif intercepted:  # pragma: no cover - interception happens only for privates
                 return Reply.text(502, "crane: not a private origin")
@@ -190,18 +186,6 @@ class TransparentDoor:
         except httpx.HTTPError as exc:
             return Reply.text(502, f"crane: {url.split('?', maxsplit=1)[0]}: {type(exc).__name__}")
         return streamed_reply(response, _PASSED_RESPONSE_HEADERS)
-
-
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
-
-
-def _origin_url(origin: Origin) -> str:
-    scheme, host, port = origin
-    shown = f"[{host}]" if ":" in host else host
-    if port == _default_port(scheme):
-        return f"{scheme}://{shown}"
-    return f"{scheme}://{shown}:{port}"
 
 
 def _upstream_proxy(host: str) -> str | None:
