@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from fakefiles import Files
 
 from crane_launch.config import PrivateIndex, Registry, builtin_public_index
 from crane_launch.errors import (
@@ -46,39 +47,6 @@ def _index(url: str, public_index: str | None = None) -> PrivateIndex:
         "https://idp.example/device",
         public_index=public_index,
     )
-
-
-class Files:
-    """A read_text for the planner: tmp_path for real, other absolute paths made up."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.fake: dict[Path, str] = {}
-
-    def write(self, path: str | Path, text: str) -> Path:
-        target = Path(path)
-        if not target.is_absolute() or not target.is_relative_to(self.root):
-            if target.is_absolute():
-                self.fake[target] = text
-                return target
-            target = self.root / "work" / target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        return target
-
-    def __call__(self, path: Path) -> str:
-        if path in self.fake:
-            return self.fake[path]
-        if path.is_relative_to(self.root):
-            return path.read_text()
-        raise FileNotFoundError(path)
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> Files:
-    (tmp_path / "work").mkdir()
-    (tmp_path / "home").mkdir()
-    return Files(tmp_path)
 
 
 @pytest.fixture

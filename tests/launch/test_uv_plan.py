@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from fakefiles import Files
 
 from crane_launch.config import PrivateIndex, Registry, builtin_public_index
 from crane_launch.errors import ConfigError, RejectedSettingError, UnknownIndexError
@@ -26,39 +27,6 @@ FOREIGN_WHY = (
     "register the index or remove the line"
 )
 EMIT_WHY = "the output file would record crane's one-run proxy address instead of the index"
-
-
-class Files:
-    """A read_text for the planner: tmp_path for real, other absolute paths made up."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.fake: dict[Path, str] = {}
-
-    def write(self, path: str | Path, text: str) -> Path:
-        target = Path(path)
-        if target.is_absolute() and not target.is_relative_to(self.root):
-            self.fake[target] = text
-            return target
-        if not target.is_absolute():
-            target = self.root / "work" / target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        return target
-
-    def __call__(self, path: Path) -> str:
-        if path in self.fake:
-            return self.fake[path]
-        if path.is_relative_to(self.root):
-            return path.read_text()
-        raise FileNotFoundError(path)
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> Files:
-    (tmp_path / "work").mkdir()
-    (tmp_path / "home").mkdir()
-    return Files(tmp_path)
 
 
 @pytest.fixture
