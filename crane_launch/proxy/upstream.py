@@ -90,8 +90,9 @@ class Upstream:
         return origin_of(url) == self._private_origin
 
     async def _current_token(self) -> str:
-        # Reading the token store costs a file read; within a few seconds the answer is
-        # the same, and Credentials guarantees a validity margin far longer than that.
+        # Asking the token source means a hop to a worker thread (it may block on the
+        # lock or the provider); within a few seconds the answer is the same, and a token
+        # that went stale meanwhile costs one 401 and one refresh.
         async with self._token_lock:
             now = time.monotonic()
             if self._token is None or now - self._token_at > _TOKEN_REUSE_SECONDS:
