@@ -13,7 +13,8 @@ Function-scoped ``short_stack``: a second IdP with 3-second access tokens and it
 in front of the same private pypiserver (for refresh tests). ``short_stack_factory`` makes
 more, with any TTLs.
 
-``tool_env``: a clean environment for child tools (pip, uv, poetry, crane) under tmp_path.
+``tool_env``: a clean environment for child tools (pip, uv, poetry, crane) under tmp_path,
+with the project's own bin directory first on PATH (see ``toolpath``).
 
 The IdP needs ``npm install`` in ``integration/stack`` once (``oidc-provider`` 8.8.1).
 """
@@ -35,20 +36,38 @@ from stack import servers  # noqa: E402
 from stack.compose import Stack, make_stack, running_indexes  # noqa: E402
 from stack.gate import Gate  # noqa: E402
 from stack.testca import make_test_ca  # noqa: E402
+from toolpath import child_path, missing_project_tools, node_binary  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _project_tools() -> None:
+    """Every end-to-end test needs the project's own pip, uv, poetry and pypi-server, and
+    Node.js for the IdP: a missing one fails the suite here, it never skips a test or lets
+    a child find the machine's own copy further down PATH."""
+    missing = missing_project_tools()
+    if missing:
+        pytest.fail(
+            f"not installed in the project's environment: {', '.join(missing)}; run `task deps`",
+            pytrace=False,
+        )
+    node_binary()
 
 
 @pytest.fixture(scope="session")
-def _indexes(tmp_path_factory):
+def _indexes(tmp_path_factory, announce):
     """The two pypiservers (shared by every stack of the session)."""
+    announce("starting two pypiservers on 127.0.0.1 (the private index and the public one)")
     with running_indexes(tmp_path_factory.mktemp("indexes")) as indexes:
         yield indexes
 
 
 @pytest.fixture(scope="session")
-def stack(_indexes) -> Stack:
+def stack(_indexes, announce) -> Stack:
     """The whole stack, once per session. Tests must not leave ``stack.gate`` knobs changed
     (use ``gate.reset()`` in a ``finally``)."""
+    announce("starting oidc-provider (node) and the bearer gate in front of the private index")
     s = make_stack(idp_ttl=300, **_stack_args(_indexes))
+    announce(f"stack up: issuer {s.issuer}, private {s.private_url}, public {s.public_url}")
     try:
         yield s
     finally:
@@ -110,7 +129,8 @@ def tool_env(tmp_path) -> dict[str, str]:
     ``UV_CACHE_DIR``, ``POETRY_CONFIG_DIR``, ``POETRY_CACHE_DIR``, ``POETRY_DATA_DIR``,
     ``XDG_CONFIG_HOME``/``XDG_CACHE_HOME``/``XDG_DATA_HOME`` (so no user uv.toml or poetry
     config is read), ``CRANE_HOME``, ``CI=true``, ``NO_PROXY=127.0.0.1,localhost``,
-    ``UV_PYTHON_DOWNLOADS=never``.
+    ``UV_PYTHON_DOWNLOADS=never``, and ``PATH`` with the project's bin directory first, so
+    the pip, uv and poetry crane starts are the project's whatever PATH pytest had.
     uv's own config discovery is left on (tests may write a uv.toml / pyproject.toml).
     """
     env = {
@@ -144,6 +164,7 @@ def tool_env(tmp_path) -> dict[str, str]:
         no_proxy="127.0.0.1,localhost",
         PYTHONDONTWRITEBYTECODE="1",
         UV_PYTHON_DOWNLOADS="never",  # no network here: never fetch an interpreter
+        PATH=child_path(),
     )
     return env
 

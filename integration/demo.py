@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 
 from harness import Crane  # noqa: E402
 from stack.compose import running_stack  # noqa: E402
+from toolpath import child_path  # noqa: E402
 
 _DROP_PREFIXES = ("PIP_", "UV_", "POETRY_", "CRANE_")
 
@@ -42,6 +43,7 @@ def clean_env(root: Path) -> dict[str, str]:
         PIP_NO_CACHE_DIR="1",
         NO_PROXY="127.0.0.1,localhost",
         CI="true",
+        PATH=child_path(),
     )
     return env
 

@@ -9,7 +9,6 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from toolpath import child_path
 
 __all__ = [
     "Row",
@@ -28,7 +28,6 @@ __all__ = [
     "p95",
     "render_table",
     "tool_env",
-    "venv_bin",
 ]
 
 _DROP_PREFIXES = ("PIP_", "UV_", "POETRY_", "CRANE_")
@@ -36,11 +35,6 @@ PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, "
     "application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
 )
-
-
-def venv_bin() -> Path:
-    """The bin directory of the interpreter running the benchmarks (the project venv)."""
-    return Path(sys.prefix) / "bin"
 
 
 def tool_env(scratch: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -55,7 +49,7 @@ def tool_env(scratch: Path, extra: Mapping[str, str] | None = None) -> dict[str,
         if not k.upper().startswith(_DROP_PREFIXES) and not k.upper().endswith("_PROXY")
     }
     env.update(
-        PATH=os.pathsep.join([str(venv_bin()), env.get("PATH", os.defpath)]),
+        PATH=child_path(env.get("PATH", os.defpath)),
         PIP_CONFIG_FILE=os.devnull,
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PIP_NO_INPUT="1",

@@ -49,6 +49,7 @@ import door_proc  # noqa: E402
 import index_site  # noqa: E402
 import measure  # noqa: E402
 from stack import servers  # noqa: E402
+from toolpath import project_tool  # noqa: E402
 
 SECTIONS = ("pip", "uv", "throughput", "latency", "startup")
 _MIB = 1024 * 1024
@@ -180,9 +181,7 @@ def _install_argv(tool: str, index_url: str, target: Path) -> list[str]:
             *("-m", "pip", "install", "-q", "--no-cache-dir"),
             *("--target", str(target), "--index-url", index_url, index_site.TOP),
         ]
-    uv = shutil.which("uv", path=str(measure.venv_bin())) or shutil.which("uv")
-    if uv is None:
-        raise RuntimeError("uv is not installed (task deps installs it)")
+    uv = project_tool("uv")
     return [
         uv,
         *("pip", "install", "-q", "--no-config", "--python", sys.executable),
@@ -493,7 +492,7 @@ def _versions(nginx_binary: str) -> str:
         text = (out.stdout or out.stderr).strip()
         return text.splitlines()[0] if text else "?"
 
-    uv = shutil.which("uv", path=str(measure.venv_bin())) or "uv"
+    uv = project_tool("uv")
     pip = first_line([sys.executable, "-m", "pip", "--version"]).split(" from ")[0]
     return (
         f"python {platform.python_version()}, {pip}, {first_line([uv, '--version'])}, "

@@ -22,7 +22,6 @@ import atexit
 import contextlib
 import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
+from toolpath import ToolError, node_binary
 
 __all__ = [
     "STACK_DIR",
@@ -229,13 +229,13 @@ def free_port() -> int:
 
 
 def _pypiserver_argv() -> list[str]:
-    # Prefer the interpreter running the tests (no shim start-up cost, same packages).
-    if importlib.util.find_spec("pypiserver") is not None:
-        return [sys.executable, "-m", "pypiserver"]
-    exe = shutil.which("pypi-server")
-    if exe:
-        return [exe]
-    raise StackError("pypiserver is not installed: pip install 'pypiserver>=2.4,<3'")
+    # The interpreter running the tests is the project's: pypiserver comes from its
+    # environment, never from whatever the machine has on PATH.
+    if importlib.util.find_spec("pypiserver") is None:
+        raise StackError(
+            "pypiserver is not installed in the project's environment: run `task deps`"
+        )
+    return [sys.executable, "-m", "pypiserver"]
 
 
 def start_pypiserver(
@@ -293,9 +293,10 @@ def start_idp(
             "oidc-provider is not installed: run `npm install` in integration/stack "
             f"(the directory {STACK_DIR.name}/ next to the integration tests)"
         )
-    node = shutil.which("node")
-    if node is None:
-        raise StackError("node is not on PATH (the IdP needs Node.js >= 18)")
+    try:
+        node = node_binary()
+    except ToolError as exc:
+        raise StackError(str(exc)) from None
     env = _child_env()
     env.update(
         ACCESS_TTL=str(int(access_ttl)),
