@@ -41,23 +41,17 @@ from pathlib import Path
 
 from crane_launch.config import Registry, builtin_public_index
 from crane_launch.errors import ConfigError
+from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_options, strtobool
+from crane_launch.launch.files import ReadText, display_path, read_optional
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
     FIND_LINKS_WHY,
     PROXY_WHY,
     IndexSetting,
     LaunchPlan,
-    Occurrence,
-    OptionTable,
-    ReadText,
     Rejection,
-    apply_edits,
     choose_indexes,
-    display_path,
-    read_optional,
     remote_links,
-    scan_options,
-    strtobool,
 )
 from crane_launch.launch.reqfiles import Root, copy_value, plan_copies, walk_requirements
 

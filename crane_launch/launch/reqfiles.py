@@ -41,18 +41,14 @@ from pathlib import Path
 from typing import Literal
 
 from crane_launch.config import Registry
+from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_options
+from crane_launch.launch.files import ReadText, display_path
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
     REMOTE_FILE_WHY,
     FileCopy,
     IndexSetting,
-    Occurrence,
-    OptionTable,
-    ReadText,
     Rejection,
-    apply_edits,
-    display_path,
-    scan_options,
 )
 
 __all__ = [

@@ -42,20 +42,16 @@ from typing import Any
 
 from crane_launch.config import Registry, builtin_public_index
 from crane_launch.errors import ConfigError
+from crane_launch.launch.argv import OptionTable, apply_edits, scan_options, strtobool
+from crane_launch.launch.files import ReadText, read_optional
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
     FIND_LINKS_WHY,
     IndexSetting,
     LaunchPlan,
-    OptionTable,
-    ReadText,
     Rejection,
-    apply_edits,
     choose_indexes,
-    read_optional,
     remote_links,
-    scan_options,
-    strtobool,
 )
 from crane_launch.launch.reqfiles import Root, walk_requirements
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crane_launch.launch.plan import OptionTable, apply_edits, scan_options
+from crane_launch.launch.argv import OptionTable, apply_edits, scan_options
 from crane_launch.launch.reqfiles import Root, plan_copies, walk_requirements
 
 PRIVATE = "https://private.example/simple/"
