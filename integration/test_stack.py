@@ -3,10 +3,13 @@ tests of crane cannot be trusted. Plain httpx plays the device, ``stack.complete
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import httpx
 import jwt
@@ -300,3 +303,34 @@ def test_start_idp_message_when_npm_install_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(servers, "STACK_DIR", tmp_path)
     with pytest.raises(servers.StackError, match="npm install"):
         servers.start_idp()
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv", "uvx", "poetry"])
+def test_children_take_tools_from_the_project_whatever_path_the_suite_had(
+    tool, tmp_path, monkeypatch
+):
+    """A machine's own copy of a tool, first on the suite's PATH, is never what a child runs."""
+    from toolpath import PROJECT_BIN, child_path
+
+    decoys = tmp_path / "machine-bin"
+    decoys.mkdir()
+    decoy = decoys / tool
+    decoy.write_text("#!/bin/sh\necho decoy\nexit 99\n")
+    decoy.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{decoys}{os.pathsep}{PROJECT_BIN}{os.pathsep}/usr/bin")
+
+    path = child_path()
+    assert path.split(os.pathsep)[0] == str(PROJECT_BIN)
+    assert path.split(os.pathsep).count(str(PROJECT_BIN)) == 1
+    found = shutil.which(tool, path=path)
+    assert found is not None
+    assert Path(found).parent == PROJECT_BIN
+    done = subprocess.run([found, "--version"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "decoy" not in done.stdout
+
+
+def test_tool_env_puts_the_project_first(tool_env):
+    from toolpath import PROJECT_BIN
+
+    assert tool_env["PATH"].split(os.pathsep)[0] == str(PROJECT_BIN)
