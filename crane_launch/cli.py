@@ -15,8 +15,9 @@ from typing import Any, NoReturn
 
 import click
 
-from crane_launch import __version__
+from crane_launch import __version__, console
 from crane_launch.config import Registry
+from crane_launch.console import say
 from crane_launch.errors import EXIT_FAILURE, EXIT_USAGE, CraneError
 
 __all__ = ["main"]
@@ -24,27 +25,6 @@ __all__ = ["main"]
 _TOOL_ARGS: dict[str, Any] = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 # click >= 8.2 raises this for a bare `crane`; its message is the help text, shown as is.
 _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
-
-
-class _Redacting(logging.Filter):
-    """Belt and braces: no log record may carry something that looks like a bearer token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "Bearer " in message:
-            record.msg = message.split("Bearer ")[0] + "Bearer [redacted]"
-            record.args = ()
-        return True
-
-
-def _setup_logging(verbose: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("crane: %(message)s"))
-    handler.addFilter(_Redacting())
-    root = logging.getLogger("crane")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    root.propagate = False
 
 
 class Context:
@@ -67,7 +47,7 @@ def cli(ctx: click.Context, verbose: int, no_input: bool) -> None:
 
     Register an index once, then prefix the tool: `crane pip install -i URL pkg`.
     """
-    _setup_logging(verbose)
+    console.setup(verbose)
     ctx.obj = Context(no_input=no_input)
 
 
@@ -106,39 +86,39 @@ def index() -> None:
 )
 def index_register(url: str, endpoints: tuple[str, ...], **options: Any) -> None:
     """Register URL (or update it): how crane authenticates to it."""
-    from crane_launch.launch import manage
+    from crane_launch.commands import index
 
     registry = Registry.load()
-    scopes = manage.split_scopes(options.pop("scopes"))
-    request = manage.Registration(url=url, positional=endpoints, scopes=scopes, **options)
-    entry, existed = manage.register(registry, request)
+    scopes = index.split_scopes(options.pop("scopes"))
+    request = index.Registration(url=url, positional=endpoints, scopes=scopes, **options)
+    entry, existed = index.register(registry, request)
     registry.save()
-    _say(f"{'updated' if existed else 'registered'} {entry.url}")
+    say(f"{'updated' if existed else 'registered'} {entry.url}")
 
 
 @index.command("list")
 def index_list() -> None:
     """The registered indexes and whether you are logged in to each."""
-    from crane_launch.launch import manage
+    from crane_launch.commands import session
 
-    lines = manage.index_lines(Registry.load())
-    if not lines:
-        _say("no index registered; add one with `crane index register URL ...`")
+    rows = session.statuses(Registry.load())
+    if not rows:
+        say("no index registered; add one with `crane index register URL ...`")
         return
-    for line in lines:
-        click.echo(f"{line.url}\t{'logged in' if line.logged_in else 'not logged in'}")
+    for row in rows:
+        click.echo(f"{row.url}\t{'logged in' if row.logged_in else 'not logged in'}")
 
 
 @index.command("remove")
 @click.argument("url")
 def index_remove(url: str) -> None:
     """Forget URL and its stored tokens."""
-    from crane_launch.launch import manage
+    from crane_launch.commands import index
 
     registry = Registry.load()
-    removed = manage.remove(registry, url)
+    removed = index.remove(registry, url)
     registry.save()
-    _say(f"removed {removed.url}")
+    say(f"removed {removed.url}")
 
 
 # -- auth ---------------------------------------------------------------------------------
@@ -150,71 +130,90 @@ def index_remove(url: str) -> None:
 @click.pass_obj
 def login(obj: Context, url: str, no_browser: bool) -> None:
     """Log in to URL now with the OAuth device flow."""
-    from crane_launch.launch import manage
+    from crane_launch.commands import session
 
     entry = Registry.load().get(url)
-    manage.login(entry, open_browser=not no_browser, environ=os.environ, no_input=obj.no_input)
-    _say(f"logged in to {entry.url}")
+    session.login(entry, open_browser=not no_browser, environ=os.environ, no_input=obj.no_input)
+    say(f"logged in to {entry.url}")
 
 
 @cli.command()
 @click.argument("url")
 def logout(url: str) -> None:
     """Remove the tokens for URL (and revoke them where the provider allows)."""
-    from crane_launch.launch import manage
+    from crane_launch.commands import session
 
     entry = Registry.load().get(url)
-    removed, revoked = manage.logout(entry)
+    removed, revoked = session.logout(entry)
     if not removed:
-        _say(f"not logged in to {entry.url}")
+        say(f"not logged in to {entry.url}")
         return
-    _say(f"logged out of {entry.url}" + (" (tokens revoked)" if revoked else ""))
+    say(f"logged out of {entry.url}" + (" (tokens revoked)" if revoked else ""))
 
 
 @cli.command()
 def status() -> None:
     """Per index: logged in or not, and when the tokens expire."""
-    from crane_launch.launch import manage
+    from crane_launch.commands import session
 
-    lines = manage.index_lines(Registry.load())
-    if not lines:
-        _say("no index registered; add one with `crane index register URL ...`")
+    rows = session.statuses(Registry.load())
+    if not rows:
+        say("no index registered; add one with `crane index register URL ...`")
         return
-    for line in lines:
-        click.echo(line.url)
-        click.echo(f"  logged in:             {'yes' if line.logged_in else 'no'}")
-        if line.logged_in:
-            click.echo(f"  access token expires:  {line.access_expires}")
-            click.echo(f"  refresh token expires: {line.refresh_expires}")
+    for row in rows:
+        click.echo(row.url)
+        click.echo(f"  logged in:             {'yes' if row.logged_in else 'no'}")
+        if row.logged_in:
+            click.echo(f"  access token expires:  {row.access_expires}")
+            click.echo(f"  refresh token expires: {row.refresh_expires}")
 
 
 # -- tools --------------------------------------------------------------------------------
 
 
-_TOOLS = {
-    "pip": "Run pip with registered indexes behind crane's index proxy.\n\n"
+def _tool_command(name: str, help_text: str) -> Callable[[Callable[..., int]], Any]:
+    """`crane <name> ARGS...`: ARGS go to the tool untouched (its own --help included);
+    the command returns the tool's exit code."""
+
+    def decorate(function: Callable[..., int]) -> Any:
+        function = click.pass_obj(function)
+        function = click.argument("args", nargs=-1, type=click.UNPROCESSED)(function)
+        return cli.command(
+            name, context_settings=_TOOL_ARGS, add_help_option=False, help=help_text
+        )(function)
+
+    return decorate
+
+
+@_tool_command(
+    "pip",
+    "Run pip with registered indexes behind crane's index proxy.\n\n"
     "`crane pip --python PY ...` runs `PY -m pip ...`.",
-    "uv": "Run uv: `uv pip ...` through crane's index proxy, project commands (sync, lock, "
+)
+def pip_command(obj: Context, args: tuple[str, ...]) -> int:
+    from crane_launch.commands import tools
+
+    return tools.pip(list(args), no_input=obj.no_input)
+
+
+@_tool_command(
+    "uv",
+    "Run uv: `uv pip ...` through crane's index proxy, project commands (sync, lock, "
     "run, add, ...) through its transparent proxy.",
-    "poetry": "Run poetry; its private sources are reached through crane's transparent proxy.",
-}
+)
+def uv_command(obj: Context, args: tuple[str, ...]) -> int:
+    from crane_launch.commands import tools
+
+    return tools.uv(list(args), no_input=obj.no_input)
 
 
-def _tool_command(name: str, help_text: str) -> None:
-    """`crane <tool> ARGS...`: ARGS go to the tool untouched (its own --help included)."""
+@_tool_command(
+    "poetry", "Run poetry; its private sources are reached through crane's transparent proxy."
+)
+def poetry_command(obj: Context, args: tuple[str, ...]) -> int:
+    from crane_launch.commands import tools
 
-    @cli.command(name, context_settings=_TOOL_ARGS, add_help_option=False, help=help_text)
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    @click.pass_obj
-    def command(obj: Context, args: tuple[str, ...]) -> None:
-        from crane_launch.launch import tools
-
-        run: Callable[..., int] = getattr(tools, name)
-        _exit(run(list(args), no_input=obj.no_input))
-
-
-for _name, _help in _TOOLS.items():
-    _tool_command(_name, _help)
+    return tools.poetry(list(args), no_input=obj.no_input)
 
 
 @cli.command()
@@ -226,15 +225,11 @@ for _name, _help in _TOOLS.items():
     help="Port on 127.0.0.1 (default: any free one).",
 )
 @click.pass_obj
-def serve(obj: Context, url: str, port: int) -> None:
+def serve(obj: Context, url: str, port: int) -> int:
     """Serve URL's private-first index on 127.0.0.1 until stopped."""
-    from crane_launch.launch import tools
+    from crane_launch.commands import tools
 
-    _exit(tools.serve(url, port=port, no_input=obj.no_input))
-
-
-def _say(message: str) -> None:
-    click.echo(f"crane: {message}", err=True)
+    return tools.serve(url, port=port, no_input=obj.no_input)
 
 
 def _one_line(exc: click.ClickException) -> str:
@@ -244,34 +239,30 @@ def _one_line(exc: click.ClickException) -> str:
     return message
 
 
-def _exit(code: int) -> NoReturn:
-    sys.exit(code)
-
-
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: every crane error becomes one `crane: ...` line and its exit code."""
     try:
-        cli.main(
+        # Outside standalone mode click returns what the command returned (a tool's exit
+        # code; None for the bookkeeping commands), or the code of a `ctx.exit`.
+        code = cli.main(
             args=list(argv) if argv is not None else None, prog_name="crane", standalone_mode=False
         )
     except CraneError as exc:
-        _say(str(exc))
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+        say(str(exc))
         sys.exit(exc.exit_code)
     except click.Abort:
-        _say("aborted")
+        say("aborted")
         sys.exit(130)
     except click.ClickException as exc:
         if isinstance(exc, _NO_ARGS_IS_HELP):
             exc.show()
         else:
-            _say(_one_line(exc))
+            say(_one_line(exc))
         sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug or an unforeseen environment: still one line
-        logging.getLogger("crane").debug("unexpected error", exc_info=True)
-        _say(f"unexpected error: {type(exc).__name__}: {exc} (run with -v for details)")
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        say(f"unexpected error: {type(exc).__name__}: {exc} (run with -v for details)")
         sys.exit(EXIT_FAILURE)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

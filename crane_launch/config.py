@@ -18,15 +18,16 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
-from crane_launch.errors import ConfigError, CorruptFileError, UnknownIndexError, UsageError
+from crane_launch.errors import CorruptFileError, UnknownIndexError, UsageError
 
 __all__ = [
     "DEFAULT_SCOPES",
+    "Origin",
     "PrivateIndex",
     "Registry",
     "atomic_write_text",
@@ -98,23 +99,41 @@ def normalise_url(url: str) -> str:
     return urlunsplit((scheme, netloc, path, "", ""))
 
 
-def origin_of(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) with the default port filled in: what "same origin" compares."""
+class Origin(NamedTuple):
+    """What "same origin" compares: lower-case scheme and host, the port always given.
+
+    One type for every origin in crane (the proxy's private origins, link targets,
+    redirect targets). A named tuple, so it is hashable and compares equal to the plain
+    `(scheme, host, port)` tuple it replaces.
+    """
+
+    scheme: str
+    host: str
+    """Lower case, without brackets (an IPv6 literal is `::1`, not `[::1]`)."""
+    port: int
+
+
+def origin_of(url: str) -> Origin:
+    """The origin of the absolute URL `url`: its port, or the scheme's default when it
+    names none (0 for a scheme without one).
+
+    Raises `ValueError` when the port is not a number in 0-65535 or the host is a
+    malformed IPv6 literal.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
-    return scheme, (parts.hostname or "").lower(), port
+    port = parts.port
+    if port is None:
+        port = _DEFAULT_PORTS.get(scheme, 0)
+    return Origin(scheme, (parts.hostname or "").lower(), port)
 
 
-def origin_url(origin: tuple[str, str, int]) -> str:
-    """`scheme://host[:port]` for an `origin_of` tuple: brackets for IPv6, no default port."""
-    scheme, host, port = origin
-    shown = f"[{host}]" if ":" in host else host
-    return (
-        f"{scheme}://{shown}"
-        if port == _DEFAULT_PORTS.get(scheme)
-        else f"{scheme}://{shown}:{port}"
-    )
+def origin_url(origin: Origin) -> str:
+    """`scheme://host[:port]` for `origin`: brackets for IPv6, no default port."""
+    shown = f"[{origin.host}]" if ":" in origin.host else origin.host
+    if origin.port == _DEFAULT_PORTS.get(origin.scheme):
+        return f"{origin.scheme}://{shown}"
+    return f"{origin.scheme}://{shown}:{origin.port}"
 
 
 def closest(url: str, candidates: Iterable[str]) -> str | None:
@@ -246,12 +265,3 @@ class Registry:
         index = self.get(url)
         del self._indexes[index.url]
         return index
-
-    def private_origins(self) -> set[tuple[str, str, int]]:
-        return {origin_of(index.url) for index in self._indexes.values()}
-
-
-def require_text(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{what} must be a non-empty string")
-    return value

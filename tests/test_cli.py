@@ -77,7 +77,7 @@ def discovered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             revocation_url=f"{ISSUER}/revoke",
         )
 
-    monkeypatch.setattr("crane_launch.launch.manage.discover", discover)
+    monkeypatch.setattr("crane_launch.commands.index.discover", discover)
     return asked
 
 
@@ -538,3 +538,55 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(
         "crane: unexpected error: OSError: [Errno 28] No space left on device "
         "(run with -v for details)"
     )
+
+
+# -- exit codes and the console -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv", "poetry"])
+@pytest.mark.parametrize("code", [0, 1, 7, 130])
+def test_a_tool_commands_exit_code_is_cranes(
+    crane: Crane, monkeypatch: pytest.MonkeyPatch, tool: str, code: int
+) -> None:
+    seen: list[tuple[list[str], bool]] = []
+
+    def fake(args: list[str], *, no_input: bool) -> int:
+        seen.append((args, no_input))
+        return code
+
+    monkeypatch.setattr(f"crane_launch.commands.tools.{tool}", fake)
+    result = crane("--no-input", tool, "install", "-i", URL, "--help")
+    assert result.code == code
+    assert seen == [(["install", "-i", URL, "--help"], True)]
+
+
+def test_serve_returns_its_exit_code(crane: Crane, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        "crane_launch.commands.tools.serve", lambda url, *, port, no_input: 5 if port == 8 else 0
+    )
+    assert crane("serve", URL, "--port", "8").code == 5
+
+
+def test_verbose_shows_every_rooms_debug_lines_with_credentials_redacted(
+    crane: Crane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    def noisy(args: list[str], *, no_input: bool) -> int:
+        for room in ("auth._credentials", "proxy.door", "launch.run"):
+            logging.getLogger(f"crane_launch.{room}").debug(
+                "%s: Authorization: Bearer tok-%s refresh_token=ref-%s", room, room, room
+            )
+        return 0
+
+    monkeypatch.setattr("crane_launch.commands.tools.pip", noisy)
+    quiet = crane("pip", "install", "x")
+    assert quiet.err == ""
+    verbose = crane("-v", "pip", "install", "x")
+    lines = verbose.err.splitlines()
+    assert lines == [
+        f"crane: {room}: Authorization: Bearer [redacted] refresh_token=[redacted]"
+        for room in ("auth._credentials", "proxy.door", "launch.run")
+    ]
+    assert "tok-" not in verbose.err
+    assert "ref-" not in verbose.err

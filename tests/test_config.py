@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from crane_launch import config
 from crane_launch.config import (
+    Origin,
     PrivateIndex,
     Registry,
     atomic_write_text,
@@ -212,7 +212,7 @@ def test_a_failed_replace_keeps_the_old_file_and_leaves_no_temp_file(
     def fail(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(config.os, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="No space left"):
         atomic_write_text(path, "new")
 
@@ -232,3 +232,23 @@ def test_a_failed_replace_keeps_the_old_file_and_leaves_no_temp_file(
 )
 def test_origin_url_spells_an_origin_back(url: str, expected: str) -> None:
     assert origin_url(origin_of(url)) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://Index.Example/simple/", Origin("https", "index.example", 443)),
+        ("HTTPS://index.example:0443/simple/", Origin("https", "index.example", 443)),
+        ("http://index.example/x", Origin("http", "index.example", 80)),
+        ("http://[::1]:8080/simple/", Origin("http", "::1", 8080)),
+        ("//index.example/x", Origin("", "index.example", 0)),
+    ],
+)
+def test_origin_of_lowers_the_names_and_fills_in_the_default_port(url: str, origin: Origin) -> None:
+    assert origin_of(url) == origin
+    assert origin_of(url).host == origin.host
+
+
+def test_origin_of_refuses_a_port_out_of_range() -> None:
+    with pytest.raises(ValueError, match=r"."):
+        origin_of("https://index.example:99999/")

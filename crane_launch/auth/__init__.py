@@ -11,7 +11,7 @@ No token ever appears in a repr, an exception message or a log line.
 
 from __future__ import annotations
 
-from ._credentials import DEFAULT_SKEW, Credentials, TokenStatus
+from ._credentials import DEFAULT_SKEW, Credentials, LogoutResult, TokenStatus
 from ._device import (
     DEFAULT_INTERVAL,
     DEVICE_CODE_GRANT,
@@ -42,6 +42,7 @@ __all__ = [
     "DeviceFlowUI",
     "Endpoints",
     "LoginPolicy",
+    "LogoutResult",
     "TerminalUI",
     "TokenSet",
     "TokenStatus",

@@ -26,6 +26,7 @@ import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import NamedTuple
 
 import httpx
 
@@ -38,7 +39,7 @@ from ._policy import LoginPolicy
 from ._store import TokenStore
 from ._tokens import TokenSet
 
-__all__ = ["DEFAULT_SKEW", "Credentials", "TokenStatus"]
+__all__ = ["DEFAULT_SKEW", "Credentials", "LogoutResult", "TokenStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,15 @@ class TokenStatus:
     refresh_never_expires: bool
     has_refresh_token: bool
     scope: str | None
+
+
+class LogoutResult(NamedTuple):
+    """What `Credentials.logout` did; unpacks as `(removed, revoked)`."""
+
+    removed: bool
+    """A local token file was removed."""
+    revoked: bool
+    """The provider confirmed every revocation (False: none attempted, or one failed)."""
 
 
 class Credentials:
@@ -155,6 +165,7 @@ class Credentials:
         If another thread or process already replaced `stale`, that token is returned;
         otherwise the login is refreshed even though the clock says `stale` is still valid.
         """
+        log.debug("%s: the index refused the access token", self.url)
         with self._lock:
             self._cached = None
             return self._refresh_locked(stale=stale)
@@ -174,7 +185,9 @@ class Credentials:
                 return current.access_token
             refresh_token = current.refresh_token
             if refresh_token is None or not current.can_refresh(now):
+                log.debug("%s: the login cannot be refreshed", self.url)
                 raise LoginRequiredError(self.url, EXPIRED)
+            log.debug("%s: refreshing the login at %s", self.url, self.index.token_url)
             tokens = self._refresh_request(current, refresh_token)
             self.store.save(self.url, tokens)
             self._cached = tokens
@@ -223,7 +236,9 @@ class Credentials:
             return self.access_token()
         except LoginRequiredError:
             if policy is LoginPolicy.REFUSE:
+                log.debug("%s: a login is needed, and none may be started here", self.url)
                 raise
+        log.debug("%s: a login is needed (login policy: %s)", self.url, policy.value)
         with self._login_lock:
             try:  # another thread may have completed a login while this one waited
                 return self.access_token()
@@ -244,9 +259,10 @@ class Credentials:
         with self._lock, self.store.lock(self.url):
             self.store.save(self.url, tokens)
             self._cached = tokens
+        log.debug("%s: logged in; the login is stored", self.url)
         return tokens
 
-    def logout(self) -> tuple[bool, bool]:
+    def logout(self) -> LogoutResult:
         """Forget the login: (removed locally, revoked at the provider).
 
         The local file is removed first, under the lock; then the refresh and access
@@ -262,32 +278,49 @@ class Credentials:
                 tokens = None  # logging out is how the user asks to be rid of it
             removed = self.store.delete(self.url)
             self._cached = None
+        log.debug("%s: local login %s", self.url, "removed" if removed else "absent")
         if tokens is None or not self.index.revocation_url:
-            return removed, False
+            return LogoutResult(removed, revoked=False)
+        return LogoutResult(removed, self._revoke_all(self.index.revocation_url, tokens))
+
+    def _revoke_all(self, url: str, tokens: TokenSet) -> bool:
+        """Revoke the refresh token, then the access token; True when every one was."""
         revoked = True
         pairs = ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token"))
         for token, hint in pairs:
             if token:
-                revoked = self._revoke(self.index.revocation_url, token, hint) and revoked
-        return removed, revoked
+                revoked = self._revoke(url, token, hint) and revoked
+        return revoked
 
     def _revoke(self, url: str, token: str, hint: str) -> bool:
+        # `hint` names the kind of token (RFC 7009 token_type_hint); it is logged in words
+        # so that the redacting log formatter has nothing that looks like `name=value`.
+        kind = hint.replace("_", " ")
         form = {"token": token, "token_type_hint": hint, "client_id": self.index.client_id}
         try:
             response = self.http.post(url, data=form, follow_redirects=False)
         except httpx.HTTPError as exc:
-            log.debug("%s: revocation failed: %s", url, type(exc).__name__)
+            log.debug("%s: revoking the %s failed: %s", url, kind, type(exc).__name__)
             return False
         if response.status_code != 200:
-            log.debug("%s: revocation answered HTTP %s", url, response.status_code)
+            log.debug("%s: revoking the %s answered HTTP %s", url, kind, response.status_code)
             return False
+        log.debug("%s: revoked the %s", url, kind)
         return True
 
     def status(self) -> TokenStatus:
         """What is stored, read without any network request. `CorruptFileError` as `load`."""
         tokens = self.store.load(self.url)
         if tokens is None:
-            return TokenStatus(self.url, False, None, None, False, False, None)
+            return TokenStatus(
+                index_url=self.url,
+                logged_in=False,
+                access_expires_at=None,
+                refresh_expires_at=None,
+                refresh_never_expires=False,
+                has_refresh_token=False,
+                scope=None,
+            )
         now = self._clock()
         return TokenStatus(
             index_url=self.url,

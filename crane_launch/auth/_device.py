@@ -25,9 +25,10 @@ from typing import Any, Protocol, TextIO
 import httpx
 
 from crane_launch.config import PrivateIndex
+from crane_launch.console import PREFIX
 from crane_launch.errors import AuthError, UpstreamError
 
-from ._http import post_form, printable
+from ._http import OAuthReply, post_form, printable
 from ._tokens import TokenSet, parse_seconds
 
 __all__ = [
@@ -138,6 +139,8 @@ class TerminalUI:
         crane: or open <verification_uri_complete>
 
     the second only when the provider sent that URI. `live` defaults to `stream.isatty()`.
+    Every line starts with `console.PREFIX`, like every other line crane prints; the UI
+    writes them itself because the countdown rewrites its line in place.
     """
 
     def __init__(self, stream: TextIO | None = None, *, live: bool | None = None) -> None:
@@ -157,18 +160,18 @@ class TerminalUI:
         expires_in: float,
     ) -> None:
         lines = [
-            f"crane: to log in to {printable(index_url)}, open {printable(verification_uri)} "
+            f"{PREFIX}to log in to {printable(index_url)}, open {printable(verification_uri)} "
             f"and enter the code {printable(user_code)}"
         ]
         if verification_uri_complete:
-            lines.append(f"crane: or open {printable(verification_uri_complete)}")
+            lines.append(f"{PREFIX}or open {printable(verification_uri_complete)}")
         self.stream.write("".join(line + "\n" for line in lines))
         self.stream.flush()
 
     def waiting(self, remaining_seconds: float) -> None:
         if not self.live:
             return
-        text = f"crane: waiting for the login, {format_remaining(remaining_seconds)} left"
+        text = f"{PREFIX}waiting for the login, {format_remaining(remaining_seconds)} left"
         self.stream.write("\r" + text.ljust(self._shown))
         self.stream.flush()
         self._shown = len(text)
@@ -247,6 +250,7 @@ class DeviceFlow:
             form["resource"] = index.resource
         if index.audience:
             form["audience"] = index.audience
+        log.debug("%s: asking %s for a device code", index.url, index.device_url)
         reply = post_form(self.client, index.device_url, form)
         if not reply.ok:
             raise AuthError(
@@ -254,9 +258,16 @@ class DeviceFlow:
                 f"{reply.describe_error()}"
             )
         try:
-            return DeviceAuthorization.from_response(reply.body)
+            authorization = DeviceAuthorization.from_response(reply.body)
         except ValueError as exc:
             raise UpstreamError(f"{index.device_url}: unusable answer ({exc})") from None
+        log.debug(
+            "%s: got a device code, valid for %g s, polling every %g s",
+            index.url,
+            authorization.expires_in,
+            authorization.interval,
+        )
+        return authorization
 
     def open_browser(self, url: str) -> bool:
         """Try to show `url` in a browser; never raises. True when one was asked to."""
@@ -269,6 +280,7 @@ class DeviceFlow:
         except Exception as exc:  # a missing or broken browser must not end the login
             log.debug("could not open a browser: %s", type(exc).__name__)
             return False
+        log.debug("asked a browser to open the verification page")
         return True
 
     def wait_for_tokens(self, authorization: DeviceAuthorization, ui: DeviceFlowUI) -> TokenSet:
@@ -287,27 +299,36 @@ class DeviceFlow:
         while True:
             self._wait(min(interval, deadline - self._clock()), deadline, ui)
             if self._clock() >= deadline:
+                log.debug("%s: the device code expired while waiting", url)
                 raise expired
             reply = post_form(self.client, self.index.token_url, form)
             if reply.ok:
-                try:
-                    return TokenSet.from_response(reply.body, self._clock())
-                except ValueError as exc:
-                    raise UpstreamError(
-                        f"{self.index.token_url}: unusable token answer ({exc})"
-                    ) from None
-            error = reply.error
-            if error == "authorization_pending":
+                log.debug("%s: the login was approved", url)
+                return self._tokens_from(reply)
+            if reply.error == "authorization_pending":
                 continue
-            if error == "slow_down":
+            if reply.error == "slow_down":
                 interval += SLOW_DOWN_STEP
                 log.debug("slow_down: polling every %g s", interval)
                 continue
-            if error == "access_denied":
-                raise AuthError(f"{url}: the login was denied")
-            if error == "expired_token":
-                raise expired
-            raise AuthError(f"{url}: the login failed: {reply.describe_error()}")
+            raise self._poll_failure(reply, expired)
+
+    def _tokens_from(self, reply: OAuthReply) -> TokenSet:
+        try:
+            return TokenSet.from_response(reply.body, self._clock())
+        except ValueError as exc:
+            raise UpstreamError(f"{self.index.token_url}: unusable token answer ({exc})") from None
+
+    def _poll_failure(self, reply: OAuthReply, expired: AuthError) -> AuthError:
+        """The error that ends the login for a poll answered with an OAuth error other
+        than `authorization_pending` and `slow_down`."""
+        url = self.index.url
+        log.debug("%s: the login ended with %s", url, printable(reply.error or "", 80))
+        if reply.error == "access_denied":
+            return AuthError(f"{url}: the login was denied")
+        if reply.error == "expired_token":
+            return expired
+        return AuthError(f"{url}: the login failed: {reply.describe_error()}")
 
     def _wait(self, seconds: float, deadline: float, ui: DeviceFlowUI) -> None:
         """Sleep `seconds` in steps of at most one second, telling `ui` each step."""

@@ -13,6 +13,7 @@ or hostile document from pointing crane's tokens elsewhere.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +25,8 @@ from crane_launch.errors import ConfigError, UpstreamError, UsageError
 from ._http import describe_transport_error, make_client
 
 __all__ = ["Endpoints", "discover", "discovery_urls"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,9 @@ def _same_issuer(a: str, b: str) -> bool:
     return key(a) == key(b)
 
 
-def _endpoint(document: dict[str, Any], name: str, source: str) -> str | None:
+def _metadata_url(document: dict[str, Any], name: str, source: str) -> str | None:
+    """The http(s) URL the metadata `document` (fetched from `source`) names as `name`;
+    None when absent, `ConfigError` when it is not an http(s) URL."""
     value = document.get(name)
     if value is None:
         return None
@@ -83,10 +88,10 @@ def _endpoints_from(document: dict[str, Any], issuer: str, source: str) -> Endpo
             f"{source} describes the issuer {named}, not {issuer}; "
             f"register the index with --issuer {named}"
         )
-    token_url = _endpoint(document, "token_endpoint", source)
+    token_url = _metadata_url(document, "token_endpoint", source)
     if token_url is None:
         raise ConfigError(f"{source} has no token_endpoint")
-    device_url = _endpoint(document, "device_authorization_endpoint", source)
+    device_url = _metadata_url(document, "device_authorization_endpoint", source)
     if device_url is None:
         raise ConfigError(
             f"the identity provider {issuer} does not offer the device authorization grant "
@@ -97,7 +102,7 @@ def _endpoints_from(document: dict[str, Any], issuer: str, source: str) -> Endpo
         issuer=named,
         token_url=token_url,
         device_url=device_url,
-        revocation_url=_endpoint(document, "revocation_endpoint", source),
+        revocation_url=_metadata_url(document, "revocation_endpoint", source),
     )
 
 
@@ -122,12 +127,14 @@ def discover(issuer: str, client: httpx.Client | None = None) -> Endpoints:
             failures.append(f"{url} answered HTTP {response.status_code}")
             continue
         if response.status_code != 200:
+            log.debug("discovery: %s answered HTTP %s", url, response.status_code)
             continue
         try:
             document = response.json()
         except ValueError:
             continue
         if isinstance(document, dict):
+            log.debug("discovery: using the metadata at %s", url)
             return _endpoints_from(document, issuer, url)
     if failures:
         raise UpstreamError(f"discovery for {issuer} failed: {'; '.join(failures)}")

@@ -1,8 +1,9 @@
 """HTTP plumbing shared by discovery, the device flow, refresh and revocation.
 
-Every request to an identity provider goes through `post_form` or `get_json`, so the
-translation of transport failures into `UpstreamError` lives in one place. Messages name
-the URL and the failure, never a request or response body: a body may carry a token.
+Every OAuth form request (device authorization, token, refresh) goes through `post_form`,
+so the translation of its failures into `UpstreamError` lives in one place; discovery
+describes its own transport failures with `describe_transport_error`. Messages name the
+URL and the failure, never a request or response body: a body may carry a token.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def printable(text: str, limit: int = 300) -> str:
 
 
 def describe_transport_error(exc: httpx.HTTPError) -> str:
+    """One printable line for a transport failure: "timed out", or httpx's own words."""
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     text = printable(str(exc), 200)

@@ -31,16 +31,14 @@ def login_policy(
     explicit: bool,
     no_input: bool,
     environ: Mapping[str, str],
-    stdin_isatty: bool,
     stderr_isatty: bool,
 ) -> LoginPolicy:
     """How to handle a login that is needed now.
 
     `explicit`: the command is `crane login`. The live countdown goes to stderr, so "a
-    terminal" means stderr is one; `stdin_isatty` does not change the decision (the device
-    flow reads nothing from stdin) and is accepted so that callers pass the whole picture.
+    terminal" means stderr is one (the device flow reads nothing from stdin, so stdin
+    does not matter).
     """
-    del stdin_isatty
     if not explicit and (no_input or in_ci(environ)):
         return LoginPolicy.REFUSE
     return LoginPolicy.RUN_LIVE if stderr_isatty else LoginPolicy.RUN_PLAIN

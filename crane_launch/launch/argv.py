@@ -105,49 +105,60 @@ def scan_options(
             positionals.extend((j, args[j]) for j in range(i + 1, len(args)))
             break
         if arg.startswith("--"):
-            name, eq, attached = arg.partition("=")
-            long = _match_long(name, table)
-            if long is None:
-                i += 1
-                continue
-            canonical = table.canonical(long)
-            if long in table.value_longs:
-                if eq:
-                    found.append(Occurrence(canonical, attached, i, name + "=", None, ""))
-                elif i + 1 < len(args):
-                    found.append(Occurrence(canonical, args[i + 1], i, arg, i + 1, ""))
-                    i += 1
-            else:
-                found.append(Occurrence(canonical, None, i, arg, None, ""))
+            i = _scan_long(args, i, table, found)
+        elif arg.startswith("-") and len(arg) > 1:
+            i = _scan_short_cluster(args, i, table, found)
+        else:
+            positionals.append((i, arg))
+            if stop_at_positional:
+                break
             i += 1
-            continue
-        if arg.startswith("-") and len(arg) > 1:
-            position = 1
-            while position < len(arg):
-                letter = "-" + arg[position]
-                keep = arg[:position] if position > 1 else ""
-                if letter in table.value_shorts:
-                    canonical = table.canonical(letter)
-                    rest = arg[position + 1 :]
-                    head = arg[: position + 1]
-                    if table.short_equals_strips and rest.startswith("="):
-                        rest = rest[1:]
-                        head += "="
-                    if rest:
-                        found.append(Occurrence(canonical, rest, i, head, None, keep))
-                    elif i + 1 < len(args):
-                        found.append(Occurrence(canonical, args[i + 1], i, head, i + 1, keep))
-                        i += 1
-                    break
-                found.append(Occurrence(table.canonical(letter), None, i, arg, None, keep))
-                position += 1
-            i += 1
-            continue
-        positionals.append((i, arg))
-        if stop_at_positional:
-            break
-        i += 1
     return found, positionals
+
+
+def _scan_long(args: Sequence[str], i: int, table: OptionTable, found: list[Occurrence]) -> int:
+    """Scan the long option at `args[i]` into `found`; the index of the next token."""
+    arg = args[i]
+    name, eq, attached = arg.partition("=")
+    long = _match_long(name, table)
+    if long is None:
+        return i + 1
+    canonical = table.canonical(long)
+    if long not in table.value_longs:
+        found.append(Occurrence(canonical, None, i, arg, None, ""))
+    elif eq:
+        found.append(Occurrence(canonical, attached, i, name + "=", None, ""))
+    elif i + 1 < len(args):
+        found.append(Occurrence(canonical, args[i + 1], i, arg, i + 1, ""))
+        return i + 2
+    return i + 1
+
+
+def _scan_short_cluster(
+    args: Sequence[str], i: int, table: OptionTable, found: list[Occurrence]
+) -> int:
+    """Scan the short options clustered in `args[i]` (`-Ur file`) into `found`; the index
+    of the next token. The first option that takes a value takes the rest of the token."""
+    arg = args[i]
+    for position in range(1, len(arg)):
+        letter = "-" + arg[position]
+        keep = arg[:position] if position > 1 else ""
+        if letter not in table.value_shorts:
+            found.append(Occurrence(table.canonical(letter), None, i, arg, None, keep))
+            continue
+        canonical = table.canonical(letter)
+        rest = arg[position + 1 :]
+        head = arg[: position + 1]
+        if table.short_equals_strips and rest.startswith("="):
+            rest = rest[1:]
+            head += "="
+        if rest:
+            found.append(Occurrence(canonical, rest, i, head, None, keep))
+        elif i + 1 < len(args):
+            found.append(Occurrence(canonical, args[i + 1], i, head, i + 1, keep))
+            return i + 2
+        return i + 1
+    return i + 1
 
 
 def apply_edits(

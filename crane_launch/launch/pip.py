@@ -9,58 +9,60 @@ pip's behaviour this follows (pip 26.3 source; the same rules hold back to pip 2
   `--extra` is `--extra-index-url`); `--pypi-url` is another name of `--index-url`.
   The option tables below are pip 26.3's; an abbreviation that could mean an option that
   matters to crane and is ambiguous in them is refused rather than guessed.
-- Configuration (`pip/_internal/configuration.py`): files are loaded in this order, later
-  ones overriding earlier ones: global (`$XDG_CONFIG_DIRS/pip/pip.conf`, default
-  `/etc/xdg/pip/pip.conf`, then `/etc/pip.conf`), user (`~/.pip/pip.conf`, then
-  `$XDG_CONFIG_HOME/pip/pip.conf` or `~/.config/pip/pip.conf`), site
-  (`sys.prefix/pip.conf`), then `PIP_CONFIG_FILE`. `PIP_CONFIG_FILE` equal to
-  `os.devnull` loads no file at all; a `PIP_CONFIG_FILE` that exists replaces the user
-  files. Keys are lower-cased with `_` read as `-`. Within the loaded files the command's
-  section beats `[global]`; `PIP_<KEY>` environment variables beat both; empty values
-  are ignored (`ConfigOptionParser._get_ordered_configuration_items`).
-- `--isolated` (only that exact spelling, `cli/main.py`) makes pip ignore `PIP_*`
-  variables and the user files, but not the global and site files or `PIP_CONFIG_FILE`.
-  Crane hands pip its proxy through `PIP_INDEX_URL`, which `--isolated` ignores, so an
-  isolated run with a registered index is refused.
-- Requirements files: see `reqfiles`. Their `--index-url` beats everything above.
+- Configuration: see `pip_config`. `--isolated` (only that exact spelling,
+  `cli/main.py`) makes pip ignore `PIP_*` variables, and crane hands pip its proxy through
+  `PIP_INDEX_URL`, so an isolated run with a registered index is refused.
+- Requirements files: see `reqfiles`. Their `--index-url` beats everything above, so a
+  registered index line is hidden from pip in a copy of the file.
 - `PIP_REQUIREMENT` / `PIP_CONSTRAINT` / `PIP_BUILD_CONSTRAINT` and the matching config
   keys name requirements files too (whitespace-separated), added to those of the command
   line; crane reads them and, when one needs a copy, points the variable at the copy.
+
+The planner reads pip's inputs into a `PipReading` (`read_command_line`, then
+`read_pip_settings`, then `_requirements_files`), derives the shared `Reading` from it
+(`_index_off`, `_refusals`, `_index_chain`) and lets `reading.finish` decide; the pip-only
+run changes (file copies, `pip lock`'s output) are `_open_door`'s.
 """
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
-import os
 import secrets
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from crane_launch.config import Registry, builtin_public_index
-from crane_launch.errors import ConfigError
+from crane_launch.config import Registry
 from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_options, strtobool
-from crane_launch.launch.files import ReadText, display_path, read_optional
+from crane_launch.launch.files import ReadText, display_path
+from crane_launch.launch.pip_config import PipSettings, read_pip_settings, setting_key
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
     FIND_LINKS_WHY,
     PROXY_WHY,
+    FileCopy,
     IndexSetting,
-    LaunchPlan,
+    Plan,
     Rejection,
-    choose_indexes,
+    Unchanged,
     remote_links,
 )
-from crane_launch.launch.reqfiles import Root, copy_value, plan_copies, walk_requirements
+from crane_launch.launch.reading import DoorSetup, IndexChain, Reading, finish
+from crane_launch.launch.reqfiles import RequirementsWalk, Root, copy_value, plan_copies
 
 __all__ = [
     "FOREIGN_INDEX_WHY",
     "INDEX_COMMANDS",
     "ISOLATED_WHY",
-    "pip_config_files",
+    "PipCommandLine",
+    "PipReading",
+    "PipRequirements",
+    "RequirementsOption",
+    "RequirementsSetting",
     "plan_pip",
+    "read_command_line",
 ]
 
 INDEX_COMMANDS = frozenset({"install", "download", "wheel", "index", "lock"})
@@ -176,145 +178,92 @@ _FILE_KEYS = {
     "build-constraint": "--build-constraint",
 }
 _INDEX_KEYS = frozenset({"index-url", "pypi-url"})
-_GLOBAL, _COMMAND, _ENV = 0, 1, 2
 
 
-def _key(name: str) -> str:
-    """pip's `_normalize_name`: how a config or environment key is compared."""
-    return name.lower().replace("_", "-").removeprefix("--")
+def plan_pip(
+    argv: Sequence[str],
+    *,
+    registry: Registry,
+    environ: Mapping[str, str],
+    cwd: Path,
+    home: Path,
+    read_text: ReadText = Path.read_text,
+    python: str | None = None,
+    site_prefix: Path | None = None,
+    platform: str = sys.platform,
+    copy_token: str | None = None,
+) -> Plan:
+    """The plan for `pip *argv` (or `python -m pip *argv` when `python` is given).
+
+    `site_prefix` is the `sys.prefix` of the Python that will run pip, for its site config
+    file; by default the virtual environment of `python`, else `$VIRTUAL_ENV`.
+    `copy_token` names the requirements-file copies (random by default).
+
+    Raises `UnknownIndexError` for an unregistered `-i` on the command line,
+    `RejectedSettingError` for a setting that would bypass crane's proxy, and
+    `ConfigError` for two registered indexes in one run or an unreadable pip config.
+    """
+    launcher = (python, "-m", "pip") if python else ("pip",)
+    command_line = read_command_line(argv)
+    if command_line is None:
+        return Plan("pip", [*launcher, *argv], Unchanged())
+    settings = read_pip_settings(
+        environ,
+        command=command_line.command,
+        isolated=command_line.isolated,
+        python=python,
+        site_prefix=site_prefix,
+        home=home,
+        cwd=cwd,
+        read_text=read_text,
+        platform=platform,
+    )
+    requirements = _requirements_files(command_line, settings)
+    pip = PipReading(launcher, command_line, settings, requirements, cwd)
+    door = partial(_open_door, pip, registry=registry, environ=environ, copy_token=copy_token)
+    return finish(
+        _index_reading(pip), registry=registry, environ=environ, read_text=read_text, open_door=door
+    )
 
 
-class _Parser(configparser.RawConfigParser):
-    def optionxform(self, optionstr: str) -> str:
-        return _key(optionstr)
+# --- reading pip's inputs ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Value:
-    key: str
-    value: str
-    place: str
-    layer: int
+class PipCommandLine:
+    """An index command's argv as pip's two parsers read it.
+
+    `options` are the command's options (general ones included), each placed in `args`.
+    """
+
+    args: tuple[str, ...]
+    command: str
+    options: tuple[Occurrence, ...]
+    isolated: bool
+
+    def values(self, name: str) -> list[str]:
+        """The non-empty values given to option `name`, in order."""
+        return [o.value for o in self.options if o.name == name and o.value]
+
+    @property
+    def index_options(self) -> list[Occurrence]:
+        return [o for o in self.options if o.name == "--index-url" and o.value]
 
 
-@dataclass
-class _Settings:
-    """pip's configuration for one command, lowest precedence first."""
-
-    values: list[_Value]
-
-    def effective(self, keys: Iterable[str]) -> _Value | None:
-        wanted = set(keys)
-        best: _Value | None = None
-        for value in self.values:
-            if value.key in wanted and (best is None or value.layer >= best.layer):
-                best = value
-        return best
-
-    def chain(self, keys: Iterable[str]) -> list[_Value]:
-        """The effective value of each layer, environment first."""
-        wanted = set(keys)
-        chain: list[_Value] = []
-        for layer in (_ENV, _COMMAND, _GLOBAL):
-            found = [v for v in self.values if v.layer == layer and v.key in wanted]
-            if found:
-                chain.append(found[-1])
-        return chain
-
-
-def pip_config_files(
-    environ: Mapping[str, str],
-    *,
-    home: Path,
-    cwd: Path,
-    site_prefix: Path | None,
-    isolated: bool,
-    read_text: ReadText,
-    platform: str = sys.platform,
-) -> list[Path]:
-    """The config files pip would load, in loading order (later ones win)."""
-    env_file = environ.get("PIP_CONFIG_FILE")
-    if env_file == os.devnull:
-        return []
-    files: list[Path] = []
-    if platform == "darwin":
-        files.append(Path("/Library/Application Support/pip/pip.conf"))
-    else:
-        dirs = [d.strip() for d in environ.get("XDG_CONFIG_DIRS", "").split(os.pathsep)]
-        absolute = [d for d in dirs if d.startswith("/")] or ["/etc/xdg"]
-        files.extend(Path(d) / "pip" / "pip.conf" for d in absolute)
-        files.append(Path("/etc/pip.conf"))
-    env_path = cwd / env_file if env_file else None
-    env_exists = env_path is not None and read_optional(read_text, env_path)[0]
-    if not isolated and not env_exists:
-        files.append(home / ".pip" / "pip.conf")
-        files.append(_user_config_dir(environ, home, platform, read_text) / "pip.conf")
-    if site_prefix is not None:
-        files.append(site_prefix / "pip.conf")
-    if env_path is not None:
-        files.append(env_path)
-    return files
-
-
-def _user_config_dir(
-    environ: Mapping[str, str], home: Path, platform: str, read_text: ReadText
-) -> Path:
-    if platform == "darwin":
-        # pip uses ~/Library/Application Support/pip when that directory exists. Reading a
-        # directory fails with IsADirectoryError, which is how `read_optional` sees it.
-        support = home / "Library" / "Application Support" / "pip"
-        if read_optional(read_text, support)[0]:
-            return support
-        return home / ".config" / "pip"
-    xdg = environ.get("XDG_CONFIG_HOME", "").strip()
-    return (Path(xdg) if xdg.startswith("/") else home / ".config") / "pip"
-
-
-def _load_settings(
-    files: Sequence[Path],
-    environ: Mapping[str, str],
-    *,
-    command: str,
-    isolated: bool,
-    read_text: ReadText,
-) -> _Settings:
-    values: list[_Value] = []
-    for path in files:
-        _, text = read_optional(read_text, path)
-        if text is None:
-            continue
-        parser = _Parser()
-        try:
-            parser.read_string(text, source=str(path))
-        except configparser.Error as exc:
-            message = str(exc).splitlines()[0]
-            raise ConfigError(f"pip config file {path}: cannot be parsed ({message})") from None
-        for section, layer in (("global", _GLOBAL), (command, _COMMAND)):
-            if not parser.has_section(section):
-                continue
-            for key, value in parser.items(section):
-                if value:
-                    place = f"pip config file {path}: [{section}]"
-                    values.append(_Value(key, value.strip(), place, layer))
-    if not isolated:
-        for name, value in environ.items():
-            if name.startswith("PIP_") and value and name[4:].lower() not in ("version", "help"):
-                key = _key(name[4:])
-                values.append(_Value(key, value, f"environment variable {name}", _ENV))
-    values.sort(key=lambda v: v.layer)
-    return _Settings(values)
-
-
-def _site_prefix(
-    python: str | None, environ: Mapping[str, str], cwd: Path, read_text: ReadText
-) -> Path | None:
-    """Where pip's site config lives: the prefix of the Python that runs pip."""
-    if python and "/" in python:
-        candidate = (cwd / python).parent.parent
-        if read_optional(read_text, candidate / "pyvenv.cfg")[1] is not None:
-            return candidate
-    virtual_env = environ.get("VIRTUAL_ENV")
-    return Path(virtual_env) if virtual_env else None
+def read_command_line(argv: Sequence[str]) -> PipCommandLine | None:
+    """pip's reading of `argv`; None when the command uses no index (`pip freeze`) or
+    only prints help or pip's version."""
+    args = tuple(argv)
+    _, positionals = scan_options(args, _GENERAL_TABLE, stop_at_positional=True)
+    if not positionals or positionals[0][1] not in INDEX_COMMANDS:
+        return None
+    command_at, command = positionals[0]
+    command_args = args[:command_at] + args[command_at + 1 :]
+    found, _ = scan_options(command_args, _COMMAND_TABLES[command])
+    options = tuple(_remap(o, command_at) for o in found)
+    if any(o.name in ("--help", "--version") for o in options):
+        return None
+    return PipCommandLine(args, command, options, isolated="--isolated" in command_args)
 
 
 def _remap(occurrence: Occurrence, skipped: int) -> Occurrence:
@@ -331,79 +280,113 @@ def _remap(occurrence: Occurrence, skipped: int) -> Occurrence:
     )
 
 
-def plan_pip(
-    argv: Sequence[str],
-    *,
-    registry: Registry,
-    environ: Mapping[str, str],
-    cwd: Path,
-    home: Path,
-    read_text: ReadText = Path.read_text,
-    python: str | None = None,
-    site_prefix: Path | None = None,
-    platform: str = sys.platform,
-    copy_token: str | None = None,
-) -> LaunchPlan:
-    """The plan for `pip *argv` (or `python -m pip *argv` when `python` is given).
+@dataclass(frozen=True)
+class RequirementsSetting:
+    """A setting that names requirements files (`constraint = a.txt b.txt`): the roots it
+    names, and the variable that overrides it for the child when one of them is copied."""
 
-    `site_prefix` is the `sys.prefix` of the Python that will run pip, for its site config
-    file; by default the virtual environment of `python`, else `$VIRTUAL_ENV`.
-    `copy_token` names the requirements-file copies (random by default).
+    variable: str
+    roots: tuple[Root, ...]
 
-    Raises `UnknownIndexError` for an unregistered `-i` on the command line,
-    `RejectedSettingError` for a setting that would bypass crane's proxy, and
-    `ConfigError` for two registered indexes in one run or an unreadable pip config.
+
+@dataclass(frozen=True)
+class RequirementsOption:
+    """A requirements file named by an option on the command line."""
+
+    occurrence: Occurrence
+    root: Root
+
+
+@dataclass(frozen=True)
+class PipRequirements:
+    """The requirements files pip reads, by where they are named."""
+
+    settings: tuple[RequirementsSetting, ...]
+    options: tuple[RequirementsOption, ...]
+
+    @property
+    def roots(self) -> tuple[Root, ...]:
+        """Every file, the settings' first (pip adds the command line's to them)."""
+        named = [root for setting in self.settings for root in setting.roots]
+        return (*named, *(option.root for option in self.options))
+
+
+def _requirements_files(command_line: PipCommandLine, settings: PipSettings) -> PipRequirements:
+    from_settings: list[RequirementsSetting] = []
+    for key, option in _FILE_KEYS.items():
+        setting = settings.effective({key})
+        if setting is not None:
+            roots = tuple(Root(option, value, setting.place) for value in setting.value.split())
+            from_settings.append(RequirementsSetting("PIP_" + key.upper().replace("-", "_"), roots))
+    from_options = tuple(
+        RequirementsOption(o, Root(o.name, o.value, "command line"))
+        for o in command_line.options
+        if o.name in _FILE_KEYS.values() and o.value
+    )
+    return PipRequirements(tuple(from_settings), from_options)
+
+
+@dataclass(frozen=True)
+class PipReading:
+    """pip's inputs for one index command: what `_open_door` and the reading's phases see.
+
+    `launcher` runs pip (`pip`, or `python -m pip`); `cwd` is where pip starts.
     """
-    args = list(argv)
-    launcher = [python, "-m", "pip"] if python else ["pip"]
 
-    def unchanged(*notes: str) -> LaunchPlan:
-        return LaunchPlan(
-            tool="pip",
-            command=[*launcher, *args],
-            private=None,
-            public_url="",
-            index_env_var="PIP_INDEX_URL",
-            notes=list(notes),
-        )
+    launcher: tuple[str, ...]
+    command_line: PipCommandLine
+    settings: PipSettings
+    requirements: PipRequirements
+    cwd: Path
 
-    _, positionals = scan_options(args, _GENERAL_TABLE, stop_at_positional=True)
-    if not positionals or positionals[0][1] not in INDEX_COMMANDS:
-        return unchanged()
-    command_at, command = positionals[0]
-    command_args = args[:command_at] + args[command_at + 1 :]
-    found, _ = scan_options(command_args, _COMMAND_TABLES[command])
-    found = [_remap(o, command_at) for o in found]
-    if any(o.name in ("--help", "--version") for o in found):
-        return unchanged()
 
-    isolated = "--isolated" in command_args
-    if site_prefix is None:
-        site_prefix = _site_prefix(python, environ, cwd, read_text)
-    files = pip_config_files(
-        environ,
-        home=home,
-        cwd=cwd,
-        site_prefix=site_prefix,
-        isolated=isolated,
-        read_text=read_text,
-        platform=platform,
-    )
-    settings = _load_settings(
-        files, environ, command=command, isolated=isolated, read_text=read_text
+def _index_reading(pip: PipReading) -> Reading:
+    return Reading(
+        tool="pip",
+        command=(*pip.launcher, *pip.command_line.args),
+        index_env_var="PIP_INDEX_URL",
+        index_off=_index_off(pip),
+        chain=_index_chain(pip),
+        requirements=pip.requirements.roots,
+        dialect="pip",
+        cwd=pip.cwd,
+        rejections=_refusals(pip),
+        foreign_index_why=FOREIGN_INDEX_WHY,
     )
 
-    no_index = next((o for o in found if o.name == "--no-index"), None)
-    if no_index is not None:
-        return unchanged("--no-index on the command line: pip uses no index; running pip unchanged")
-    no_index_setting = settings.effective({"no-index"})
-    if no_index_setting is not None and strtobool(no_index_setting.value):
-        return unchanged(
-            f"no-index is set ({no_index_setting.place}): pip uses no index; running pip unchanged"
-        )
 
+def _index_off(pip: PipReading) -> str | None:
+    if any(o.name == "--no-index" for o in pip.command_line.options):
+        return "--no-index on the command line"
+    setting = pip.settings.effective({"no-index"})
+    if setting is not None and strtobool(setting.value):
+        return f"no-index is set ({setting.place})"
+    return None
+
+
+def _index_chain(pip: PipReading) -> IndexChain:
+    # optparse keeps the last -i: the one pip obeys comes first.
+    given = reversed(pip.command_line.values("--index-url"))
+    configured = pip.settings.chain(_INDEX_KEYS)
+    return (
+        *(IndexSetting(url, "command line", explicit=True) for url in given),
+        *(IndexSetting(setting.value, setting.place) for setting in configured),
+    )
+
+
+def _refusals(pip: PipReading) -> tuple[Rejection, ...]:
     rejections: list[Rejection] = []
-    for o in found:
+    if pip.command_line.isolated:
+        # Reported first: under --isolated pip would not see crane's proxy at all.
+        rejections.append(Rejection("command line", "--isolated", ISOLATED_WHY))
+    rejections.extend(_command_line_refusals(pip.command_line))
+    rejections.extend(_settings_refusals(pip.settings))
+    return tuple(rejections)
+
+
+def _command_line_refusals(command_line: PipCommandLine) -> list[Rejection]:
+    rejections: list[Rejection] = []
+    for o in command_line.options:
         if o.name == "--extra-index-url" and o.value:
             rejections.append(Rejection("command line", "--extra-index-url", EXTRA_INDEX_WHY))
         elif o.name == "--proxy" and o.value:
@@ -411,7 +394,12 @@ def plan_pip(
         elif o.name == "--find-links" and o.value:
             for url in remote_links([o.value]):
                 rejections.append(Rejection("command line", f"--find-links {url}", FIND_LINKS_WHY))
-    for value in sorted(settings.values, key=lambda v: -v.layer):
+    return rejections
+
+
+def _settings_refusals(settings: PipSettings) -> list[Rejection]:
+    rejections: list[Rejection] = []
+    for value in settings.highest_first():
         if value.key == "extra-index-url" and value.value.split():
             rejections.append(Rejection(value.place, "extra-index-url", EXTRA_INDEX_WHY))
         elif value.key == "proxy":
@@ -419,95 +407,85 @@ def plan_pip(
         elif value.key == "find-links":
             for url in remote_links(value.value.split()):
                 rejections.append(Rejection(value.place, f"find-links {url}", FIND_LINKS_WHY))
+    return rejections
 
-    roots: list[Root] = []
-    configured_roots: dict[str, tuple[_Value, list[Root]]] = {}
-    for key, option in _FILE_KEYS.items():
-        setting = settings.effective({key})
-        if setting is not None:
-            these = [Root(option, v, setting.place) for v in setting.value.split()]
-            configured_roots[key] = (setting, these)
-            roots.extend(these)
-    argv_roots: list[tuple[Occurrence, Root]] = []
-    for o in found:
-        if o.name in _FILE_KEYS.values() and o.value:
-            root = Root(o.name, o.value, "command line")
-            argv_roots.append((o, root))
-            roots.append(root)
-    walk = walk_requirements(roots, dialect="pip", cwd=cwd, environ=environ, read_text=read_text)
-    if walk.no_index_places:
-        return unchanged(
-            f"--no-index in {walk.no_index_places[0]}: pip uses no index; running pip unchanged"
-        )
-    rejections.extend(walk.rejections)
-    foreign_lines, file_lines = walk.sort_index_lines(registry, FOREIGN_INDEX_WHY)
-    rejections.extend(foreign_lines)
 
-    index_options = [o for o in found if o.name == "--index-url" and o.value]
-    chain = [IndexSetting(o.value or "", "command line", explicit=True) for o in index_options]
-    chain.reverse()  # optparse keeps the last one
-    chain.extend(IndexSetting(v.value, v.place) for v in settings.chain(_INDEX_KEYS))
-    choice = choose_indexes(
-        tool="pip",
-        registry=registry,
-        chain=chain,
-        file_lines=file_lines,
-        public_default=builtin_public_index,
-    )
-    if choice.private is None:
-        return unchanged("no registered index in play; running pip unchanged")
-    if isolated:
-        raise Rejection("command line", "--isolated", ISOLATED_WHY).error()
-    if rejections:
-        raise rejections[0].error()
+# --- the run behind the index door ---------------------------------------------------------
 
+
+def _open_door(
+    pip: PipReading,
+    walk: RequirementsWalk,
+    *,
+    registry: Registry,
+    environ: Mapping[str, str],
+    copy_token: str | None,
+) -> DoorSetup:
+    """pip's run behind the door: the command line without its `-i`, requirements files
+    read through copies without registered index lines, the `PIP_*` index variables unset
+    (crane sets its own), and `pip lock`'s output file."""
     token = copy_token or secrets.token_hex(4)
     copies = plan_copies(walk, strip=lambda url: registry.find(url) is not None, token=token)
-    replace: list[tuple[Occurrence, str]] = []
-    for o, root in argv_roots:
-        path = walk.root_paths.get(root)
-        if path in copies:
-            replace.append((o, copy_value(root.value, copies[path].copy)))
-    command_line = apply_edits(args, remove=index_options, replace=replace)
-
-    env_set: dict[str, str] = {}
-    for key, (_setting, these) in configured_roots.items():
-        swapped = [
-            copy_value(r.value, copies[p].copy)
-            if (p := walk.root_paths.get(r)) in copies
-            else r.value
-            for r in these
-        ]
-        if swapped != [r.value for r in these]:
-            env_set["PIP_" + key.upper().replace("-", "_")] = " ".join(swapped)
-    env_unset = {
-        name for name in environ if name.startswith("PIP_") and _key(name[4:]) in _INDEX_KEYS
-    }
-
+    swaps = [
+        (option.occurrence, copied)
+        for option in pip.requirements.options
+        if (copied := _copy_value(option.root, walk, copies)) is not None
+    ]
+    command_line = pip.command_line
+    args = apply_edits(command_line.args, remove=command_line.index_options, replace=swaps)
     notes: list[str] = []
     if copies:
-        shown = ", ".join(display_path(path, cwd) for path in copies)
+        shown = ", ".join(display_path(path, pip.cwd) for path in copies)
         notes.append(f"reading requirements through copies without the index line: {shown}")
-    lock_output = None
-    if command == "lock":
-        outputs = [o.value for o in found if o.name == "--output" and o.value]
-        target = outputs[-1] if outputs else "pylock.toml"
-        if target == "-":
-            notes.append(
-                "pip lock writes to standard output: its URLs are crane's one-run proxy "
-                "addresses; write to a file to get the real index URLs"
-            )
-        else:
-            lock_output = cwd / target
-    return LaunchPlan(
-        tool="pip",
-        command=[*launcher, *command_line],
-        private=choice.private,
-        public_url=choice.public_url,
-        index_env_var="PIP_INDEX_URL",
-        env_set=env_set,
-        env_unset=env_unset,
-        file_copies=list(copies.values()),
-        notes=notes,
+    lock_target, lock_output = _lock_target(command_line), None
+    if lock_target == "-":
+        notes.append(
+            "pip lock writes to standard output: its URLs are crane's one-run proxy "
+            "addresses; write to a file to get the real index URLs"
+        )
+    elif lock_target is not None:
+        lock_output = pip.cwd / lock_target
+    return DoorSetup(
+        command=(*pip.launcher, *args),
+        env_set=_copy_variables(pip.requirements, walk, copies),
+        env_unset=frozenset(_index_variables(environ)),
+        file_copies=tuple(copies.values()),
         lock_output=lock_output,
+        notes=tuple(notes),
     )
+
+
+def _copy_value(root: Root, walk: RequirementsWalk, copies: Mapping[Path, FileCopy]) -> str | None:
+    """How to name the copy of `root` in the user's spelling; None when it has none."""
+    path = walk.root_paths.get(root)
+    if path is None or path not in copies:
+        return None
+    return copy_value(root.value, copies[path].copy)
+
+
+def _copy_variables(
+    requirements: PipRequirements, walk: RequirementsWalk, copies: Mapping[Path, FileCopy]
+) -> dict[str, str]:
+    """The variables that point pip's file settings at the copies, where any is copied."""
+    env_set: dict[str, str] = {}
+    for setting in requirements.settings:
+        values = [root.value for root in setting.roots]
+        swapped = [_copy_value(root, walk, copies) or root.value for root in setting.roots]
+        if swapped != values:
+            env_set[setting.variable] = " ".join(swapped)
+    return env_set
+
+
+def _index_variables(environ: Mapping[str, str]) -> list[str]:
+    """The `PIP_*` variables that name an index, in any spelling pip accepts."""
+    return [
+        name for name in environ if name.startswith("PIP_") and setting_key(name[4:]) in _INDEX_KEYS
+    ]
+
+
+def _lock_target(command_line: PipCommandLine) -> str | None:
+    """What `pip lock` writes (a path, or "-" for standard output); None for other commands."""
+    if command_line.command != "lock":
+        return None
+    outputs = command_line.values("--output")
+    return outputs[-1] if outputs else "pylock.toml"

@@ -21,17 +21,12 @@ This module also holds the vocabulary every planner shares: where an index was n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crane_launch.config import PrivateIndex, Registry, closest, normalise_url, origin_of
-from crane_launch.errors import (
-    ConfigError,
-    RejectedSettingError,
-    UnknownIndexError,
-    UsageError,
-)
+from crane_launch.config import PrivateIndex, origin_of
+from crane_launch.errors import RejectedSettingError
 
 __all__ = [
     "EXTRA_INDEX_WHY",
@@ -39,16 +34,13 @@ __all__ = [
     "PROXY_WHY",
     "REMOTE_FILE_WHY",
     "FileCopy",
-    "IndexChoice",
     "IndexDoorMode",
     "IndexSetting",
-    "LaunchPlan",
     "Mode",
     "Plan",
     "Rejection",
     "TransparentDoorMode",
     "Unchanged",
-    "choose_indexes",
     "remote_links",
 ]
 
@@ -118,7 +110,7 @@ class TransparentDoorMode:
 
     @property
     def private_hosts(self) -> list[str]:
-        return sorted({origin_of(index.url)[1] for index in self.privates})
+        return sorted({origin_of(index.url).host for index in self.privates})
 
 
 Mode = Unchanged | IndexDoorMode | TransparentDoorMode
@@ -137,33 +129,6 @@ class Plan:
     mode: Mode
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class LaunchPlan:
-    """Everything the launcher needs to run one tool command through crane.
-
-    `private` None means "run the tool unchanged": `command` is then the user's argv under
-    the tool's name, and `public_url`, `env_set`, `env_unset` and `file_copies` are empty.
-    Notes are one line each, without the `crane:` prefix (the printer adds it).
-    """
-
-    tool: str
-    command: list[str]
-    private: PrivateIndex | None
-    public_url: str
-    index_env_var: str
-    env_set: dict[str, str] = field(default_factory=dict)
-    env_unset: set[str] = field(default_factory=set)
-    file_copies: list[FileCopy] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    lock_output: Path | None = None
-    """A lock file the tool writes (`pip lock`): its proxy URLs are mapped back to the
-    real index once the run is over."""
-
-    @property
-    def passthrough(self) -> bool:
-        return self.private is None
 
 
 @dataclass(frozen=True)
@@ -189,71 +154,3 @@ class IndexSetting:
     url: str
     place: str
     explicit: bool = False
-
-
-@dataclass(frozen=True)
-class IndexChoice:
-    private: PrivateIndex | None
-    public_url: str
-
-
-def choose_indexes(
-    *,
-    tool: str,
-    registry: Registry,
-    chain: Sequence[IndexSetting],
-    file_lines: Sequence[IndexSetting],
-    public_default: Callable[[], str],
-) -> IndexChoice:
-    """Pick the registered index in play and the public index for this run.
-
-    `chain` lists the tool's own index settings from the one it obeys down to the ones it
-    overrides (command line, environment, config files). The first entry is the index the
-    tool would use; `file_lines` are index lines of requirements files, which the caller
-    has already checked for foreign indexes. Rules:
-
-    - an unregistered URL on the command line is `UnknownIndexError` with the closest
-      registered URL as a hint;
-    - the registered indexes in play are the chain's first entry (when registered) and
-      every registered requirements-file line; two different ones are a `ConfigError`;
-    - the public index is the private index's own `public_index`, else the first
-      unregistered URL the chain names (the index the user's tool uses anyway), else
-      `public_default()`.
-    """
-    known = [index.url for index in registry]
-    for setting in chain:
-        if setting.explicit and registry.find(setting.url) is None:
-            raise UnknownIndexError(setting.url, closest(_spelling(setting.url), known))
-    in_play: list[tuple[PrivateIndex, IndexSetting]] = []
-    candidates = [*chain[:1], *file_lines]
-    for setting in candidates:
-        index = registry.find(setting.url)
-        if index is not None:
-            in_play.append((index, setting))
-    if not in_play:
-        return IndexChoice(None, "")
-    first_index, first_place = in_play[0]
-    for index, setting in in_play[1:]:
-        if index.url != first_index.url:
-            raise ConfigError(
-                f"{tool} would use two registered indexes, {first_index.url} "
-                f"({first_place.place}) and {index.url} ({setting.place}); "
-                "crane runs one private index per run"
-            )
-    if first_index.public_index:
-        return IndexChoice(first_index, first_index.public_index)
-    for setting in chain:
-        if setting.explicit or registry.find(setting.url) is not None:
-            continue
-        try:
-            return IndexChoice(first_index, normalise_url(setting.url))
-        except UsageError:
-            continue  # a local directory index cannot be the public fallback
-    return IndexChoice(first_index, public_default())
-
-
-def _spelling(url: str) -> str:
-    try:
-        return normalise_url(url)
-    except UsageError:
-        return url

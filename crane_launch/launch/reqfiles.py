@@ -30,6 +30,7 @@ copies; the walk is still needed to find extra indexes and foreign index lines.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -53,9 +54,10 @@ from crane_launch.launch.plan import (
 
 __all__ = [
     "Dialect",
-    "IndexLine",
+    "RequirementsIndexLine",
     "RequirementsWalk",
     "Root",
+    "SortedIndexLines",
     "copy_value",
     "plan_copies",
     "walk_requirements",
@@ -142,8 +144,8 @@ class _Line:
 
 
 @dataclass(frozen=True)
-class IndexLine:
-    """An index option inside a requirements file."""
+class RequirementsIndexLine:
+    """An `--index-url` option inside a requirements file."""
 
     path: Path
     place: str
@@ -173,15 +175,13 @@ class RequirementsWalk:
 
     files: dict[Path, _File] = field(default_factory=dict)
     root_paths: dict[Root, Path] = field(default_factory=dict)
-    index_lines: list[IndexLine] = field(default_factory=list)
+    index_lines: list[RequirementsIndexLine] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     no_index_places: list[str] = field(default_factory=list)
 
-    def sort_index_lines(
-        self, registry: Registry, foreign_why: str
-    ) -> tuple[list[Rejection], list[IndexSetting]]:
-        """The files' index lines: those naming an unregistered index as rejections (with
-        the tool's reason), those naming a registered one as index settings."""
+    def sort_index_lines(self, registry: Registry, foreign_why: str) -> SortedIndexLines:
+        """The files' index lines, split by whether `registry` knows their index; both
+        lists keep the order in which the walk met the lines."""
         foreign: list[Rejection] = []
         registered: list[IndexSetting] = []
         for line in self.index_lines:
@@ -189,7 +189,16 @@ class RequirementsWalk:
                 foreign.append(Rejection(line.place, f"--index-url {line.url}", foreign_why))
             else:
                 registered.append(IndexSetting(line.url, line.place))
-        return foreign, registered
+        return SortedIndexLines(foreign, registered)
+
+
+@dataclass(frozen=True)
+class SortedIndexLines:
+    """The index lines of a walk: `foreign` ones name an unregistered index and are
+    refused (with the tool's reason); `registered` ones take part in choosing the index."""
+
+    foreign: list[Rejection]
+    registered: list[IndexSetting]
 
 
 def _skipped_format(path_text: str, dialect: Dialect) -> bool:
@@ -252,41 +261,66 @@ def _visit(
     file = _File(path, text)
     walk.files[path] = file
     shown = display_path(path, cwd)
-    table = LINE_TABLES[dialect]
-    for line in _option_lines(text.removeprefix("\ufeff"), environ, table):
+    for line in _option_lines(text.removeprefix("\ufeff"), environ, LINE_TABLES[dialect]):
         place = f"requirements file {shown} line {line.first}"
-        include = next(
-            (o for o in line.options if o.name == "--requirement" and o.value is not None),
-            None,
-        ) or next(
-            (o for o in line.options if o.name == "--constraint" and o.value is not None),
-            None,
-        )
-        if include is not None and include.value is not None:
-            value = include.value
-            if _skipped_format(value, dialect):
-                continue
-            if _REMOTE_RE.match(value):
-                setting = f"{include.head.rstrip('=')} {value}"
-                walk.rejections.append(Rejection(place, setting, REMOTE_FILE_WHY))
-                continue
-            given = _file_url_path(value) if _FILE_URL_RE.match(value) else value
-            target = Path(os.path.normpath(path.parent / given))
-            file.includes.append(_Include(line, include, value, target))
-            _visit(target, walk, dialect=dialect, cwd=cwd, environ=environ, read_text=read_text)
+        include = _include_option(line)
+        if include is None:
+            _note_index_options(line, path, place, walk)
             continue
+        target = _include_target(include, path, place, walk, dialect)
+        if target is not None:
+            file.includes.append(_Include(line, include, include.value or "", target))
+            _visit(target, walk, dialect=dialect, cwd=cwd, environ=environ, read_text=read_text)
+
+
+def _include_option(line: _Line) -> Occurrence | None:
+    """The option through which `line` includes a file: pip follows the line's first
+    `-r`, else its first `-c`, and ignores the rest of the line."""
+    for name in ("--requirement", "--constraint"):
         for option in line.options:
-            if option.name == "--index-url" and option.value:
-                walk.index_lines.append(IndexLine(path, place, option.value, line, option))
-            elif option.name == "--extra-index-url" and option.value:
-                walk.rejections.append(Rejection(place, "--extra-index-url", EXTRA_INDEX_WHY))
-            elif option.name == "--no-index":
-                walk.no_index_places.append(place)
+            if option.name == name and option.value is not None:
+                return option
+    return None
 
 
-def _logical_lines(text: str) -> list[tuple[int, int, str]]:
-    """pip's `join_lines`: (first physical line, last physical line, joined text)."""
-    joined: list[tuple[int, int, str]] = []
+def _include_target(
+    include: Occurrence, path: Path, place: str, walk: RequirementsWalk, dialect: Dialect
+) -> Path | None:
+    """The file `include` names, relative to the including file at `path`; None for a file
+    crane does not read (recording a rejection when it is fetched over the network)."""
+    value = include.value or ""
+    if _skipped_format(value, dialect):
+        return None
+    if _REMOTE_RE.match(value):
+        setting = f"{include.head.rstrip('=')} {value}"
+        walk.rejections.append(Rejection(place, setting, REMOTE_FILE_WHY))
+        return None
+    given = _file_url_path(value) if _FILE_URL_RE.match(value) else value
+    return Path(os.path.normpath(path.parent / given))
+
+
+def _note_index_options(line: _Line, path: Path, place: str, walk: RequirementsWalk) -> None:
+    for option in line.options:
+        if option.name == "--index-url" and option.value:
+            walk.index_lines.append(RequirementsIndexLine(path, place, option.value, line, option))
+        elif option.name == "--extra-index-url" and option.value:
+            walk.rejections.append(Rejection(place, "--extra-index-url", EXTRA_INDEX_WHY))
+        elif option.name == "--no-index":
+            walk.no_index_places.append(place)
+
+
+@dataclass(frozen=True)
+class _LogicalLine:
+    """A line as pip reads it: physical lines `first` to `last`, joined into `text`."""
+
+    first: int
+    last: int
+    text: str
+
+
+def _logical_lines(text: str) -> list[_LogicalLine]:
+    """pip's `join_lines`."""
+    joined: list[_LogicalLine] = []
     parts: list[str] = []
     primary = 0
     number = 0
@@ -297,16 +331,16 @@ def _logical_lines(text: str) -> list[tuple[int, int, str]]:
                 line = " " + line
             if parts:
                 parts.append(line)
-                joined.append((primary, number, "".join(parts)))
+                joined.append(_LogicalLine(primary, number, "".join(parts)))
                 parts = []
             else:
-                joined.append((number, number, line))
+                joined.append(_LogicalLine(number, number, line))
         else:
             if not parts:
                 primary = number
             parts.append(line.strip("\\"))
     if parts:
-        joined.append((primary, number, "".join(parts)))
+        joined.append(_LogicalLine(primary, number, "".join(parts)))
     return joined
 
 
@@ -320,8 +354,8 @@ def _expand(line: str, environ: Mapping[str, str]) -> str:
 
 def _option_lines(text: str, environ: Mapping[str, str], table: OptionTable) -> list[_Line]:
     lines: list[_Line] = []
-    for first, last, joined in _logical_lines(text):
-        line = _COMMENT_RE.sub("", joined).strip()
+    for logical in _logical_lines(text):
+        line = _COMMENT_RE.sub("", logical.text).strip()
         if not line:
             continue
         line = _expand(line, environ)
@@ -335,7 +369,7 @@ def _option_lines(text: str, environ: Mapping[str, str], table: OptionTable) -> 
         options, _ = scan_options(option_tokens, table)
         if any(option.name == "--editable" for option in options):
             continue
-        lines.append(_Line(first, last, option_tokens, options))
+        lines.append(_Line(logical.first, logical.last, option_tokens, options))
     return lines
 
 
@@ -346,7 +380,14 @@ def copy_value(value: str, copy: Path) -> str:
     return os.path.join(os.path.dirname(value), copy.name)
 
 
-_Edit = tuple[_Line, list[Occurrence], list[tuple[Occurrence, str]]]
+@dataclass(frozen=True)
+class _LineEdit:
+    """What changes on one line of a copy: options `removed`, include values `replaced`
+    (occurrence and new value, as `apply_edits` takes them)."""
+
+    line: _Line
+    removed: tuple[Occurrence, ...] = ()
+    replaced: tuple[tuple[Occurrence, str], ...] = ()
 
 
 def plan_copies(
@@ -359,28 +400,24 @@ def plan_copies(
     beside the original. Rewritten lines keep their line numbers: the first physical line
     of a rewritten line holds the new text and its continuation lines become comments.
     """
-    edits: dict[Path, dict[int, _Edit]] = {}
+    edits: dict[Path, dict[int, _LineEdit]] = {}
     for index_line in walk.index_lines:
         if strip(index_line.url):
             per_file = edits.setdefault(index_line.path, {})
-            entry = per_file.setdefault(index_line.line.first, (index_line.line, [], []))
-            entry[1].append(index_line.occurrence)
-    needs = set(edits)
-    changed = True
-    while changed:
-        changed = False
-        for file in walk.files.values():
-            if file.path not in needs and any(i.target in needs for i in file.includes):
-                needs.add(file.path)
-                changed = True
+            edit = per_file.get(index_line.line.first, _LineEdit(index_line.line))
+            removed = (*edit.removed, index_line.occurrence)
+            per_file[index_line.line.first] = dataclasses.replace(edit, removed=removed)
+    needs = _files_with_copies(walk, set(edits))
     copies = {path: path.parent / f".crane-{token}-{path.name}" for path in needs}
     for path in needs:
         for include in walk.files[path].includes:
             if include.target in copies:
                 per_file = edits.setdefault(path, {})
-                entry = per_file.setdefault(include.line.first, (include.line, [], []))
-                new_value = copy_value(include.value, copies[include.target])
-                entry[2].append((include.occurrence, new_value))
+                edit = per_file.get(include.line.first, _LineEdit(include.line))
+                swap = (include.occurrence, copy_value(include.value, copies[include.target]))
+                per_file[include.line.first] = dataclasses.replace(
+                    edit, replaced=(*edit.replaced, swap)
+                )
     result: dict[Path, FileCopy] = {}
     for path in sorted(needs):
         text = _rewrite(walk.files[path].text, edits.get(path, {}).values())
@@ -388,10 +425,24 @@ def plan_copies(
     return result
 
 
-def _rewrite(text: str, edits: Iterable[_Edit]) -> str:
+def _files_with_copies(walk: RequirementsWalk, edited: set[Path]) -> set[Path]:
+    """`edited` and every file that includes one of them, at any depth."""
+    needs = set(edited)
+    changed = True
+    while changed:
+        changed = False
+        for file in walk.files.values():
+            if file.path not in needs and any(i.target in needs for i in file.includes):
+                needs.add(file.path)
+                changed = True
+    return needs
+
+
+def _rewrite(text: str, edits: Iterable[_LineEdit]) -> str:
     physical = text.splitlines(keepends=True)
-    for line, removed, replaced in edits:
-        tokens = apply_edits(line.tokens, remove=removed, replace=replaced)
+    for edit in edits:
+        line = edit.line
+        tokens = apply_edits(line.tokens, remove=edit.removed, replace=edit.replaced)
         first = shlex.join(tokens) if tokens else "# crane: index option removed"
         for number in range(line.first, line.last + 1):
             raw = physical[number - 1]

@@ -15,6 +15,7 @@ program killed by that signal).
 from __future__ import annotations
 
 import contextlib
+import enum
 import signal
 import sys
 import time
@@ -61,13 +62,23 @@ def run_supervised(
     return code
 
 
+class _Escalation(enum.Enum):
+    """How far crane has gone in stopping the child after it was itself signalled."""
+
+    WAITING = enum.auto()  # nobody asked crane to stop
+    SIGNALLED = enum.auto()  # crane got a signal; the child got it too (or the terminal's)
+    SIGINT_SENT = enum.auto()  # a SIGINT for crane alone, passed on to the child
+    TERM_SENT = enum.auto()  # every descendant got SIGTERM
+    KILL_SENT = enum.auto()  # every descendant got SIGKILL
+
+
 def _wait(
     child: psutil.Popen,
     tree: dict[int, psutil.Process],
     received: list[int],
     grace: float,
 ) -> int:
-    stage = 0
+    stage = _Escalation.WAITING
     first_signal_at = 0.0
     while True:
         with contextlib.suppress(psutil.TimeoutExpired):
@@ -77,20 +88,47 @@ def _wait(
         if not received:
             continue
         now = time.monotonic()
-        if stage == 0:
+        if stage is _Escalation.WAITING:
             first_signal_at = now
-            stage = 1
-        elapsed = now - first_signal_at
-        if stage == 1 and received[0] == signal.SIGINT and elapsed >= _SIGINT_GRACE:
-            with contextlib.suppress(psutil.Error):
-                child.send_signal(signal.SIGINT)
-            stage = 2
-        if stage <= 2 and elapsed >= _SIGINT_GRACE + grace:
-            _signal_all(tree, signal.SIGTERM)
-            stage = 3
-        if stage == 3 and elapsed >= _SIGINT_GRACE + 2 * grace:
-            _signal_all(tree, signal.SIGKILL)
-            stage = 4
+            stage = _Escalation.SIGNALLED
+        stage = _escalate(
+            stage,
+            now - first_signal_at,
+            child=child,
+            tree=tree,
+            first_signal=received[0],
+            grace=grace,
+        )
+
+
+def _escalate(
+    stage: _Escalation,
+    elapsed: float,
+    *,
+    child: psutil.Popen,
+    tree: dict[int, psutil.Process],
+    first_signal: int,
+    grace: float,
+) -> _Escalation:
+    """The next step of stopping the child, `elapsed` seconds after crane's first signal."""
+    if (
+        stage is _Escalation.SIGNALLED
+        and first_signal == signal.SIGINT
+        and elapsed >= _SIGINT_GRACE
+    ):
+        with contextlib.suppress(psutil.Error):
+            child.send_signal(signal.SIGINT)
+        stage = _Escalation.SIGINT_SENT
+    if (
+        stage in (_Escalation.SIGNALLED, _Escalation.SIGINT_SENT)
+        and elapsed >= _SIGINT_GRACE + grace
+    ):
+        _signal_all(tree, signal.SIGTERM)
+        stage = _Escalation.TERM_SENT
+    if stage is _Escalation.TERM_SENT and elapsed >= _SIGINT_GRACE + 2 * grace:
+        _signal_all(tree, signal.SIGKILL)
+        stage = _Escalation.KILL_SENT
+    return stage
 
 
 def _remember_descendants(child: psutil.Process, tree: dict[int, psutil.Process]) -> None:

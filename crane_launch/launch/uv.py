@@ -17,45 +17,54 @@ uv's behaviour this follows (uv 0.13 source: `crates/uv/src/lib.rs`,
   defaults are ignored. So crane's proxy, set as `UV_DEFAULT_INDEX`, wins over every
   configured default and over a requirements file's `--index-url`: uv needs no file
   copies. Every non-default index is searched too, hence the rejections.
-- Config files: `--config-file`/`UV_CONFIG_FILE` replaces all others; `--no-config`,
-  `UV_NO_CONFIG` and the deprecated `--isolated` load none. Otherwise the project file
-  is the nearest `uv.toml`, or `pyproject.toml` with a `[tool.uv]` table, found walking
-  up from the workspace root (or from the current directory outside a workspace),
-  merged with the user file (`$XDG_CONFIG_HOME/uv/uv.toml`, default
-  `~/.config/uv/uv.toml`) and the first system file (`$XDG_CONFIG_DIRS/uv/uv.toml`,
-  default `/etc/xdg/uv/uv.toml`, then `/etc/uv/uv.toml`). Scalars: project beats user
-  beats system; lists are concatenated. `--directory`/`UV_WORKING_DIR` changes the
+- Config files: see `uv_pip_settings`. `--directory`/`UV_WORKING_DIR` changes the
   working directory first; `--project`/`UV_PROJECT` where discovery starts.
 - `[[index]]` entries with `explicit = true` serve only the packages pinned to them in
   `[tool.uv.sources]`, and `format = "flat"` entries are find-links; neither competes
   for other projects, so crane allows them like `--find-links`.
+
+The planner reads uv's inputs into a `UvPipReading` (`read_command_line`, then the config
+files from the working directory), derives the shared `Reading` from it (`_index_off`,
+`_refusals`, `_requirements_roots`, `_index_chain`) and lets `reading.finish` decide;
+`_open_door` takes the index options out of the command line.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from crane_launch.config import Registry, builtin_public_index
-from crane_launch.errors import ConfigError
-from crane_launch.launch.argv import OptionTable, apply_edits, scan_options, strtobool
-from crane_launch.launch.files import ReadText, read_optional
+from crane_launch.config import Registry
+from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_options, strtobool
+from crane_launch.launch.files import ReadText
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
     FIND_LINKS_WHY,
     IndexSetting,
-    LaunchPlan,
+    Plan,
     Rejection,
-    choose_indexes,
+    Unchanged,
     remote_links,
 )
-from crane_launch.launch.reqfiles import Root, walk_requirements
+from crane_launch.launch.reading import DoorSetup, IndexChain, Reading, finish
+from crane_launch.launch.reqfiles import Root
+from crane_launch.launch.uv_pip_settings import (
+    UvConfigFile,
+    UvConfigValue,
+    first_value,
+    uv_config_files,
+)
 
-__all__ = ["EMIT_WHY", "FOREIGN_INDEX_WHY", "INDEX_COMMANDS", "plan_uv_pip", "uv_config_files"]
+__all__ = [
+    "EMIT_WHY",
+    "FOREIGN_INDEX_WHY",
+    "INDEX_COMMANDS",
+    "UvCommandLine",
+    "UvPipReading",
+    "plan_uv_pip",
+    "read_command_line",
+]
 
 INDEX_COMMANDS = frozenset({"install", "compile", "sync"})
 
@@ -120,167 +129,297 @@ _FILE_OPTIONS = {
     "--build-constraints": "UV_BUILD_CONSTRAINT",
     "--excludes": "UV_EXCLUDE",
 }
+# Flags that write the index URL into `uv pip compile`'s output.
+_EMIT_OPTIONS = ("--emit-index-url", "--emit-index-annotation")
 
 
-@dataclass
-class _UvFile:
-    """The index settings of one uv config file."""
-
-    path: Path
-    prefix: str  # "" for uv.toml, "tool.uv" for pyproject.toml
-    top: dict[str, Any] = field(default_factory=dict)
-    pip: dict[str, Any] = field(default_factory=dict)
-
-    def place(self, table: str) -> str:
-        name = ".".join(part for part in (self.prefix, table) if part)
-        return f"uv config file {self.path}" + (f": [{name}]" if name else "")
-
-    def index_place(self, table: str) -> str:
-        name = ".".join(part for part in (self.prefix, table, "index") if part)
-        return f"uv config file {self.path}: [[{name}]]"
-
-
-def _read_toml(path: Path, read_text: ReadText) -> tuple[bool, dict[str, Any] | None]:
-    exists, text = read_optional(read_text, path)
-    if text is None:
-        return exists, None
-    try:
-        return True, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        if path.name == "pyproject.toml":
-            return True, None  # uv warns and goes on searching
-        raise ConfigError(f"uv config file {path}: cannot be parsed ({exc})") from None
-
-
-def _uv_file(path: Path, data: dict[str, Any], prefix: str) -> _UvFile:
-    top = data
-    if prefix:
-        tool = data.get("tool")
-        top = tool.get("uv", {}) if isinstance(tool, dict) else {}
-        top = top if isinstance(top, dict) else {}
-    pip = top.get("pip")
-    return _UvFile(path, prefix, top, pip if isinstance(pip, dict) else {})
-
-
-def _find_project_config(start: Path, read_text: ReadText) -> _UvFile | None:
-    """uv's `FilesystemOptions::find`: the nearest uv.toml, or pyproject.toml with [tool.uv]."""
-    for directory in (start, *start.parents):
-        _, data = _read_toml(directory / "uv.toml", read_text)
-        if data is not None:
-            return _uv_file(directory / "uv.toml", data, "")
-        _, data = _read_toml(directory / "pyproject.toml", read_text)
-        if data is not None:
-            tool = data.get("tool")
-            if isinstance(tool, dict) and isinstance(tool.get("uv"), dict):
-                return _uv_file(directory / "pyproject.toml", data, "tool.uv")
-    return None
-
-
-def _workspace_root(project_dir: Path, read_text: ReadText) -> Path:
-    """Where uv starts looking for project config: the workspace root when there is one.
-
-    uv's `Workspace::discover`: the nearest pyproject.toml is the project; an explicit
-    `[tool.uv.workspace]` above it that lists it as a member (glob patterns, matched one
-    path segment at a time here) is the root. Without a usable pyproject.toml uv falls
-    back to searching from the project directory itself.
-    """
-    for directory in (project_dir, *project_dir.parents):
-        exists, data = _read_toml(directory / "pyproject.toml", read_text)
-        if exists:
-            break
-    else:
-        return project_dir
-    if data is None:
-        return project_dir
-    uv = _table(_table(data, "tool"), "uv")
-    if uv.get("managed") is False:
-        return project_dir
-    if "workspace" in uv:
-        return directory
-    if "project" not in data:
-        return project_dir
-    for parent in directory.parents:
-        _, above = _read_toml(parent / "pyproject.toml", read_text)
-        if above is None:
-            continue
-        workspace = _table(_table(_table(above, "tool"), "uv"), "workspace")
-        if not workspace and "workspace" not in _table(_table(above, "tool"), "uv"):
-            continue
-        relative = directory.relative_to(parent).as_posix()
-        members = [m for m in workspace.get("members", []) if isinstance(m, str)]
-        excluded = [m for m in workspace.get("exclude", []) if isinstance(m, str)]
-        if _glob_match(relative, members) and not _glob_match(relative, excluded):
-            return parent
-        return directory
-    return directory
-
-
-def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _glob_match(relative: str, patterns: Sequence[str]) -> bool:
-    parts = relative.split("/")
-    for pattern in patterns:
-        pattern_parts = pattern.strip("/").removeprefix("./").split("/")
-        if len(pattern_parts) == len(parts) and all(
-            fnmatch.fnmatchcase(part, glob) for part, glob in zip(parts, pattern_parts, strict=True)
-        ):
-            return True
-    return False
-
-
-def uv_config_files(
-    environ: Mapping[str, str],
+def plan_uv_pip(
+    argv: Sequence[str],
     *,
+    registry: Registry,
+    environ: Mapping[str, str],
     cwd: Path,
     home: Path,
-    config_file: str | None,
-    no_config: bool,
-    project: str | None,
+    read_text: ReadText = Path.read_text,
+) -> Plan:
+    """The plan for `uv *argv`, where `argv` is `["pip", <command>, ...]`.
+
+    Raises `UnknownIndexError` for an unregistered `--index-url`/`--default-index` on the
+    command line, `RejectedSettingError` for extra indexes and for output that would
+    record the proxy's address, and `ConfigError` for two registered indexes in one run
+    or a uv config file that cannot be parsed.
+    """
+    command_line = read_command_line(argv)
+    if command_line is None:
+        return Plan("uv", ["uv", *argv], Unchanged())
+    workdir = _working_directory(command_line, environ, cwd)
+    files = _config_files(command_line, environ, workdir=workdir, home=home, read_text=read_text)
+    uv = UvPipReading(command_line, environ, tuple(files), workdir)
+    return finish(
+        _index_reading(uv),
+        registry=registry,
+        environ=environ,
+        read_text=read_text,
+        open_door=lambda _walk: _open_door(uv),
+    )
+
+
+# --- reading uv's inputs -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UvCommandLine:
+    """A `uv pip` index command's argv as clap reads it.
+
+    `words` are the positional arguments: "pip", the command, then its source files.
+    """
+
+    args: tuple[str, ...]
+    command: str
+    options: tuple[Occurrence, ...]
+    words: tuple[str, ...]
+
+    def last(self, name: str) -> str | None:
+        """The value clap keeps for option `name`: the last non-empty one."""
+        values = [o.value for o in self.options if o.name == name and o.value]
+        return values[-1] if values else None
+
+    def has(self, name: str) -> bool:
+        return any(o.name == name for o in self.options)
+
+    @property
+    def index_options(self) -> list[Occurrence]:
+        names = ("--default-index", "--index-url")
+        return [o for o in self.options if o.name in names and o.value]
+
+
+def read_command_line(argv: Sequence[str]) -> UvCommandLine | None:
+    """clap's reading of `argv`; None unless it is a `uv pip` command that uses an index
+    (and does not only print help or uv's version)."""
+    args = tuple(argv)
+    found, positionals = scan_options(args, _TABLE)
+    words = tuple(word for _, word in positionals)
+    if words[:1] != ("pip",) or len(words) < 2 or words[1] not in INDEX_COMMANDS:
+        return None
+    if any(o.name in ("--help", "--version") for o in found):
+        return None
+    return UvCommandLine(args, words[1], tuple(found), words)
+
+
+def _working_directory(command_line: UvCommandLine, environ: Mapping[str, str], cwd: Path) -> Path:
+    directory = command_line.last("--directory") or environ.get("UV_WORKING_DIR") or None
+    directory = directory or environ.get("UV_WORKING_DIRECTORY") or None
+    return cwd / directory if directory else cwd
+
+
+def _config_files(
+    command_line: UvCommandLine,
+    environ: Mapping[str, str],
+    *,
+    workdir: Path,
+    home: Path,
     read_text: ReadText,
-) -> list[_UvFile]:
-    """The config files uv would merge, highest precedence first."""
-    if config_file is not None:
-        path = cwd / config_file
-        _, data = _read_toml(path, read_text)
-        if data is None:
-            raise ConfigError(f"uv config file {path}: cannot be read")
-        return [_uv_file(path, data, "")]
-    if no_config:
-        return []
-    files: list[_UvFile] = []
-    project_dir = cwd / project if project else cwd
-    found = _find_project_config(_workspace_root(project_dir, read_text), read_text)
-    if found is not None:
-        files.append(found)
-    xdg_home = environ.get("XDG_CONFIG_HOME", "")
-    user_dir = Path(xdg_home) if xdg_home.startswith("/") else home / ".config"
-    _, data = _read_toml(user_dir / "uv" / "uv.toml", read_text)
-    if data is not None:
-        files.append(_uv_file(user_dir / "uv" / "uv.toml", data, ""))
-    xdg_dirs = environ.get("XDG_CONFIG_DIRS", "") or "/etc/xdg"
-    candidates = []
-    for directory in xdg_dirs.split(":"):  # uv splits on ':' itself, empty entry ends it
-        if not directory:
-            break
-        candidates.append(Path(directory) / "uv" / "uv.toml")
-    candidates.append(Path("/etc/uv/uv.toml"))
-    for path in candidates:
-        _, data = _read_toml(path, read_text)
-        if data is not None:
-            files.append(_uv_file(path, data, ""))
-            break
-    return files
+) -> list[UvConfigFile]:
+    no_config = (
+        command_line.has("--no-config")
+        or command_line.has("--isolated")
+        or bool(strtobool(environ.get("UV_NO_CONFIG", "")))
+    )
+    return uv_config_files(
+        environ,
+        cwd=workdir,
+        home=home,
+        config_file=command_line.last("--config-file") or environ.get("UV_CONFIG_FILE") or None,
+        no_config=no_config,
+        project=command_line.last("--project") or environ.get("UV_PROJECT") or None,
+        read_text=read_text,
+    )
 
 
-def _first_scalar(files: Sequence[_UvFile], table: str, key: str) -> tuple[Any, str] | None:
-    for file in files:
-        source = file.pip if table == "pip" else file.top
-        if key in source:
-            return source[key], file.place(table)
+@dataclass(frozen=True)
+class UvPipReading:
+    """uv's inputs for one `uv pip` index command: its command line, the environment it
+    reads, its config files (highest precedence first) and its working directory."""
+
+    command_line: UvCommandLine
+    environ: Mapping[str, str]
+    config_files: tuple[UvConfigFile, ...]
+    workdir: Path
+
+
+def _index_reading(uv: UvPipReading) -> Reading:
+    return Reading(
+        tool="uv",
+        command=("uv", *uv.command_line.args),
+        index_env_var="UV_DEFAULT_INDEX",
+        index_off=_index_off(uv),
+        chain=_index_chain(uv),
+        requirements=_requirements_roots(uv),
+        dialect="uv",
+        cwd=uv.workdir,
+        rejections=_refusals(uv),
+        foreign_index_why=FOREIGN_INDEX_WHY,
+    )
+
+
+def _index_off(uv: UvPipReading) -> str | None:
+    if uv.command_line.has("--no-index"):
+        return "--no-index on the command line"
+    no_index = _pip_setting(uv.config_files, "no-index")
+    if no_index is not None and no_index.value is True:
+        return f"no-index is set ({no_index.place})"
     return None
+
+
+def _pip_setting(files: Sequence[UvConfigFile], key: str) -> UvConfigValue | None:
+    """A scalar as `uv pip` reads it: `[pip]` of any file beats the top level."""
+    return first_value(files, "pip", key) or first_value(files, "", key)
+
+
+def _requirements_roots(uv: UvPipReading) -> tuple[Root, ...]:
+    command_line = uv.command_line
+    roots = [
+        Root(o.name, o.value, "command line")
+        for o in command_line.options
+        if o.name in _FILE_OPTIONS and o.value
+    ]
+    for option, variable in _FILE_OPTIONS.items():
+        # clap reads the variable only when the option is not given
+        if variable and not command_line.last(option):
+            place = f"environment variable {variable}"
+            roots.extend(Root(option, value, place) for value in _env_list(uv.environ, variable))
+    if command_line.command in ("compile", "sync"):
+        roots.extend(Root("source file", word, "command line") for word in command_line.words[2:])
+    return tuple(roots)
+
+
+def _index_chain(uv: UvPipReading) -> IndexChain:
+    """The default index first: `--default-index` (else `UV_DEFAULT_INDEX`), then
+    `--index-url` (else `UV_INDEX_URL`), the other index options given, then the config's."""
+    command_line, environ = uv.command_line, uv.environ
+    chain: list[IndexSetting] = []
+    default_index = command_line.last("--default-index")
+    if default_index is not None:
+        chain.append(IndexSetting(_index_url(default_index), "command line", explicit=True))
+    elif environ.get("UV_DEFAULT_INDEX"):
+        value = environ["UV_DEFAULT_INDEX"]
+        chain.append(IndexSetting(_index_url(value), "environment variable UV_DEFAULT_INDEX"))
+    index_url = command_line.last("--index-url")
+    if index_url is not None:
+        chain.append(IndexSetting(index_url, "command line", explicit=True))
+    elif environ.get("UV_INDEX_URL"):
+        chain.append(IndexSetting(environ["UV_INDEX_URL"], "environment variable UV_INDEX_URL"))
+    chain.extend(
+        IndexSetting(_index_url(o.value or ""), "command line", explicit=True)
+        for o in command_line.index_options
+        if o.value not in (default_index, index_url)
+    )
+    chain.extend(_configured_chain(uv.config_files))
+    return tuple(chain)
+
+
+def _configured_chain(files: Sequence[UvConfigFile]) -> list[IndexSetting]:
+    chain = [
+        IndexSetting(entry.url, entry.place) for entry in _index_entries(files) if entry.default
+    ]
+    index_url = _pip_setting(files, "index-url")
+    if index_url is not None and isinstance(index_url.value, str):
+        chain.append(IndexSetting(index_url.value, index_url.place))
+    return chain
+
+
+@dataclass(frozen=True)
+class _IndexEntry:
+    """An `[[index]]` entry of a config file, with the flags that decide its role."""
+
+    url: str
+    place: str
+    default: bool
+    explicit: bool
+    flat: bool
+
+
+def _index_entries(files: Sequence[UvConfigFile]) -> Iterator[_IndexEntry]:
+    """Every `[[index]]` entry with a URL, `[pip]` tables first, files in precedence order."""
+    for table in ("pip", ""):
+        for file in files:
+            entries = file.table(table).get("index")
+            for entry in entries if isinstance(entries, list) else []:
+                if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+                    continue
+                yield _IndexEntry(
+                    url=entry["url"],
+                    place=file.index_place(table),
+                    default=entry.get("default") is True,
+                    explicit=entry.get("explicit") is True,
+                    flat=entry.get("format") == "flat",
+                )
+
+
+def _refusals(uv: UvPipReading) -> tuple[Rejection, ...]:
+    return (
+        *_command_line_refusals(uv.command_line),
+        *_environment_refusals(uv.environ),
+        *_config_refusals(uv.config_files),
+        *_index_entry_refusals(uv.config_files),
+    )
+
+
+def _command_line_refusals(command_line: UvCommandLine) -> list[Rejection]:
+    rejections: list[Rejection] = []
+    for o in command_line.options:
+        if o.name in ("--extra-index-url", "--index") and o.value:
+            rejections.append(Rejection("command line", o.name, EXTRA_INDEX_WHY))
+        elif o.name in _EMIT_OPTIONS:
+            rejections.append(Rejection("command line", o.name, EMIT_WHY))
+        elif o.name == "--find-links" and o.value:
+            for url in remote_links([o.value]):
+                rejections.append(Rejection("command line", f"--find-links {url}", FIND_LINKS_WHY))
+    return rejections
+
+
+def _environment_refusals(environ: Mapping[str, str]) -> list[Rejection]:
+    rejections: list[Rejection] = []
+    for name, what in (("UV_EXTRA_INDEX_URL", "extra-index-url"), ("UV_INDEX", "index")):
+        if _env_list(environ, name):
+            rejections.append(Rejection(f"environment variable {name}", what, EXTRA_INDEX_WHY))
+    for url in remote_links(environ.get("UV_FIND_LINKS", "").replace(",", " ").split()):
+        place = "environment variable UV_FIND_LINKS"
+        rejections.append(Rejection(place, f"find-links {url}", FIND_LINKS_WHY))
+    return rejections
+
+
+def _config_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
+    rejections: list[Rejection] = []
+    for file in files:
+        for table in ("pip", ""):
+            source, place = file.table(table), file.place(table)
+            extra = source.get("extra-index-url")
+            if isinstance(extra, list) and extra:
+                rejections.append(Rejection(place, "extra-index-url", EXTRA_INDEX_WHY))
+            links = source.get("find-links")
+            strings = [v for v in links if isinstance(v, str)] if isinstance(links, list) else []
+            for url in remote_links(strings):
+                rejections.append(Rejection(place, f"find-links {url}", FIND_LINKS_WHY))
+            if table == "pip":
+                for key in ("emit-index-url", "emit-index-annotation"):
+                    if source.get(key) is True:
+                        rejections.append(Rejection(place, key, EMIT_WHY))
+    return rejections
+
+
+def _index_entry_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
+    rejections: list[Rejection] = []
+    for entry in _index_entries(files):
+        if entry.default or entry.explicit:
+            continue
+        if entry.flat:
+            for link in remote_links([entry.url]):
+                rejections.append(Rejection(entry.place, f"flat index {link}", FIND_LINKS_WHY))
+        else:
+            what = f"index {entry.url} without default = true"
+            rejections.append(Rejection(entry.place, what, EXTRA_INDEX_WHY))
+    return rejections
 
 
 def _env_list(environ: Mapping[str, str], name: str) -> list[str]:
@@ -293,192 +432,23 @@ def _index_url(value: str) -> str:
     return url if eq and ":" not in name else value
 
 
-def plan_uv_pip(
-    argv: Sequence[str],
-    *,
-    registry: Registry,
-    environ: Mapping[str, str],
-    cwd: Path,
-    home: Path,
-    read_text: ReadText = Path.read_text,
-) -> LaunchPlan:
-    """The plan for `uv *argv`, where `argv` is `["pip", <command>, ...]`.
+# --- the run behind the index door ---------------------------------------------------------
 
-    Raises `UnknownIndexError` for an unregistered `--index-url`/`--default-index` on the
-    command line, `RejectedSettingError` for extra indexes and for output that would
-    record the proxy's address, and `ConfigError` for two registered indexes in one run
-    or a uv config file that cannot be parsed.
-    """
-    args = list(argv)
 
-    def unchanged(*notes: str) -> LaunchPlan:
-        return LaunchPlan(
-            tool="uv",
-            command=["uv", *args],
-            private=None,
-            public_url="",
-            index_env_var="UV_DEFAULT_INDEX",
-            notes=list(notes),
-        )
-
-    found, positionals = scan_options(args, _TABLE)
-    words = [word for _, word in positionals]
-    if words[:1] != ["pip"] or len(words) < 2 or words[1] not in INDEX_COMMANDS:
-        return unchanged()
-    command = words[1]
-    if any(o.name in ("--help", "--version") for o in found):
-        return unchanged()
-
-    def last(name: str) -> str | None:
-        values = [o.value for o in found if o.name == name and o.value]
-        return values[-1] if values else None
-
-    directory = last("--directory") or environ.get("UV_WORKING_DIR") or None
-    directory = directory or environ.get("UV_WORKING_DIRECTORY") or None
-    workdir = cwd / directory if directory else cwd
-    names = {o.name for o in found}
-    no_config = (
-        "--no-config" in names
-        or "--isolated" in names
-        or bool(strtobool(environ.get("UV_NO_CONFIG", "")))
-    )
-    files = uv_config_files(
-        environ,
-        cwd=workdir,
-        home=home,
-        config_file=last("--config-file") or environ.get("UV_CONFIG_FILE") or None,
-        no_config=no_config,
-        project=last("--project") or environ.get("UV_PROJECT") or None,
-        read_text=read_text,
-    )
-
-    if "--no-index" in names:
-        return unchanged("--no-index on the command line: uv uses no index; running uv unchanged")
-    no_index = _first_scalar(files, "pip", "no-index") or _first_scalar(files, "", "no-index")
-    if no_index is not None and no_index[0] is True:
-        return unchanged(f"no-index is set ({no_index[1]}): uv uses no index; running uv unchanged")
-
-    rejections: list[Rejection] = []
-    for o in found:
-        if o.name in ("--extra-index-url", "--index") and o.value:
-            rejections.append(Rejection("command line", o.name, EXTRA_INDEX_WHY))
-        elif o.name in ("--emit-index-url", "--emit-index-annotation"):
-            rejections.append(Rejection("command line", o.name, EMIT_WHY))
-        elif o.name == "--find-links" and o.value:
-            for url in remote_links([o.value]):
-                rejections.append(Rejection("command line", f"--find-links {url}", FIND_LINKS_WHY))
-    for name in ("UV_EXTRA_INDEX_URL", "UV_INDEX"):
-        if _env_list(environ, name):
-            what = "extra-index-url" if name == "UV_EXTRA_INDEX_URL" else "index"
-            rejections.append(Rejection(f"environment variable {name}", what, EXTRA_INDEX_WHY))
-    for url in remote_links(environ.get("UV_FIND_LINKS", "").replace(",", " ").split()):
-        place = "environment variable UV_FIND_LINKS"
-        rejections.append(Rejection(place, f"find-links {url}", FIND_LINKS_WHY))
-    chain_config: list[IndexSetting] = []
-    for file in files:
-        for table, source in (("pip", file.pip), ("", file.top)):
-            extra = source.get("extra-index-url")
-            if isinstance(extra, list) and extra:
-                rejections.append(Rejection(file.place(table), "extra-index-url", EXTRA_INDEX_WHY))
-            links = source.get("find-links")
-            for url in (
-                remote_links(v for v in links if isinstance(v, str))
-                if isinstance(links, list)
-                else []
-            ):
-                rejections.append(Rejection(file.place(table), f"find-links {url}", FIND_LINKS_WHY))
-            if table == "pip":
-                for key in ("emit-index-url", "emit-index-annotation"):
-                    if source.get(key) is True:
-                        rejections.append(Rejection(file.place(table), key, EMIT_WHY))
-    for table in ("pip", ""):
-        for file in files:
-            source = file.pip if table == "pip" else file.top
-            entries = source.get("index")
-            for entry in entries if isinstance(entries, list) else []:
-                if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
-                    continue
-                url = entry["url"]
-                place = file.index_place(table)
-                if entry.get("default") is True:
-                    chain_config.append(IndexSetting(url, place))
-                elif entry.get("explicit") is True:
-                    continue
-                elif entry.get("format") == "flat":
-                    for link in remote_links([url]):
-                        what = f"flat index {link}"
-                        rejections.append(Rejection(place, what, FIND_LINKS_WHY))
-                else:
-                    what = f"index {url} without default = true"
-                    rejections.append(Rejection(place, what, EXTRA_INDEX_WHY))
-    index_url_setting = _first_scalar(files, "pip", "index-url") or _first_scalar(
-        files, "", "index-url"
-    )
-    if index_url_setting is not None and isinstance(index_url_setting[0], str):
-        chain_config.append(IndexSetting(index_url_setting[0], index_url_setting[1]))
-
-    roots: list[Root] = []
-    for o in found:
-        if o.name in _FILE_OPTIONS and o.value:
-            roots.append(Root(o.name, o.value, "command line"))
-    for option, variable in _FILE_OPTIONS.items():
-        if variable and not last(option):
-            for value in _env_list(environ, variable):
-                roots.append(Root(option, value, f"environment variable {variable}"))
-    if command in ("compile", "sync"):
-        roots.extend(Root("source file", word, "command line") for word in words[2:])
-    walk = walk_requirements(roots, dialect="uv", cwd=workdir, environ=environ, read_text=read_text)
-    if walk.no_index_places:
-        return unchanged(
-            f"--no-index in {walk.no_index_places[0]}: uv uses no index; running uv unchanged"
-        )
-    rejections.extend(walk.rejections)
-    foreign_lines, file_lines = walk.sort_index_lines(registry, FOREIGN_INDEX_WHY)
-    rejections.extend(foreign_lines)
-
-    chain: list[IndexSetting] = []
-    index_options = [o for o in found if o.name in ("--default-index", "--index-url") and o.value]
-    default_index = last("--default-index")
-    if default_index is not None:
-        chain.append(IndexSetting(_index_url(default_index), "command line", explicit=True))
-    elif environ.get("UV_DEFAULT_INDEX"):
-        value = environ["UV_DEFAULT_INDEX"]
-        chain.append(IndexSetting(_index_url(value), "environment variable UV_DEFAULT_INDEX"))
-    index_url = last("--index-url")
-    if index_url is not None:
-        chain.append(IndexSetting(index_url, "command line", explicit=True))
-    elif environ.get("UV_INDEX_URL"):
-        chain.append(IndexSetting(environ["UV_INDEX_URL"], "environment variable UV_INDEX_URL"))
-    chain.extend(
-        IndexSetting(_index_url(o.value or ""), "command line", explicit=True)
-        for o in index_options
-        if o.value not in (default_index, index_url)
-    )
-    chain.extend(chain_config)
-    choice = choose_indexes(
-        tool="uv",
-        registry=registry,
-        chain=chain,
-        file_lines=file_lines,
-        public_default=builtin_public_index,
-    )
-    if choice.private is None:
-        return unchanged("no registered index in play; running uv unchanged")
-    if rejections:
-        raise rejections[0].error()
-
+def _open_door(uv: UvPipReading) -> DoorSetup:
+    """uv's run behind the door: the command line without its index options and the
+    index variables unset (crane's proxy arrives as `UV_DEFAULT_INDEX`). uv needs no
+    file copies: its default index beats a requirements file's `--index-url`."""
+    command_line = uv.command_line
     notes: list[str] = []
-    if command == "compile" and index_options:
+    if command_line.command == "compile" and command_line.index_options:
         notes.append(
             "the output's header shows the command without its index option; "
             "use --custom-compile-command to record another"
         )
-    return LaunchPlan(
-        tool="uv",
-        command=["uv", *apply_edits(args, remove=index_options)],
-        private=choice.private,
-        public_url=choice.public_url,
-        index_env_var="UV_DEFAULT_INDEX",
-        env_unset={name for name in ("UV_INDEX_URL", "UV_DEFAULT_INDEX") if name in environ},
-        notes=notes,
+    unset = frozenset(name for name in ("UV_INDEX_URL", "UV_DEFAULT_INDEX") if name in uv.environ)
+    return DoorSetup(
+        command=("uv", *apply_edits(command_line.args, remove=command_line.index_options)),
+        env_unset=unset,
+        notes=tuple(notes),
     )

@@ -3,7 +3,8 @@
 For each project the private index is asked first. Its answer decides (see
 `routing.decide`): served (links rewritten to come back through the door), a fallback
 to the public index (only a definitive not-found after the credentials were proven
-good), or a 502 with a plain one-line reason. Errors never fall back: a fallback on an
+good: a 404/410, or the "200 Not found" page of old Crane/RDepot index server builds),
+or a 502 with a plain one-line reason. Errors never fall back: a fallback on an
 error would let a public project shadow a private one (dependency confusion).
 
 Files under `/<token>/files/...` are streamed from the private origin with credentials;
@@ -26,7 +27,7 @@ from crane_launch.proxy.upstream import Upstream, streamed_reply
 
 __all__ = ["IndexDoor", "IndexSpec"]
 
-log = logging.getLogger("crane.proxy")
+log = logging.getLogger(__name__)
 
 _DEFAULT_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, "
@@ -43,16 +44,25 @@ class IndexSpec:
     url: str
     """The private index's simple URL, normalised (ends with '/')."""
     public_url: str
+    """The public index's simple URL, asked only on a proven not-found."""
     probe_path: str | None = None
+    """A path on the private origin that proves the credentials, for an index whose
+    root page cannot be fetched; None: the index root is probed."""
 
 
 class IndexDoor:
+    """The door as a `server.Door`: answers `/<token>/...` requests for one private index.
+
+    `token` (random when None) is the secret first path segment; `proven` turns True
+    once the private index has accepted crane's credentials.
+    """
+
     def __init__(self, spec: IndexSpec, upstream: Upstream, *, token: str | None = None) -> None:
         self.spec = spec
         self.token = token or secrets.token_urlsafe(32)
         self._upstream = upstream
         self._private_origin = origin_of(spec.url)
-        self._origin_url = origin_url(self._private_origin)
+        self._private_origin_url = origin_url(self._private_origin)
         self._files_prefix = f"/{self.token}/files"
         self.proven = False
 
@@ -60,6 +70,7 @@ class IndexDoor:
         return f"IndexDoor({self.spec.url!r}, proven={self.proven})"
 
     def index_url(self, port: int) -> str:
+        """The URL the child uses as its index, for the door served on 127.0.0.1:`port`."""
         return f"http://127.0.0.1:{port}/{self.token}/simple/"
 
     # -- start-up -------------------------------------------------------------------------
@@ -73,7 +84,7 @@ class IndexDoor:
         """
         urls = [self.spec.url]
         if self.spec.probe_path:
-            urls.insert(0, self._origin_url + "/" + self.spec.probe_path.lstrip("/"))
+            urls.insert(0, self._private_origin_url + "/" + self.spec.probe_path.lstrip("/"))
         last = ""
         for url in urls:
             try:
@@ -133,28 +144,25 @@ class IndexDoor:
 
     async def _project(self, request: Request, route: routing.ProjectPage) -> Reply:
         accept = request.header("accept") or _DEFAULT_ACCEPT
-        url = routing.upstream_project_url(self.spec.url, route.project)
+        url = routing.private_project_url(self.spec.url, route.project)
         try:
             answer = await self._upstream.get(url, headers={"Accept": accept}, within=self.spec.url)
         except httpx.HTTPError as exc:
             return _bad_gateway(routing.fail_for_exception(self.spec.url, _describe(exc)))
         response = answer.response
         content_type = response.headers.get("content-type", "")
-        not_found_page = rewrite.is_not_found_page(
+        rdepot_not_found_page = rewrite.is_rdepot_not_found_page(
             response.status_code, content_type, response.content
         )
-        if (response.status_code in (404, 410) or not_found_page) and not self.proven:
-            try:
-                await self.probe()
-            except CraneError as exc:
-                log.debug("probe failed: %s", exc)
+        if response.status_code in (404, 410) or rdepot_not_found_page:
+            await self._prove_quietly()
+        # `Upstream.get` has refreshed the token and retried after a 401 already.
         decision = routing.decide(
             response.status_code,
             credentials_proven=self.proven,
-            auth_retried=True,
             redirect_location=response.headers.get("location"),
             private_origin=self._private_origin,
-            is_not_found_page=not_found_page,
+            rdepot_not_found_page=rdepot_not_found_page,
             index_url=self.spec.url,
         )
         if decision.kind is routing.Decision.SERVE_PRIVATE:
@@ -164,6 +172,16 @@ class IndexDoor:
             log.debug("project %s: public", route.project)
             return await self._public(route, accept)
         return _bad_gateway(decision.reason)
+
+    async def _prove_quietly(self) -> None:
+        """Probe once more if the credentials are not proven yet: a not-found is only
+        evidence of absence once they are. A failed probe leaves `proven` False."""
+        if self.proven:
+            return
+        try:
+            await self.probe()
+        except CraneError as exc:
+            log.debug("probe failed: %s", exc)
 
     async def _public(self, route: routing.ProjectPage, accept: str) -> Reply:
         url = routing.public_project_url(self.spec.public_url, route.project)
@@ -196,7 +214,7 @@ class IndexDoor:
         return _page_reply(content_type, out)
 
     async def _file(self, request: Request, route: routing.PrivateFile) -> Reply:
-        url = self._origin_url + route.path_and_query
+        url = self._private_origin_url + route.path_and_query
         headers = {
             name: value
             for name in _FILE_REQUEST_HEADERS

@@ -14,9 +14,10 @@ others stay absolute and direct. Nothing else on the page changes meaning:
 
 A page that cannot be read raises `PageError`, which the server turns into a 502.
 
-Old Crane builds answer a missing project with 200 and their "not found" page;
-`is_not_found_page` recognises that page and nothing else (see its docstring for the
-exact shape, taken from Crane's `not-found.html` template).
+Old builds of the Crane/RDepot index server (a product that shares a name with this
+tool, nothing else) answer a missing project with 200 and their "not found" page;
+`is_rdepot_not_found_page` recognises that page and nothing else (see its docstring for
+the exact shape, taken from that server's `not-found.html` template).
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ import codecs
 import html
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, Literal
 
+from crane_launch.config import Origin
 from crane_launch.errors import UpstreamError
-from crane_launch.proxy.routing import Origin, map_link, normalise_project
+from crane_launch.proxy.routing import map_link, normalise_project
 
 __all__ = [
     "PageError",
     "PageKind",
-    "is_not_found_page",
+    "is_rdepot_not_found_page",
     "page_kind",
     "rewrite_page",
     "rewrite_root_page",
@@ -56,7 +59,7 @@ _JSON_TYPES = frozenset(
         "application/vnd.pypi.simple.latest+json",
     }
 )
-_NOT_FOUND_MAX_BYTES = 64 * 1024
+_RDEPOT_NOT_FOUND_MAX_BYTES = 64 * 1024
 _DISTRIBUTION_SUFFIXES = (
     ".whl",
     ".tar.gz",
@@ -120,7 +123,7 @@ def rewrite_page(
     body: bytes,
     content_type: str,
     page_url: str,
-    private_origin: Origin | str | None,
+    private_origin: Origin | None,
     files_prefix: str,
 ) -> bytes:
     """The page at `page_url` with every link mapped by `routing.map_link`.
@@ -135,19 +138,14 @@ def rewrite_page(
     def mapper(href: str, base: str) -> str:
         return map_link(href, base, private_origin, files_prefix)
 
-    kind = page_kind(content_type)
-    if kind == "html":
-        return _rewrite_html(body, content_type, page_url, mapper)
-    if kind == "json":
-        return _rewrite_json(body, page_url, mapper)
-    raise PageError(f"upstream page has unsupported content type {content_type!r}")
+    return _rewrite_links(body, content_type, page_url, mapper)
 
 
 def rewrite_root_page(
     body: bytes,
     content_type: str,
     page_url: str,
-    private_origin: Origin | str | None,
+    private_origin: Origin | None,
     files_prefix: str,
     *,
     simple_prefix: str,
@@ -169,6 +167,10 @@ def rewrite_root_page(
             return f"{door}/{normalise_project(name)}/"
         return map_link(href, base, private_origin, files_prefix)
 
+    return _rewrite_links(body, content_type, page_url, mapper)
+
+
+def _rewrite_links(body: bytes, content_type: str, page_url: str, mapper: LinkMapper) -> bytes:
     kind = page_kind(content_type)
     if kind == "html":
         return _rewrite_html(body, content_type, page_url, mapper)
@@ -178,6 +180,7 @@ def rewrite_root_page(
 
 
 def _child_segment(url: str, base: str) -> str | None:
+    """The one path segment `url` adds below `base` (a project name on a root page)."""
     url = url.partition("#")[0]
     if "?" in url or not url.startswith(base):
         return None
@@ -188,6 +191,31 @@ def _child_segment(url: str, base: str) -> str | None:
 
 
 # --- HTML ---------------------------------------------------------------------------
+
+
+Attributes = list[tuple[str, str | None]]
+"""A start tag's attributes in document order, values unescaped (None: no value)."""
+
+
+@dataclass(frozen=True)
+class _StartTag:
+    """One start tag of interest, and where its text sits in the page."""
+
+    start: int
+    """Offset of its `<` in the page text."""
+    end: int
+    """Offset just past its `>`."""
+    name: str
+    attrs: Attributes
+    self_closing: bool
+    """Written `<tag ... />`."""
+
+    def href(self) -> str | None:
+        """The value of the first `href` attribute that has one."""
+        for name, value in self.attrs:
+            if name == "href" and value is not None:
+                return value
+        return None
 
 
 class _TagScanner(HTMLParser):
@@ -206,17 +234,17 @@ class _TagScanner(HTMLParser):
         self._amp = _unused_char(text)
         self._line_starts = [0]
         self._line_starts.extend(i + 1 for i, c in enumerate(text) if c == "\n")
-        self.tags: list[tuple[int, int, str, list[tuple[str, str | None]], bool]] = []
+        self.tags: list[_StartTag] = []
         self.feed(text.replace("&", self._amp))
         self.close()
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._record(tag, attrs, closed=False)
+    def handle_starttag(self, tag: str, attrs: Attributes) -> None:
+        self._record(tag, attrs, self_closing=False)
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._record(tag, attrs, closed=True)
+    def handle_startendtag(self, tag: str, attrs: Attributes) -> None:
+        self._record(tag, attrs, self_closing=True)
 
-    def _record(self, tag: str, attrs: list[tuple[str, str | None]], *, closed: bool) -> None:
+    def _record(self, tag: str, attrs: Attributes, *, self_closing: bool) -> None:
         if tag not in self._wanted:
             return
         line, column = self.getpos()
@@ -230,7 +258,7 @@ class _TagScanner(HTMLParser):
             )
             for name, value in attrs
         ]
-        self.tags.append((start, end, tag, values, closed))
+        self.tags.append(_StartTag(start, end, tag, values, self_closing))
 
 
 def _unused_char(text: str) -> str:
@@ -253,29 +281,45 @@ def _decode_html(body: bytes, content_type: str) -> tuple[str, str]:
 
 def _rewrite_html(body: bytes, content_type: str, page_url: str, mapper: LinkMapper) -> bytes:
     text, charset = _decode_html(body, content_type)
+    tags = _scan_links(text)
+    out = _rebuild_links(text, tags, _base_url(tags, page_url), mapper)
     try:
-        tags = _TagScanner(text, frozenset({"a", "base"})).tags
+        return out.encode(charset)
+    except UnicodeEncodeError:
+        raise PageError(f"rewritten page cannot be encoded as {charset}") from None
+
+
+def _scan_links(text: str) -> list[_StartTag]:
+    """Every `<a>` and `<base>` start tag of the page, in document order."""
+    try:
+        return _TagScanner(text, frozenset({"a", "base"})).tags
     except PageError:
         raise
     except Exception as exc:  # html.parser has a few internal assertions
         raise PageError(f"upstream HTML page cannot be parsed ({type(exc).__name__})") from None
 
-    # Like pip, the first <base href> applies to every link, wherever it stands.
-    base_url = page_url
-    for _, _, tag, attrs, _ in tags:
-        href = _first_href(attrs) if tag == "base" else None
-        if href is not None:
-            base_url = _resolve(href, page_url, mapper=None)
-            break
 
+def _base_url(tags: list[_StartTag], page_url: str) -> str:
+    """The URL links resolve against: like pip, the first `<base href>` applies to every
+    link, wherever it stands."""
+    for tag in tags:
+        href = tag.href() if tag.name == "base" else None
+        if href is not None:
+            return _resolve(href, page_url, mapper=None)
+    return page_url
+
+
+def _rebuild_links(text: str, tags: list[_StartTag], base_url: str, mapper: LinkMapper) -> str:
+    """`text` with every `<a href>` rebuilt around its mapped link and every `<base href>`
+    dropped; every other character stays as it was."""
     out: list[str] = []
     done = 0
-    for start, end, tag, attrs, closed in tags:
-        if _first_href(attrs) is None:
+    for tag in tags:
+        if tag.href() is None:
             continue
-        out.append(text[done:start])
-        done = end
-        if tag == "base":
+        out.append(text[done : tag.start])
+        done = tag.end
+        if tag.name == "base":
             continue
         new_attrs = [
             (
@@ -284,21 +328,11 @@ def _rewrite_html(body: bytes, content_type: str, page_url: str, mapper: LinkMap
                 if name == "href" and value is not None
                 else value,
             )
-            for name, value in attrs
+            for name, value in tag.attrs
         ]
-        out.append(_start_tag(tag, new_attrs, closed=closed))
+        out.append(_start_tag(tag.name, new_attrs, self_closing=tag.self_closing))
     out.append(text[done:])
-    try:
-        return "".join(out).encode(charset)
-    except UnicodeEncodeError:
-        raise PageError(f"rewritten page cannot be encoded as {charset}") from None
-
-
-def _first_href(attrs: list[tuple[str, str | None]]) -> str | None:
-    for name, value in attrs:
-        if name == "href" and value is not None:
-            return value
-    return None
+    return "".join(out)
 
 
 def _resolve(href: str, base: str, mapper: LinkMapper | None) -> str:
@@ -310,11 +344,11 @@ def _resolve(href: str, base: str, mapper: LinkMapper | None) -> str:
         raise PageError(f"upstream page has a link that cannot be parsed: {exc}") from None
 
 
-def _start_tag(tag: str, attrs: list[tuple[str, str | None]], *, closed: bool) -> str:
+def _start_tag(tag: str, attrs: Attributes, *, self_closing: bool) -> str:
     parts = [f"<{tag}"]
     for name, value in attrs:
         parts.append(f" {name}" if value is None else f' {name}="{html.escape(value, quote=True)}"')
-    parts.append("/>" if closed else ">")
+    parts.append("/>" if self_closing else ">")
     return "".join(parts)
 
 
@@ -348,10 +382,12 @@ def _rewrite_json(body: bytes, page_url: str, mapper: LinkMapper) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-# --- old Crane's "200 Not found" ----------------------------------------------------
+# --- the "200 Not found" page of old Crane/RDepot index servers ----------------------
 
 
-class _NotFoundScanner(HTMLParser):
+class _RDepotNotFoundScanner(HTMLParser):
+    """Collects what `_is_rdepot_not_found_html` looks at: titles, headings, links."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.titles: list[str] = []
@@ -360,7 +396,7 @@ class _NotFoundScanner(HTMLParser):
         self.data_attributes = False
         self._capture: list[str] | None = None
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(self, tag: str, attrs: Attributes) -> None:
         if tag in ("title", "h1"):
             self._capture = []
         elif tag == "a":
@@ -378,11 +414,12 @@ class _NotFoundScanner(HTMLParser):
             self._capture.append(data)
 
 
-def is_not_found_page(status: int, content_type: str, body: bytes) -> bool:
-    """True for the answer old Crane builds send with status 200 for a missing project.
+def is_rdepot_not_found_page(status: int, content_type: str, body: bytes) -> bool:
+    """True for the answer old Crane/RDepot index server builds send with status 200 for
+    a missing project.
 
     Those builds forward a miss to their error controller without setting a status,
-    so the error view goes out as 200. As HTML it is Crane's `not-found.html`::
+    so the error view goes out as 200. As HTML it is that server's `not-found.html`::
 
         <title>Crane - not found</title> ... <h1>Not found</h1>
         <p>The resource <code>/pypi/simple/x/</code> was not found.</p>
@@ -401,17 +438,17 @@ def is_not_found_page(status: int, content_type: str, body: bytes) -> bool:
 
     Every other answer, PEP 503/691 project pages included, is not this page.
     """
-    if status != 200 or len(body) > _NOT_FOUND_MAX_BYTES:
+    if status != 200 or len(body) > _RDEPOT_NOT_FOUND_MAX_BYTES:
         return False
     kind = page_kind(content_type)
     if kind == "json":
-        return _is_not_found_json(body)
+        return _is_rdepot_not_found_json(body)
     if kind == "html":
-        return _is_not_found_html(body, content_type)
+        return _is_rdepot_not_found_html(body, content_type)
     return False
 
 
-def _is_not_found_json(body: bytes) -> bool:
+def _is_rdepot_not_found_json(body: bytes) -> bool:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -424,24 +461,24 @@ def _is_not_found_json(body: bytes) -> bool:
     )
 
 
-def _is_not_found_html(body: bytes, content_type: str) -> bool:
+def _is_rdepot_not_found_html(body: bytes, content_type: str) -> bool:
     try:
         charset = _html_charset(content_type)
-        scanner = _NotFoundScanner()
+        scanner = _RDepotNotFoundScanner()
         scanner.feed(body.decode(charset, errors="replace"))
         scanner.close()
     except Exception:  # an unreadable page is not the page we know
         return False
     if [heading.casefold() for heading in scanner.headings] != ["not found"]:
         return False
-    if scanner.titles and not any(_is_not_found_title(title) for title in scanner.titles):
+    if scanner.titles and not any(_is_rdepot_not_found_title(title) for title in scanner.titles):
         return False
     if scanner.data_attributes:
         return False
     return not any(_looks_like_distribution(href) for href in scanner.hrefs)
 
 
-def _is_not_found_title(title: str) -> bool:
+def _is_rdepot_not_found_title(title: str) -> bool:
     folded = title.casefold()
     return folded == "not found" or folded.endswith("- not found")
 

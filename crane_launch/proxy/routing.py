@@ -9,16 +9,17 @@ The proxy answers three kinds of path, all behind the run's token::
 Anything else, a wrong or missing token included, parses to None: the server answers
 404 with an empty body and says nothing about why.
 
-`decide` turns the private index's answer for a project page into a `ProjectRoute`.
+`decide` turns the private index's answer for a project page into a `ProjectDecision`.
 Its one invariant is the reason this module exists: **never fall back to the public
-index on an error.** A fallback is taken only on a 404/410 (or the old Crane "200 Not
-found" page) once the run has proven that the private index accepts crane's
-credentials, because Crane answers 404 to forbidden and anonymous requests as well.
+index on an error.** A fallback is taken only on a 404/410 (or the "200 Not found" page
+of old Crane/RDepot index server builds) once the run has proven that the private index
+accepts crane's credentials, because a Crane/RDepot index server answers 404 to
+forbidden and anonymous requests as well.
 
 `map_link` decides where a link on an upstream page points to in the child's eyes:
 links on the private origin go through `/<token>/files/`, every other link stays an
 absolute, direct URL. Paths are copied character for character, never percent-encoded
-or decoded (Crane refuses any `%`).
+or decoded (a Crane/RDepot index server refuses any `%`).
 """
 
 from __future__ import annotations
@@ -30,32 +31,24 @@ from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import unquote, urljoin, urlsplit
 
+from crane_launch.config import Origin, origin_of
+
 __all__ = [
-    "FALLBACK_PUBLIC",
-    "RETRY_WITH_REFRESH",
-    "SERVE_PRIVATE",
     "Decision",
     "IndexRoot",
-    "Origin",
     "PrivateFile",
+    "ProjectDecision",
     "ProjectPage",
-    "ProjectRoute",
     "Route",
     "auth_failed_message",
     "decide",
     "fail_for_exception",
-    "link_origin",
     "map_link",
     "normalise_project",
     "parse_request_path",
+    "private_project_url",
     "public_project_url",
-    "upstream_project_url",
 ]
-
-Origin: TypeAlias = tuple[str, str, int]
-"""(scheme, host, port): lower-case scheme and host, the default port filled in."""
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # PEP 508 names; anything else cannot be a project and is not worth a round trip.
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
@@ -74,11 +67,9 @@ class IndexRoot:
 
 @dataclass(frozen=True)
 class ProjectPage:
-    """`/<token>/simple/<project>/`. `project` is PEP 503-normalised; `requested_name`
-    is the segment as the child sent it."""
+    """`/<token>/simple/<project>/`. `project` is PEP 503-normalised."""
 
     project: str
-    requested_name: str
 
 
 @dataclass(frozen=True)
@@ -122,7 +113,7 @@ def parse_request_path(path: str, token: str) -> Route | None:
         if len(rest) == 1 or (len(rest) == 2 and rest[1] == ""):
             name = rest[0]
             if _PROJECT_NAME.fullmatch(name):
-                return ProjectPage(project=normalise_project(name), requested_name=name)
+                return ProjectPage(project=normalise_project(name))
         return None
 
     if kind == "files":
@@ -155,8 +146,8 @@ def _safe_file_segments(segments: list[str]) -> bool:
 # --- upstream URLs ------------------------------------------------------------------
 
 
-def upstream_project_url(index_url: str, project: str) -> str:
-    """`<index_url><project>/`, the project normalised; `index_url` ends with `/`."""
+def private_project_url(index_url: str, project: str) -> str:
+    """The project's page on the private index: `<index_url><project>/`, normalised."""
     return _project_url(index_url, project)
 
 
@@ -174,34 +165,16 @@ def _project_url(base: str, project: str) -> str:
 # --- links --------------------------------------------------------------------------
 
 
-def link_origin(url: str) -> Origin:
-    """The origin of an absolute URL, default port filled in.
-
-    Raises ValueError when the port is not a number in 0-65535 or the host is a
-    malformed IPv6 literal.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port
-    if port is None:
-        port = _DEFAULT_PORTS.get(scheme, 0)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def _as_origin(origin: Origin | str) -> Origin:
-    return link_origin(origin) if isinstance(origin, str) else origin
-
-
 def map_link(
     href: str,
     page_url: str,
-    private_origin: Origin | str | None,
+    private_origin: Origin | None,
     files_prefix: str,
 ) -> str:
     """Where the child must fetch `href`, a link found on the page at `page_url`.
 
     `href` is resolved against `page_url` with `urllib.parse.urljoin`. A result on
-    `private_origin` (an `Origin` or any URL on it; None: nothing is private) becomes
+    `private_origin` (None: nothing is private) becomes
     `files_prefix + path [+ '?' + query] [+ '#' + fragment]`, with `files_prefix` like
     `/<token>/files`; any other result is returned as the absolute URL, fragment kept.
     No character of the path, query or fragment is encoded or decoded.
@@ -212,7 +185,7 @@ def map_link(
     if private_origin is None:
         return resolved
     parts = urlsplit(resolved)
-    if not parts.netloc or link_origin(resolved) != _as_origin(private_origin):
+    if not parts.netloc or origin_of(resolved) != private_origin:
         return resolved
     mapped = files_prefix.rstrip("/") + (parts.path or "/")
     if parts.query:
@@ -226,31 +199,26 @@ def map_link(
 
 
 class Decision(enum.Enum):
+    """What the index door does with a project page, as `decide` concluded."""
+
     SERVE_PRIVATE = "serve-private"
     """Serve the private index's page, rewritten."""
     FALLBACK_PUBLIC = "fallback-public"
     """The private index has shown that it does not have the project: ask the public one."""
-    RETRY_WITH_REFRESH = "retry-with-refresh"
-    """Refresh the access token once and ask the private index again."""
     FAIL = "fail"
     """Answer 502 with the reason as a one-line plain-text body. Never a fallback."""
 
 
 @dataclass(frozen=True)
-class ProjectRoute:
+class ProjectDecision:
     """What `decide` concluded; `reason` (one line, no secret) is set for FAIL only."""
 
     kind: Decision
     reason: str = ""
 
     @classmethod
-    def fail(cls, reason: str) -> ProjectRoute:
+    def fail(cls, reason: str) -> ProjectDecision:
         return cls(Decision.FAIL, reason)
-
-
-SERVE_PRIVATE = ProjectRoute(Decision.SERVE_PRIVATE)
-FALLBACK_PUBLIC = ProjectRoute(Decision.FALLBACK_PUBLIC)
-RETRY_WITH_REFRESH = ProjectRoute(Decision.RETRY_WITH_REFRESH)
 
 
 def auth_failed_message(index_url: str) -> str:
@@ -263,63 +231,60 @@ def decide(
     *,
     index_url: str,
     credentials_proven: bool,
-    auth_retried: bool,
     redirect_location: str | None = None,
-    is_not_found_page: bool = False,
-    private_origin: Origin | str | None = None,
-) -> ProjectRoute:
-    """What to do with the private index's answer to a project page request.
+    rdepot_not_found_page: bool = False,
+    private_origin: Origin | None = None,
+) -> ProjectDecision:
+    """What to do with the private index's final answer to a project page request.
 
-    - 200: serve it, unless `is_not_found_page` (old Crane's "200 Not found"), which
-      counts as a 404.
+    "Final": `Upstream.get` has already refreshed the token and asked again after a 401,
+    and has followed the redirects that stay inside the index.
+
+    - 200: serve it, unless `rdepot_not_found_page` (the "200 Not found" page of old
+      Crane/RDepot index server builds), which counts as a 404.
     - 404, 410: fall back to the public index only when `credentials_proven`;
       otherwise fail, since a refused request looks the same.
-    - 401: retry with a refreshed token when not `auth_retried`; afterwards, and for
-      403 always, fail with `auth_failed_message(index_url)`.
-    - 3xx: fail. Same-origin redirects were followed already, so this one leads to a
-      login page or another origin; `redirect_location` only shapes the message.
+    - 401, 403: fail with `auth_failed_message(index_url)`.
+    - 3xx: fail. This redirect leads to a login page or another origin;
+      `redirect_location` only shapes the message.
     - Anything else (5xx, other 4xx, other 2xx, 1xx): fail.
 
     `private_origin` defaults to the origin of `index_url`. Connection errors and
     timeouts never reach here: the caller uses `fail_for_exception`.
     """
-    status = private_status
-    if status == 200 and is_not_found_page:
-        status = 404
+    status = 404 if private_status == 200 and rdepot_not_found_page else private_status
     if status == 200:
-        return SERVE_PRIVATE
+        return ProjectDecision(Decision.SERVE_PRIVATE)
     if status in (404, 410):
         if credentials_proven:
-            return FALLBACK_PUBLIC
-        answer = "its 200 'Not found' page" if is_not_found_page else str(private_status)
-        return ProjectRoute.fail(
+            return ProjectDecision(Decision.FALLBACK_PUBLIC)
+        answer = "its 200 'Not found' page" if rdepot_not_found_page else str(private_status)
+        return ProjectDecision.fail(
             f"{index_url} answered {answer} before crane proved its credentials, "
             "so crane cannot tell a missing project from a refused one; "
             "not falling back to the public index"
         )
-    if status == 401:
-        if not auth_retried:
-            return RETRY_WITH_REFRESH
-        return ProjectRoute.fail(auth_failed_message(index_url))
-    if status == 403:
-        return ProjectRoute.fail(auth_failed_message(index_url))
+    if status in (401, 403):
+        return ProjectDecision.fail(auth_failed_message(index_url))
     if 300 <= status < 400:
         reason = _redirect_reason(status, index_url, redirect_location, private_origin)
-        return ProjectRoute.fail(reason)
-    return ProjectRoute.fail(f"{index_url} answered {status}; not falling back to the public index")
+        return ProjectDecision.fail(reason)
+    return ProjectDecision.fail(
+        f"{index_url} answered {status}; not falling back to the public index"
+    )
 
 
 def _redirect_reason(
-    status: int, index_url: str, location: str | None, private_origin: Origin | str | None
+    status: int, index_url: str, location: str | None, private_origin: Origin | None
 ) -> str:
     where = "elsewhere"
     if location:
         try:
             target = urlsplit(urljoin(index_url, location.strip()))
-            origin = _as_origin(private_origin if private_origin is not None else index_url)
+            origin = private_origin if private_origin is not None else origin_of(index_url)
             # Userinfo, query and fragment are left out: a login URL carries state.
             shown = f"{target.scheme}://{target.netloc.rpartition('@')[2]}{target.path}"
-            same = link_origin(shown) == origin
+            same = origin_of(shown) == origin
             where = f"to {shown}" if same else f"to another origin, {shown}"
         except ValueError:
             where = "to an unreadable location"

@@ -26,7 +26,7 @@ from crane_launch.proxy.peer import peer_uid
 
 __all__ = ["Door", "ProxyServer", "Reply", "Request", "Takeover"]
 
-log = logging.getLogger("crane.proxy")
+log = logging.getLogger(__name__)
 
 _READ_SIZE = 256 * 1024
 _MAX_HEADER_BYTES = 64 * 1024

@@ -1,4 +1,4 @@
-"""Crane's TLS-interception certificate authority, and the CA bundle a child trusts.
+"""crane's TLS-interception certificate authority, and the CA bundle a child trusts.
 
 The transparent door answers CONNECT to a private host with TLS of its own, so the child
 must trust a certificate crane made. What a caller may rely on:
@@ -15,7 +15,7 @@ must trust a certificate crane made. What a caller may rely on:
   file; the caller deletes it after the run. The file holds certificates only.
 
 Loading a key into `ssl.SSLContext` without a file: the standard library has no
-in-memory form of `load_cert_chain`; it only opens paths. Crane hands it paths that name
+in-memory form of `load_cert_chain`; it only opens paths. crane hands it paths that name
 memory, not disk:
 
 - Linux: an anonymous `memfd_create` file, opened by OpenSSL as `/proc/self/fd/N` and
@@ -238,23 +238,13 @@ class InterceptionCA:
         return tuple(str(host) for host in self._hosts)
 
     @property
-    def certificate(self) -> x509.Certificate:
-        return self._certificate
-
-    @property
     def not_valid_after(self) -> datetime:
+        """When the CA, and with it every leaf it made, stops being valid."""
         return self._certificate.not_valid_after_utc
 
     def cert_pem(self) -> bytes:
         """The CA certificate in PEM: public, safe to write into a bundle."""
         return self._certificate.public_bytes(serialization.Encoding.PEM)
-
-    def permits(self, host: str) -> bool:
-        """Whether `host` is one of the CA's names (exactly; subdomains are not)."""
-        try:
-            return _canonical_host(host) in self._hosts
-        except ValueError:
-            return False
 
     def leaf_ssl_context(self, host: str) -> ssl.SSLContext:
         """A TLS server context presenting a leaf certificate for `host`.
@@ -272,14 +262,6 @@ class InterceptionCA:
                 self._contexts[name] = context
             return context
 
-    def mint_leaf_pem(self, host: str) -> tuple[bytes, bytes]:
-        """A fresh (certificate PEM, PKCS#8 key PEM) pair for a permitted `host`.
-
-        The key is returned in memory; writing it anywhere is the caller's fault.
-        Raises `ValueError` for a host the CA does not permit.
-        """
-        return self._mint_leaf_pem(self._require_permitted(host))
-
     def _require_permitted(self, host: str) -> str | _IPAddress:
         name = _canonical_host(host)
         if name not in self._hosts:
@@ -289,8 +271,10 @@ class InterceptionCA:
         return name
 
     def _mint_leaf_pem(self, name: str | _IPAddress) -> tuple[bytes, bytes]:
-        # No permission check here: the tests use it to prove that clients reject a
-        # leaf the name constraints do not cover.
+        """A fresh (certificate PEM, PKCS#8 key PEM) pair for `name`, valid until the CA
+        expires. `ValueError` once the CA has expired."""
+        # No permission check here: `leaf_ssl_context` checks first, and the tests forge
+        # leaves outside the CA's names with this to prove that clients reject them.
         now = self._clock()
         not_before = max(now - _BACKDATE, self._certificate.not_valid_before_utc)
         not_after = self._certificate.not_valid_after_utc

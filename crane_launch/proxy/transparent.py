@@ -28,13 +28,13 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from crane_launch.config import origin_of, origin_url
+from crane_launch.config import Origin, origin_of, origin_url
 from crane_launch.proxy.server import Reply, Request, serve_h11
 from crane_launch.proxy.upstream import CONTENT_HEADERS, Upstream, streamed_reply
 
 __all__ = ["TransparentDoor"]
 
-log = logging.getLogger("crane.proxy")
+log = logging.getLogger(__name__)
 
 _PASSED_RESPONSE_HEADERS = (*CONTENT_HEADERS, "location", "vary", "date", "expires")
 _FORWARDED_REQUEST_HEADERS = (
@@ -49,11 +49,14 @@ _FORWARDED_REQUEST_HEADERS = (
 )
 _PIPE_CHUNK = 256 * 1024
 
-Origin = tuple[str, str, int]
-
 
 class TransparentDoor:
-    """`privates` maps each private origin (scheme, host, port) to its Upstream."""
+    """The door as a `server.Door`: an authenticating forward proxy.
+
+    `privates` maps each private origin to its `Upstream`; `leaf_context(host)` gives the
+    TLS server context for an intercepted private host. `password` (random when None) is
+    what the child must send as `Proxy-Authorization: Basic crane:<password>`.
+    """
 
     def __init__(
         self,
@@ -71,9 +74,10 @@ class TransparentDoor:
         )
 
     def __repr__(self) -> str:
-        return f"TransparentDoor({sorted(h for _, h, _ in self._privates)})"
+        return f"TransparentDoor({sorted(origin.host for origin in self._privates)})"
 
     def proxy_url(self, port: int) -> str:
+        """The child's HTTP(S)_PROXY for the door served on 127.0.0.1:`port`."""
         return f"http://crane:{self.password}@127.0.0.1:{port}"
 
     async def aclose(self) -> None:
@@ -112,7 +116,7 @@ class TransparentDoor:
             port = int(port_text)
         except ValueError:
             return Reply.text(400, "crane: CONNECT needs host:port")
-        origin = ("https", host, port)
+        origin = Origin("https", host, port)
         if origin in self._privates:
 
             async def intercept(
@@ -141,7 +145,7 @@ class TransparentDoor:
             # the TLS layer cannot be fed them. No index client does this.
             log.debug("CONNECT with early data; closing")
             return
-        context = self._leaf_context(origin[1])
+        context = self._leaf_context(origin.host)
         await writer.start_tls(context)
         base = origin_url(origin)
 

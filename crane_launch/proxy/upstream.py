@@ -1,4 +1,4 @@
-"""Crane's one way out: an httpx client that adds credentials for the private origin only.
+"""The proxy's one way out: an httpx client that adds credentials for the private origin only.
 
 - `trust_env=True`: the user's own proxy and CA settings apply to crane's upstream calls.
 - Redirects are followed by hand: within the private origin with credentials; to another
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ CONTENT_HEADERS = (
 )
 """Response headers that describe the body; passed to the child as they came."""
 
+log = logging.getLogger(__name__)
+
 _MAX_REDIRECTS = 5
 _TOKEN_REUSE_SECONDS = 5.0
 
@@ -55,6 +58,8 @@ class TokenSource(Protocol):
 
 @dataclass
 class UpstreamResponse:
+    """An answer from upstream; its body is read unless it was asked for as a stream."""
+
     response: httpx.Response
     url: str
     """The URL that finally answered (after same-origin redirects)."""
@@ -64,14 +69,18 @@ class UpstreamResponse:
 
 
 class Upstream:
+    """Requests for one private origin (that of `private_url`, any URL on it) and for
+    whatever else the proxy must ask; `tokens` supplies the private origin's bearer token.
+    """
+
     def __init__(
         self,
-        private_origin_url: str,
+        private_url: str,
         tokens: TokenSource,
         *,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._private_origin = origin_of(private_origin_url)
+        self._private_origin = origin_of(private_url)
         self._tokens = tokens
         self._client = client or httpx.AsyncClient(
             trust_env=True,
@@ -87,6 +96,7 @@ class Upstream:
         await self._client.aclose()
 
     def is_private(self, url: str) -> bool:
+        """Whether `url` is on the private origin, the only one that gets credentials."""
         return origin_of(url) == self._private_origin
 
     async def _current_token(self) -> str:
@@ -129,35 +139,53 @@ class Upstream:
         refreshed = False
         hops = 0
         while True:
-            send_headers = dict(base_headers)
-            token: str | None = None
-            if self.is_private(url):
-                token = await self._current_token()
-                send_headers["Authorization"] = f"Bearer {token}"
-            request = self._client.build_request(method, url, headers=send_headers)
-            response = await self._client.send(request, stream=True)
+            token = await self._current_token() if self.is_private(url) else None
+            response = await self._send(method, url, base_headers, token)
             if response.status_code == 401 and token is not None and not refreshed:
                 await response.aclose()
+                log.debug("%s answered 401: refreshing the token once", url.partition("?")[0])
                 await self._refresh(token)
                 refreshed = True
                 continue
-            location = response.headers.get("location")
-            if response.is_redirect and location and hops < _MAX_REDIRECTS:
-                target = urljoin(url, location)
-                inside = within is None or target.startswith(within)
-                if (self.is_private(target) and inside) or (
-                    follow_foreign and target.startswith(("https://", "http://"))
-                ):
-                    await response.aclose()
-                    url = target
-                    hops += 1
-                    continue
+            target = None
+            if hops < _MAX_REDIRECTS:
+                target = self._redirect_to_follow(url, response, within, follow_foreign)
+            if target is not None:
+                await response.aclose()
+                url = target
+                hops += 1
+                continue
             if not stream:
                 try:
                     await response.aread()
                 finally:
                     await response.aclose()
             return UpstreamResponse(response, url)
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], token: str | None
+    ) -> httpx.Response:
+        # The Authorization header is built per hop, so it never leaves the private origin.
+        send_headers = dict(headers)
+        if token is not None:
+            send_headers["Authorization"] = f"Bearer {token}"
+        request = self._client.build_request(method, url, headers=send_headers)
+        return await self._client.send(request, stream=True)
+
+    def _redirect_to_follow(
+        self, url: str, response: httpx.Response, within: str | None, follow_foreign: bool
+    ) -> str | None:
+        """Where to follow `response`'s redirect; None hands the response to the caller."""
+        location: str | None = response.headers.get("location")
+        if not response.is_redirect or not location:
+            return None
+        target = urljoin(url, location)
+        inside = within is None or target.startswith(within)
+        if (self.is_private(target) and inside) or (
+            follow_foreign and target.startswith(("https://", "http://"))
+        ):
+            return target
+        return None
 
 
 def streamed_reply(response: httpx.Response, names: tuple[str, ...] = CONTENT_HEADERS) -> Reply:

@@ -28,6 +28,19 @@ import sys
 import threading
 import time
 
+from crane_launch.config import PrivateIndex
+
+
+def bench_index(upstream: str) -> PrivateIndex:
+    """The benchmark's upstream as a registered index (its OAuth endpoints are never used:
+    the tokens are fake)."""
+    return PrivateIndex(
+        url=upstream,
+        client_id="bench",
+        token_url="http://127.0.0.1:9/token",
+        device_url="http://127.0.0.1:9/device",
+    )
+
 
 class FakeTokens:
     """A TokenSource for an upstream that checks no token."""
@@ -47,16 +60,15 @@ def main() -> int:
     args = parser.parse_args()
 
     from crane_launch.launch.run import open_index_door
-    from crane_launch.proxy.door import IndexSpec
 
-    spec = IndexSpec(url=args.upstream, public_url=args.upstream)
+    index = bench_index(args.upstream)
     started = time.perf_counter()
-    with open_index_door(spec, FakeTokens()) as (door, server):
+    with open_index_door(index, args.upstream, FakeTokens()) as door:
         open_ms = (time.perf_counter() - started) * 1000
         profiler = cProfile.Profile() if args.profile else None
         if profiler is not None:
-            _on_loop(server.loop, profiler.enable)
-        index_url = door.index_url(server.port)
+            _on_loop(door.loop, profiler.enable)
+        index_url = door.index_url
         ready = {
             "index_url": index_url,
             "files_url": index_url.removesuffix("/simple/") + "/files",
@@ -73,7 +85,7 @@ def main() -> int:
         threading.Thread(target=wait_stdin, daemon=True).start()
         closed.wait(args.max_seconds)
         if profiler is not None:
-            _on_loop(server.loop, profiler.disable)
+            _on_loop(door.loop, profiler.disable)
             profiler.dump_stats(args.profile)
     return 0
 

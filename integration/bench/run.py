@@ -406,10 +406,9 @@ def bench_startup(
     budget: Budget,
 ) -> list[measure.Row]:
     from crane_launch.launch.run import open_index_door
-    from crane_launch.proxy.door import IndexSpec
 
     upstream = nginx.direct_url + "/simple/"
-    spec = IndexSpec(url=upstream, public_url=upstream)
+    index = door_proc.bench_index(upstream)
     page = f"/simple/{site.page_project}/"
     opened: list[float] = []
     first: list[float] = []
@@ -419,10 +418,10 @@ def bench_startup(
         if not budget.left():
             break
         started = time.perf_counter()
-        with open_index_door(spec, door_proc.FakeTokens()) as (door, server):
+        with open_index_door(index, upstream, door_proc.FakeTokens()) as door:
             at_open = time.perf_counter()
-            prefix = "/" + door.index_url(server.port).split("/")[3]
-            status, _ms = measure.fresh_get_ms(server.port, prefix + page)
+            prefix = "/" + door.index_url.split("/")[3]
+            status, _ms = measure.fresh_get_ms(door.port, prefix + page)
             at_first = time.perf_counter()
             if status != 200:
                 raise RuntimeError(f"start-up: the door answered {status}")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import threading
@@ -14,6 +15,7 @@ import pytest
 from crane_launch.auth import Credentials, LoginPolicy, TokenSet, TokenStore, make_client
 from crane_launch.config import PrivateIndex
 from crane_launch.errors import AuthError, CorruptFileError, LoginRequiredError, UpstreamError
+from tests.recording import RecordingHandler
 
 
 class NoUI:
@@ -478,3 +480,55 @@ def test_a_corrupt_store_is_an_error_not_a_new_login(
         credentials.ensure(LoginPolicy.RUN_PLAIN, NoUI())
     assert idp.seen == []
     assert path.read_text() == "{"
+
+
+@contextmanager
+def auth_debug_lines() -> Iterator[list[logging.LogRecord]]:
+    """Every record the auth room logs at DEBUG and above, whatever `-v` set up before."""
+    handler = RecordingHandler()
+    records = handler.records
+    logger = logging.getLogger("crane_launch.auth")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_login_refresh_and_revocation_each_log_a_debug_line_without_secrets(
+    credentials: Credentials, idp: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    idp.polls = [(200, {"access_token": "acc-new", "refresh_token": "ref-new"})]
+    idp.valid_refresh.add("ref-new")
+
+    with auth_debug_lines() as records:
+        credentials.ensure(LoginPolicy.RUN_PLAIN, NoUI(), open_browser=False)
+        clock.advance(3600)
+        assert credentials.access_token() == "acc-2"
+        assert credentials.logout() == (True, True)
+
+    lines = [record.getMessage() for record in records]
+    text = "\n".join(lines)
+    for step in (
+        "a login is needed",
+        "asking https://idp.example.test/device for a device code",
+        "the login was approved",
+        "logged in",
+        "refreshing the login",
+        "refreshed the login",
+        "revoked the refresh token",
+        "revoked the access token",
+    ):
+        assert step in text, (step, lines)
+    for secret in ("acc-new", "ref-new", "acc-2", "ref-2", "dev-code-secret"):
+        assert secret not in text
+    assert {record.name for record in records} <= {
+        "crane_launch.auth._credentials",
+        "crane_launch.auth._device",
+        "crane_launch.auth._http",
+    }

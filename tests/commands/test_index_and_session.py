@@ -1,4 +1,4 @@
-"""The bookkeeping decisions behind `crane index ...`, `crane status` and `crane logout`."""
+"""The decisions behind `crane index ...` and `crane status` (commands/index, session)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import httpx
 import pytest
 
 from crane_launch.auth import Endpoints, TokenSet, TokenStore
+from crane_launch.commands import index as index_command
+from crane_launch.commands import session
+from crane_launch.commands.index import Registration, split_scopes
+from crane_launch.commands.session import IndexStatus, describe_expiry
 from crane_launch.config import DEFAULT_SCOPES, Registry
 from crane_launch.errors import UnknownIndexError, UsageError
-from crane_launch.launch import manage
-from crane_launch.launch.manage import Registration, describe_expiry, split_scopes
 
 URL = "https://pkgs.example.test/simple/"
 ISSUER = "https://idp.example.test/realms/dev"
@@ -39,7 +41,7 @@ def discovered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             revocation_url=f"{ISSUER}/revoke",
         )
 
-    monkeypatch.setattr(manage, "discover", discover)
+    monkeypatch.setattr(index_command, "discover", discover)
     return asked
 
 
@@ -48,7 +50,9 @@ def positional(url: str = URL, **options: object) -> Registration:
 
 
 def test_positional_registration(registry: Registry) -> None:
-    index, existed = manage.register(registry, positional("HTTPS://PKGS.example.test:443/simple"))
+    index, existed = index_command.register(
+        registry, positional("HTTPS://PKGS.example.test:443/simple")
+    )
     assert not existed
     assert index.url == URL
     assert (index.client_id, index.token_url, index.device_url) == ("crane", TOKEN_URL, DEVICE_URL)
@@ -59,7 +63,7 @@ def test_positional_registration(registry: Registry) -> None:
 def test_discovery_fills_the_endpoints_and_explicit_ones_win(
     registry: Registry, discovered: list[str]
 ) -> None:
-    index, _ = manage.register(
+    index, _ = index_command.register(
         registry,
         Registration(
             url=URL,
@@ -76,11 +80,11 @@ def test_discovery_fills_the_endpoints_and_explicit_ones_win(
 
 
 def test_registering_again_changes_only_what_was_given(registry: Registry) -> None:
-    manage.register(
+    index_command.register(
         registry,
         positional(resource="https://pkgs.example.test/", public_index="https://pub.test/simple"),
     )
-    index, existed = manage.register(
+    index, existed = index_command.register(
         registry, Registration(url=URL, client_id="renamed", scopes=("read",))
     )
     assert existed
@@ -112,7 +116,7 @@ def test_registrations_that_cannot_work_are_refused(
     registry: Registry, request_: Registration, problem: str
 ) -> None:
     with pytest.raises(UsageError, match=problem):
-        manage.register(registry, request_)
+        index_command.register(registry, request_)
     assert len(registry) == 0
 
 
@@ -152,14 +156,14 @@ def test_describe_expiry(at: float | None, never: bool, shown: str) -> None:
 
 def test_remove_deletes_the_tokens_but_not_other_indexes(registry: Registry) -> None:
     other = "https://other.example.test/simple/"
-    manage.register(registry, positional())
-    manage.register(registry, positional(other))
+    index_command.register(registry, positional())
+    index_command.register(registry, positional(other))
     store = TokenStore()
     tokens = TokenSet(access_token="a", expires_at=NOW + 60, obtained_at=NOW)
     store.save(URL, tokens)
     store.save(other, tokens)
 
-    removed = manage.remove(registry, "https://PKGS.example.test/simple")
+    removed = index_command.remove(registry, "https://PKGS.example.test/simple")
 
     assert removed.url == URL
     assert [index.url for index in registry] == [other]
@@ -168,12 +172,12 @@ def test_remove_deletes_the_tokens_but_not_other_indexes(registry: Registry) -> 
 
 
 def test_removing_an_unknown_index_changes_nothing(registry: Registry) -> None:
-    manage.register(registry, positional())
+    index_command.register(registry, positional())
     with pytest.raises(UnknownIndexError):
-        manage.remove(registry, "https://pkgs.example.test/other/")
+        index_command.remove(registry, "https://pkgs.example.test/other/")
     assert len(registry) == 1
 
 
 def test_index_lines_without_tokens_show_no_expiry(registry: Registry) -> None:
-    manage.register(registry, positional())
-    assert manage.index_lines(registry) == [manage.IndexLine(URL, False, "-", "-")]
+    index_command.register(registry, positional())
+    assert session.statuses(registry) == [IndexStatus(URL, False, "-", "-")]

@@ -3,7 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakefiles import Files
+
+from tests.launch.fakefiles import Files
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from fakefiles import Files
 
 from crane_launch.config import PrivateIndex, Registry, builtin_public_index
 from crane_launch.errors import (
@@ -22,7 +21,8 @@ from crane_launch.errors import (
     UsageError,
 )
 from crane_launch.launch.pip import plan_pip
-from crane_launch.launch.plan import LaunchPlan
+from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
+from tests.launch.fakefiles import Files
 
 PRIVATE = "https://private.example/simple/"
 OTHER = "https://other.example/simple/"
@@ -61,7 +61,7 @@ def plan(
     argv: Sequence[str],
     environ: Mapping[str, str] | None = None,
     **kwargs: object,
-) -> LaunchPlan:
+) -> Plan:
     return plan_pip(
         list(argv),
         registry=registry,
@@ -74,9 +74,22 @@ def plan(
     )
 
 
-def assert_private(result: LaunchPlan, url: str = PRIVATE) -> None:
-    assert result.private is not None
-    assert result.private.url == url
+def door(result: Plan) -> IndexDoorMode:
+    """The plan's index-door mode; fails when pip would run unchanged."""
+    assert isinstance(result.mode, IndexDoorMode)
+    return result.mode
+
+
+def private_url(result: Plan) -> str | None:
+    return result.mode.private.url if isinstance(result.mode, IndexDoorMode) else None
+
+
+def public_url(result: Plan) -> str:
+    return result.mode.public_url if isinstance(result.mode, IndexDoorMode) else ""
+
+
+def assert_private(result: Plan, url: str = PRIVATE) -> None:
+    assert door(result).private.url == url
     assert not any(url.rstrip("/") in arg for arg in result.command)
     assert not any("private.example" in arg for arg in result.command)
 
@@ -112,8 +125,8 @@ def test_command_line_index_is_taken_out_of_argv(
     result = plan(files, registry, argv)
     assert_private(result)
     assert result.command == command
-    assert result.index_env_var == "PIP_INDEX_URL"
-    assert result.public_url == builtin_public_index()
+    assert door(result).index_env_var == "PIP_INDEX_URL"
+    assert door(result).public_url == builtin_public_index()
 
 
 def test_python_option_runs_that_interpreters_pip(files: Files, registry: Registry) -> None:
@@ -145,7 +158,7 @@ def test_index_from_pip_config_files(
     result = plan(files, registry, ["install", "pkg"], environ)
     assert_private(result)
     assert result.command == ["pip", "install", "pkg"]
-    assert result.env_unset == set()
+    assert door(result).env_unset == set()
 
 
 @pytest.mark.parametrize(
@@ -178,7 +191,7 @@ def test_index_from_environment_is_unset_for_the_child(
 ) -> None:
     result = plan(files, registry, ["install", "pkg"], {variable: PRIVATE})
     assert_private(result)
-    assert result.env_unset == {variable}
+    assert door(result).env_unset == {variable}
 
 
 def test_index_from_requirements_file(files: Files, registry: Registry) -> None:
@@ -222,11 +235,11 @@ def test_precedence_of_index_settings(
 ) -> None:
     files.write(files.root / "home/.config/pip/pip.conf", config)
     result = plan(files, registry, ["install", "pkg"], environ)
-    assert (result.private.url if result.private else None) == expected_private
+    assert private_url(result) == expected_private
     if expected_public is None:
-        assert result.public_url == builtin_public_index()
+        assert public_url(result) == builtin_public_index()
     else:
-        assert result.public_url == expected_public
+        assert public_url(result) == expected_public
 
 
 def test_command_line_beats_environment_which_becomes_public(
@@ -234,15 +247,15 @@ def test_command_line_beats_environment_which_becomes_public(
 ) -> None:
     result = plan(files, registry, ["install", "-i", PRIVATE, "pkg"], {"PIP_INDEX_URL": MIRROR})
     assert_private(result)
-    assert result.public_url == MIRROR
-    assert result.env_unset == {"PIP_INDEX_URL"}
+    assert door(result).public_url == MIRROR
+    assert door(result).env_unset == {"PIP_INDEX_URL"}
 
 
 def test_later_config_file_beats_earlier(files: Files, registry: Registry) -> None:
     files.write("/etc/pip.conf", f"[global]\nindex-url = {PRIVATE}\n")
     files.write(files.root / "home/.config/pip/pip.conf", f"[global]\nindex-url = {MIRROR}\n")
     result = plan(files, registry, ["install", "pkg"])
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
 
 
 # --- running pip unchanged --------------------------------------------------------------
@@ -251,11 +264,10 @@ def test_later_config_file_beats_earlier(files: Files, registry: Registry) -> No
 def test_no_registered_index_runs_pip_unchanged(files: Files, registry: Registry) -> None:
     argv = ["install", "--extra-index-url", MIRROR, "pkg"]
     result = plan(files, registry, argv, {"PIP_INDEX_URL": MIRROR})
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
     assert result.command == ["pip", *argv]
     assert result.notes == ["no registered index in play; running pip unchanged"]
-    assert result.env_unset == set()
-    assert result.file_copies == []
+    assert result.mode == Unchanged()  # no environment changes, no file copies
 
 
 @pytest.mark.parametrize(
@@ -277,7 +289,7 @@ def test_commands_without_an_index_pass_through_unchecked(
     files: Files, registry: Registry, argv: list[str]
 ) -> None:
     result = plan(files, registry, argv, {"PIP_PROXY": "http://proxy.example:3128"})
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
     assert result.command == ["pip", *argv]
     assert result.notes == []
 
@@ -318,7 +330,7 @@ def test_no_index_runs_pip_unchanged(
 ) -> None:
     files.write(files.root / "home/.config/pip/pip.conf", config)
     result = plan(files, registry, argv, environ)
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
     assert result.command == ["pip", *argv]
     assert result.notes == [note.replace("@", str(files.root))]
 
@@ -328,7 +340,7 @@ def test_no_index_line_in_requirements_file_runs_pip_unchanged(
 ) -> None:
     files.write("reqs.txt", f"--no-index\n--find-links wheels\n-i {PRIVATE}\npkg\n")
     result = plan(files, registry, ["install", "-r", "reqs.txt"])
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
     assert result.notes == [
         "--no-index in requirements file reqs.txt line 1: pip uses no index; running pip unchanged"
     ]
@@ -346,7 +358,7 @@ def test_isolated_ignores_environment_and_user_config(files: Files, registry: Re
     files.write(files.root / "home/.config/pip/pip.conf", f"[global]\nindex-url = {PRIVATE}\n")
     environ = {"PIP_INDEX_URL": PRIVATE, "PIP_EXTRA_INDEX_URL": MIRROR}
     result = plan(files, registry, ["install", "--isolated", "pkg"], environ)
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
     assert result.notes == ["no registered index in play; running pip unchanged"]
 
 
@@ -366,7 +378,7 @@ def test_pip_config_file_devnull_loads_no_config_file(files: Files, registry: Re
     files.write("/etc/pip.conf", f"[global]\nindex-url = {PRIVATE}\nproxy = http://p.example\n")
     files.write(files.root / "home/.config/pip/pip.conf", f"[global]\nindex-url = {PRIVATE}\n")
     result = plan(files, registry, ["install", "pkg"], {"PIP_CONFIG_FILE": os.devnull})
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
 
 
 def test_existing_pip_config_file_replaces_user_files(files: Files, registry: Registry) -> None:
@@ -530,7 +542,7 @@ def test_nested_private_index_line_gets_copies_up_the_include_chain(
         "reqs/.crane-c0ffee-top.txt",
         "--requirement=reqs/untouched.txt",
     ]
-    copies = {c.original: c for c in result.file_copies}
+    copies = {c.original: c for c in door(result).file_copies}
     assert set(copies) == {
         work / "reqs/top.txt",
         work / "reqs/sub/mid.txt",
@@ -554,7 +566,7 @@ def test_copies_read_by_pip_itself_have_no_index_line(files: Files, registry: Re
     files.write("reqs.txt", "-r inner.txt\nflask\n")
     files.write("inner.txt", f"requests\n--index-url={PRIVATE}\nclick\n")
     result = plan(files, registry, ["install", "-rreqs.txt"])
-    for copy in result.file_copies:
+    for copy in door(result).file_copies:
         copy.copy.write_text(copy.text)
     assert result.command == ["pip", "install", "-r.crane-c0ffee-reqs.txt"]
     parser = RequirementsFileParser(PipSession(), get_line_parser(None))
@@ -578,7 +590,9 @@ def test_constraint_file_from_environment_is_swapped_through_environment(
     constraints = files.write("c.txt", f"-i {PRIVATE}\nurllib3<3\n")
     result = plan(files, registry, ["install", "pkg"], {"PIP_CONSTRAINT": str(constraints)})
     assert_private(result)
-    assert result.env_set == {"PIP_CONSTRAINT": str(constraints.parent / ".crane-c0ffee-c.txt")}
+    assert door(result).env_set == {
+        "PIP_CONSTRAINT": str(constraints.parent / ".crane-c0ffee-c.txt")
+    }
     assert result.command == ["pip", "install", "pkg"]
 
 
@@ -586,7 +600,7 @@ def test_include_cycle_terminates(files: Files, registry: Registry) -> None:
     files.write("a.txt", f"-r b.txt\n-i {PRIVATE}\n")
     files.write("b.txt", "-r a.txt\npkg\n")
     result = plan(files, registry, ["install", "-r", "a.txt"])
-    copies = {c.original.name: c.text for c in result.file_copies}
+    copies = {c.original.name: c.text for c in door(result).file_copies}
     assert copies == {
         "a.txt": "-r .crane-c0ffee-b.txt\n# crane: index option removed\n",
         "b.txt": "-r .crane-c0ffee-a.txt\npkg\n",
@@ -599,7 +613,7 @@ def test_index_line_on_requirement_line_is_ignored_like_pip(
     files.write("reqs.txt", f"pkg --index-url {MIRROR}\n")
     result = plan(files, registry, ["install", "-i", PRIVATE, "-r", "reqs.txt"])
     assert_private(result)
-    assert result.file_copies == []
+    assert door(result).file_copies == ()
 
 
 def test_environment_variables_in_index_lines_are_expanded(
@@ -608,7 +622,7 @@ def test_environment_variables_in_index_lines_are_expanded(
     files.write("reqs.txt", "--index-url ${INDEX}\npkg\n")
     result = plan(files, registry, ["install", "-r", "reqs.txt"], {"INDEX": PRIVATE})
     assert_private(result)
-    assert [c.text for c in result.file_copies] == ["# crane: index option removed\npkg\n"]
+    assert [c.text for c in door(result).file_copies] == ["# crane: index option removed\npkg\n"]
 
 
 @pytest.mark.parametrize(
@@ -624,14 +638,14 @@ def test_pip_lock_names_the_file_whose_urls_are_restored(
     files: Files, registry: Registry, args: list[str], output: str
 ) -> None:
     result = plan(files, registry, ["lock", "-i", PRIVATE, *args, "pkg"])
-    assert result.lock_output == files.root / "work" / output
+    assert door(result).lock_output == files.root / "work" / output
 
 
 def test_pip_lock_to_standard_output_is_left_alone_with_a_note(
     files: Files, registry: Registry
 ) -> None:
     result = plan(files, registry, ["lock", "-i", PRIVATE, "-o", "-", "pkg"])
-    assert result.lock_output is None
+    assert door(result).lock_output is None
     assert any("standard output" in note for note in result.notes)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,13 +11,13 @@ import pytest
 
 from crane_launch.config import PrivateIndex
 from crane_launch.errors import ConfigError
-from crane_launch.launch.plan import LaunchPlan
-from crane_launch.launch.run import (
-    child_environment,
+from crane_launch.launch.environment import (
+    index_door_environment,
     no_proxy_covers,
-    resolve_command,
     transparent_environment,
 )
+from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
+from crane_launch.launch.run import resolve_command, run
 
 DOOR = "http://127.0.0.1:40123/one-time-secret/simple/"
 PROXY = "http://127.0.0.1:40124"
@@ -29,20 +30,17 @@ PRIVATE = PrivateIndex(
 )
 
 
-def plan(**changes: object) -> LaunchPlan:
-    fields: dict[str, object] = {
-        "tool": "pip",
-        "command": ["pip", "install", "thing"],
-        "private": PRIVATE,
-        "public_url": "https://public.example.test/simple/",
-        "index_env_var": "PIP_INDEX_URL",
-        "env_set": {"PIP_NO_INPUT": "1"},
-        "env_unset": {"PIP_EXTRA_INDEX_URL", "PIP_INDEX"},
-    }
-    return LaunchPlan(**{**fields, **changes})  # type: ignore[arg-type]
+def mode(index_env_var: str = "PIP_INDEX_URL") -> IndexDoorMode:
+    return IndexDoorMode(
+        private=PRIVATE,
+        public_url="https://public.example.test/simple/",
+        index_env_var=index_env_var,
+        env_set={"PIP_NO_INPUT": "1"},
+        env_unset=frozenset({"PIP_EXTRA_INDEX_URL", "PIP_INDEX"}),
+    )
 
 
-# -- child_environment --------------------------------------------------------------------
+# -- index_door_environment ---------------------------------------------------------------
 
 
 def test_the_index_reaches_the_child_through_its_environment() -> None:
@@ -53,7 +51,7 @@ def test_the_index_reaches_the_child_through_its_environment() -> None:
         "PIP_INDEX": "https://pkgs.example.test/simple/",
     }
 
-    env = child_environment(parent, plan(), DOOR)
+    env = index_door_environment(parent, mode(), DOOR)
 
     assert env["PIP_INDEX_URL"] == DOOR
     assert "PIP_EXTRA_INDEX_URL" not in env
@@ -64,7 +62,7 @@ def test_the_index_reaches_the_child_through_its_environment() -> None:
 
 
 def test_uv_gets_its_own_variable() -> None:
-    env = child_environment({}, plan(tool="uv", index_env_var="UV_DEFAULT_INDEX"), DOOR)
+    env = index_door_environment({}, mode("UV_DEFAULT_INDEX"), DOOR)
     assert env["UV_DEFAULT_INDEX"] == DOOR
     assert "PIP_INDEX_URL" not in env
 
@@ -83,15 +81,24 @@ def test_uv_gets_its_own_variable() -> None:
 )
 def test_loopback_bypasses_any_proxy_exactly_once(before: str | None, after: str) -> None:
     parent = {} if before is None else {"NO_PROXY": before, "no_proxy": before}
-    env = child_environment(parent, plan(), DOOR)
+    env = index_door_environment(parent, mode(), DOOR)
     assert env["NO_PROXY"] == after
     assert env["no_proxy"] == after
 
 
-def test_a_run_without_an_index_leaves_the_environment_alone() -> None:
-    parent = {"NO_PROXY": "localhost", "PIP_INDEX_URL": "https://public.example.test/simple/"}
-    unchanged = plan(private=None, env_set={}, env_unset=set(), index_env_var="")
-    assert child_environment(parent, unchanged, None) == parent
+def test_a_run_without_an_index_leaves_the_environment_alone(tmp_path: Path) -> None:
+    parent = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "NO_PROXY": "localhost",
+        "PIP_INDEX_URL": "https://public.example.test/simple/",
+    }
+    seen = tmp_path / "env.json"
+    child = f"import json, os; open({str(seen)!r}, 'w').write(json.dumps(dict(os.environ)))"
+    plan = Plan("python", [sys.executable, "-c", child], Unchanged())
+    assert run(plan, parent, no_input=True) == 0
+    shown = json.loads(seen.read_text())
+    shown.pop("LC_CTYPE", None)  # Python's locale coercion may add it to its own process
+    assert shown == parent
 
 
 # -- transparent_environment --------------------------------------------------------------
@@ -213,11 +220,13 @@ def test_a_missing_tool_is_a_configuration_error(tmp_path: Path) -> None:
         ("", "index.example.test", False),
     ],
 )
-def test_no_proxy_entries_that_would_bypass_a_private_host(entry, host, covers):
+def test_no_proxy_entries_that_would_bypass_a_private_host(
+    entry: str, host: str, covers: bool
+) -> None:
     assert no_proxy_covers(entry, host) is covers
 
 
-def test_a_domain_suffix_in_no_proxy_does_not_let_the_child_skip_crane():
+def test_a_domain_suffix_in_no_proxy_does_not_let_the_child_skip_crane() -> None:
     env = transparent_environment(
         {"NO_PROXY": ".example.test,other.example,127.0.0.0/8"},
         "http://crane:pw@127.0.0.1:1",
@@ -227,7 +236,7 @@ def test_a_domain_suffix_in_no_proxy_does_not_let_the_child_skip_crane():
     assert env["NO_PROXY"] == "other.example,127.0.0.0/8"
 
 
-def test_a_lock_file_written_through_the_door_gets_the_real_urls(tmp_path):
+def test_a_lock_file_written_through_the_door_gets_the_real_urls(tmp_path: Path) -> None:
     from crane_launch.launch.run import restore_real_urls
 
     door = "http://127.0.0.1:4000/T0KEN/simple/"

@@ -10,12 +10,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from fakefiles import Files
 
 from crane_launch.config import PrivateIndex, Registry, builtin_public_index
 from crane_launch.errors import ConfigError, RejectedSettingError, UnknownIndexError
-from crane_launch.launch.plan import LaunchPlan
+from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
 from crane_launch.launch.uv import plan_uv_pip
+from tests.launch.fakefiles import Files
 
 PRIVATE = "https://private.example/simple/"
 OTHER = "https://other.example/simple/"
@@ -43,7 +43,7 @@ def plan(
     registry: Registry,
     argv: Sequence[str],
     environ: Mapping[str, str] | None = None,
-) -> LaunchPlan:
+) -> Plan:
     return plan_uv_pip(
         list(argv),
         registry=registry,
@@ -54,10 +54,15 @@ def plan(
     )
 
 
-def assert_private(result: LaunchPlan) -> None:
-    assert result.private is not None
-    assert result.private.url == PRIVATE
-    assert result.index_env_var == "UV_DEFAULT_INDEX"
+def door(result: Plan) -> IndexDoorMode:
+    """The plan's index-door mode; fails when uv would run unchanged."""
+    assert isinstance(result.mode, IndexDoorMode)
+    return result.mode
+
+
+def assert_private(result: Plan) -> None:
+    assert door(result).private.url == PRIVATE
+    assert door(result).index_env_var == "UV_DEFAULT_INDEX"
     assert not any("private.example" in arg for arg in result.command)
 
 
@@ -95,7 +100,7 @@ def test_command_line_index_is_taken_out_of_argv(
     result = plan(files, registry, argv)
     assert_private(result)
     assert result.command == command
-    assert result.public_url == builtin_public_index()
+    assert door(result).public_url == builtin_public_index()
 
 
 @pytest.mark.parametrize("variable", ["UV_INDEX_URL", "UV_DEFAULT_INDEX"])
@@ -104,7 +109,7 @@ def test_index_from_environment_is_unset_for_the_child(
 ) -> None:
     result = plan(files, registry, ["pip", "install", "pkg"], {variable: PRIVATE})
     assert_private(result)
-    assert result.env_unset == {variable}
+    assert door(result).env_unset == {variable}
 
 
 PROJECT_CASES = [
@@ -167,7 +172,7 @@ def test_index_from_requirements_file_needs_no_copy(files: Files, registry: Regi
     files.write("reqs.txt", f"--index-url {PRIVATE}\npkg\n")
     result = plan(files, registry, ["pip", "install", "-r", "reqs.txt"])
     assert_private(result)
-    assert result.file_copies == []
+    assert door(result).file_copies == ()
     assert result.command == ["uv", "pip", "install", "-r", "reqs.txt"]
 
 
@@ -191,18 +196,18 @@ def test_configured_unregistered_index_becomes_public(
     files.write("uv.toml", config)
     result = plan(files, registry, ["pip", "install", "pkg"], environ)
     assert_private(result)
-    assert result.public_url == public
+    assert door(result).public_url == public
 
 
 def test_pip_table_beats_top_level(files: Files, registry: Registry) -> None:
     files.write("uv.toml", f'index-url = "{PRIVATE}"\n[pip]\nindex-url = "{MIRROR}"\n')
-    assert plan(files, registry, ["pip", "install", "pkg"]).private is None
+    assert isinstance(plan(files, registry, ["pip", "install", "pkg"]).mode, Unchanged)
 
 
 def test_project_config_beats_user_config(files: Files, registry: Registry) -> None:
     files.write("uv.toml", f'index-url = "{MIRROR}"\n')
     files.write(files.root / "home/.config/uv/uv.toml", f'index-url = "{PRIVATE}"\n')
-    assert plan(files, registry, ["pip", "install", "pkg"]).private is None
+    assert isinstance(plan(files, registry, ["pip", "install", "pkg"]).mode, Unchanged)
 
 
 def test_workspace_member_config_is_ignored_for_the_root(files: Files, registry: Registry) -> None:
@@ -240,7 +245,7 @@ def test_directory_option_moves_discovery_and_file_paths(files: Files, registry:
 def test_no_registered_index_runs_uv_unchanged(files: Files, registry: Registry) -> None:
     argv = ["pip", "install", "--extra-index-url", MIRROR, "pkg"]
     result = plan(files, registry, argv, {"UV_INDEX_URL": MIRROR})
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
     assert result.command == ["uv", *argv]
     assert result.notes == ["no registered index in play; running uv unchanged"]
 
@@ -262,7 +267,7 @@ def test_commands_without_an_index_pass_through(
     files: Files, registry: Registry, argv: list[str]
 ) -> None:
     result = plan(files, registry, argv, {"UV_EXTRA_INDEX_URL": MIRROR})
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
     assert result.command == ["uv", *argv]
     assert result.notes == []
 
@@ -270,7 +275,7 @@ def test_commands_without_an_index_pass_through(
 def test_no_index_runs_uv_unchanged(files: Files, registry: Registry) -> None:
     argv = ["pip", "install", "--no-index", "-i", PRIVATE, "-f", "wheels", "pkg"]
     result = plan(files, registry, argv)
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
     assert result.notes == [
         "--no-index on the command line: uv uses no index; running uv unchanged"
     ]
@@ -291,7 +296,7 @@ def test_no_config_ignores_config_files(
     files.write("uv.toml", f'index-url = "{PRIVATE}"\nextra-index-url = ["{MIRROR}"]\n')
     files.write(files.root / "home/.config/uv/uv.toml", f'index-url = "{PRIVATE}"\n')
     result = plan(files, registry, argv, environ)
-    assert result.private is None
+    assert isinstance(result.mode, Unchanged)
 
 
 # --- mistakes -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,10 @@ import pytest
 from crane_launch.proxy.door import IndexDoor, IndexSpec
 from crane_launch.proxy.server import Door, ProxyServer, Reply, Request
 from crane_launch.proxy.upstream import Upstream
+from tests.recording import RecordingHandler
 
 if TYPE_CHECKING:
-    from conftest import FakeTokens, ScriptedOrigins
+    from tests.proxy.fakes import FakeTokens, ScriptedOrigins
 
 INDEX = "https://crane.example/pypi/simple/"
 PUBLIC = "https://pypi.example/simple/"
@@ -62,7 +64,8 @@ PUBLIC_HTML = (
     b'<a href="https://crane.example/repo/demo/demo-0.0.tar.gz">demo-0.0.tar.gz</a>'
     b"</body></html>"
 )
-CRANE_NOT_FOUND = (
+# What old Crane/RDepot index server builds answer, with status 200, for a missing project.
+RDEPOT_NOT_FOUND = (
     b"<!DOCTYPE html><html><head><title>Crane - not found</title></head><body>"
     b'<div class="container"><h1>Not found</h1>'
     b"<p>The resource <code>/pypi/simple/demo/</code> was not found.</p>"
@@ -160,10 +163,10 @@ def test_an_html_project_page_keeps_fragments_and_data_attributes(
     [
         ((404, b"", {}), True),
         ((410, b"", {}), False),
-        ((200, CRANE_NOT_FOUND, HTML_TYPE), True),
-        ((200, CRANE_NOT_FOUND, HTML_TYPE), False),
+        ((200, RDEPOT_NOT_FOUND, HTML_TYPE), True),
+        ((200, RDEPOT_NOT_FOUND, HTML_TYPE), False),
     ],
-    ids=["404", "410-probe-on-demand", "crane-200-not-found", "crane-200-not-found-on-demand"],
+    ids=["404", "410-probe-on-demand", "rdepot-200-not-found", "rdepot-200-not-found-on-demand"],
 )
 def test_a_project_missing_privately_comes_from_the_public_index_without_credentials(
     door: IndexDoor,
@@ -204,8 +207,8 @@ def test_a_project_missing_everywhere_is_a_404(door: IndexDoor, origins: Scripte
 
 @pytest.mark.parametrize(
     ("private_answer"),
-    [(404, b"", {}), (200, CRANE_NOT_FOUND, HTML_TYPE)],
-    ids=["404", "crane-200-not-found"],
+    [(404, b"", {}), (200, RDEPOT_NOT_FOUND, HTML_TYPE)],
+    ids=["404", "rdepot-200-not-found"],
 )
 @pytest.mark.parametrize(
     "root_answer",
@@ -217,7 +220,7 @@ def test_a_404_before_the_credentials_are_proven_never_falls_back(
     private_answer: tuple[int, bytes, dict[str, str]],
     root_answer: str,
 ) -> None:
-    # Crane answers 404 to forbidden and anonymous requests too.
+    # A Crane/RDepot index server answers 404 to forbidden and anonymous requests too.
     if root_answer == "connect-error":
         origins.answers[INDEX] = httpx.ConnectError
     else:
@@ -260,6 +263,27 @@ def test_an_error_never_falls_back_even_with_proven_credentials(
     assert origins.to("login.example") == []
 
 
+def test_a_502_is_logged_under_the_crane_launch_logger_tree(
+    door: IndexDoor, origins: ScriptedOrigins
+) -> None:
+    # console.setup configures the `crane_launch` tree for -v; a line logged elsewhere
+    # would escape its handler and its redaction.
+    handler = RecordingHandler()
+    records = handler.records
+    tree = logging.getLogger("crane_launch")
+    tree.addHandler(handler)
+    try:
+        origins.answer(INDEX + "demo/", 500)
+        reply, _ = ask(door, f"/{TOKEN}/simple/demo/")
+    finally:
+        tree.removeHandler(handler)
+
+    assert reply.status == 502
+    assert [record.name for record in records if record.levelno >= logging.WARNING] == [
+        "crane_launch.proxy.door"
+    ]
+
+
 def test_a_same_origin_redirect_out_of_the_index_is_an_error(
     door: IndexDoor, origins: ScriptedOrigins
 ) -> None:
@@ -288,9 +312,13 @@ def test_a_redirect_inside_the_index_is_followed(door: IndexDoor, origins: Scrip
     assert reply.status == 200
 
 
+@pytest.mark.parametrize("proven", [False, True], ids=["unproven", "proven"])
 def test_a_401_refreshes_the_token_and_retries(
-    door: IndexDoor, origins: ScriptedOrigins, tokens: FakeTokens
+    door: IndexDoor, origins: ScriptedOrigins, tokens: FakeTokens, proven: bool
 ) -> None:
+    if proven:
+        prove_credentials(door, origins)
+
     def page(request: httpx.Request) -> httpx.Response:
         if request.headers["authorization"] != "Bearer tok-2":
             return httpx.Response(401)

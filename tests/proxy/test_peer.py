@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -51,14 +52,14 @@ def _get_as(uid: int, port: int) -> bytes:
 
 
 @pytest.fixture
-def server():
+def server() -> Iterator[ProxyServer]:
     proxy = ProxyServer(_ok)
     proxy.start()
     yield proxy
     proxy.stop()
 
 
-def test_peer_uid_names_the_owner_of_a_loopback_client():
+def test_peer_uid_names_the_owner_of_a_loopback_client() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -68,18 +69,18 @@ def test_peer_uid_names_the_owner_of_a_loopback_client():
                 assert peer_uid(accepted.getpeername(), accepted.getsockname()) == os.getuid()
 
 
-def test_the_proxy_serves_its_own_user(server):
+def test_the_proxy_serves_its_own_user(server: ProxyServer) -> None:
     assert _get(server.port).startswith(b"HTTP/1.1 200")
 
 
-def test_another_local_user_is_refused(server):
+def test_another_local_user_is_refused(server: ProxyServer) -> None:
     # The test machines run the suite as root, which can become another user here.
     assert os.geteuid() == 0, "this test switches to another uid and needs root"
     answer = _get_as(65534, server.port)
     assert not answer.startswith(b"HTTP/"), answer
 
 
-def test_the_kernel_lookup_and_the_table_agree_on_another_users_socket():
+def test_the_kernel_lookup_and_the_table_agree_on_another_users_socket() -> None:
     # Both lookups must see the client's end: the owner of the connecting process.
     assert os.geteuid() == 0, "this test switches to another uid and needs root"
     with socket.socket() as listener:

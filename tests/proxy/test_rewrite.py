@@ -1,5 +1,7 @@
-"""Rewriting simple-index pages: fixtures of real page shapes, PEP 691 JSON, old Crane's
-"200 Not found" page, and pages that cannot be read."""
+"""Rewriting simple-index pages: fixtures of real page shapes, PEP 691 JSON, the
+"200 Not found" page of old Crane/RDepot index servers, and pages that cannot be read.
+
+The `crane_*` fixtures are pages of a Crane/RDepot index server (not this tool)."""
 
 from __future__ import annotations
 
@@ -10,21 +12,21 @@ from typing import Any
 
 import pytest
 
+from crane_launch.config import Origin
 from crane_launch.errors import UpstreamError
 from crane_launch.proxy.rewrite import (
     PageError,
-    is_not_found_page,
+    is_rdepot_not_found_page,
     page_kind,
     rewrite_page,
     rewrite_root_page,
 )
-from crane_launch.proxy.routing import Origin
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FILES = "/TOKEN/files"
-CRANE: Origin = ("https", "crane.example", 443)
-CRANE_PAGE = "https://crane.example/pypi/simple/demo/"
-PYPISERVER: Origin = ("http", "index.example", 8080)
+RDEPOT = Origin("https", "crane.example", 443)
+RDEPOT_PAGE = "https://crane.example/pypi/simple/demo/"
+PYPISERVER = Origin("http", "index.example", 8080)
 HTML = "text/html; charset=utf-8"
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 
@@ -68,7 +70,7 @@ HTML_CASES = [
     (
         "crane_listing",
         "https://crane.example/repo/demo/",
-        CRANE,
+        RDEPOT,
         [
             f"{FILES}/",
             f"{FILES}/logout",
@@ -81,8 +83,8 @@ HTML_CASES = [
     ),
     (
         "relative",
-        CRANE_PAGE,
-        CRANE,
+        RDEPOT_PAGE,
+        RDEPOT,
         [
             f"{FILES}/pypi/packages/demo-1.0-py3-none-any.whl#sha256=aa",
             f"{FILES}/pypi/simple/demo/demo-1.1.tar.gz",
@@ -94,8 +96,8 @@ HTML_CASES = [
     ),
     (
         "foreign",
-        CRANE_PAGE,
-        CRANE,
+        RDEPOT_PAGE,
+        RDEPOT,
         [
             "https://files.example/packages/aa/bb/demo-1.0.tar.gz#sha256=cc",
             "https://files.example/packages/demo-1.1.tar.gz",
@@ -110,8 +112,8 @@ HTML_CASES = [
     ),
     (
         "base",
-        CRANE_PAGE,
-        CRANE,
+        RDEPOT_PAGE,
+        RDEPOT,
         [
             f"{FILES}/pypi/repo/demo/demo-1.0.tar.gz#sha256=dd",
             f"{FILES}/elsewhere/demo-1.1.tar.gz",
@@ -120,8 +122,8 @@ HTML_CASES = [
     ),
     (
         "data_attributes",
-        CRANE_PAGE,
-        CRANE,
+        RDEPOT_PAGE,
+        RDEPOT,
         [
             f"{FILES}/repo/demo/demo-1.0.tar.gz#sha256=ee",
             f"{FILES}/repo/demo/demo-2.0.tar.gz",
@@ -164,7 +166,7 @@ def test_html_pages_match_their_reviewed_rewrite(
 )
 def test_no_percent_sign_is_introduced(fixture: str) -> None:
     page = (FIXTURES / f"{fixture}.html").read_bytes()
-    out = rewrite_page(page, HTML, CRANE_PAGE, CRANE, FILES)
+    out = rewrite_page(page, HTML, RDEPOT_PAGE, RDEPOT, FILES)
     assert b"%" not in page
     assert b"%" not in out
 
@@ -172,7 +174,7 @@ def test_no_percent_sign_is_introduced(fixture: str) -> None:
 def test_every_other_attribute_keeps_its_meaning() -> None:
     page = (FIXTURES / "data_attributes.html").read_bytes()
     before = Anchors(page.decode()).anchors
-    after = Anchors(rewrite_page(page, HTML, CRANE_PAGE, CRANE, FILES).decode()).anchors
+    after = Anchors(rewrite_page(page, HTML, RDEPOT_PAGE, RDEPOT, FILES).decode()).anchors
     assert [[a for a in attrs if a[0] != "href"] for attrs in after] == [
         [a for a in attrs if a[0] != "href"] for attrs in before
     ]
@@ -185,7 +187,7 @@ def test_every_other_attribute_keeps_its_meaning() -> None:
 
 def test_links_in_comments_scripts_and_text_are_left_alone() -> None:
     page = (FIXTURES / "data_attributes.html").read_bytes()
-    out = rewrite_page(page, HTML, CRANE_PAGE, CRANE, FILES)
+    out = rewrite_page(page, HTML, RDEPOT_PAGE, RDEPOT, FILES)
     assert b'<!-- <a href="/in/a/comment"> -->' in out
     assert b"document.write('<a href=\"/in/a/script\">');" in out
     assert b'&lt;a href="/not/a/link"&gt;' in out
@@ -193,14 +195,14 @@ def test_links_in_comments_scripts_and_text_are_left_alone() -> None:
 
 def test_base_href_is_honoured_and_every_base_href_is_dropped() -> None:
     page = (FIXTURES / "base.html").read_bytes()
-    out = rewrite_page(page, HTML, CRANE_PAGE, CRANE, FILES)
+    out = rewrite_page(page, HTML, RDEPOT_PAGE, RDEPOT, FILES)
     assert Anchors(out.decode()).bases == []
     assert b"evil.example" not in out
 
 
 def test_a_base_without_href_stays() -> None:
     page = b'<base target="_blank"><a href="x.whl">x</a>'
-    out = rewrite_page(page, HTML, CRANE_PAGE, CRANE, FILES)
+    out = rewrite_page(page, HTML, RDEPOT_PAGE, RDEPOT, FILES)
     assert out == b'<base target="_blank"><a href="/TOKEN/files/pypi/simple/demo/x.whl">x</a>'
 
 
@@ -224,7 +226,7 @@ def test_a_base_without_href_stays() -> None:
     ],
 )
 def test_html_edge_cases(page: bytes, expected: bytes) -> None:
-    assert rewrite_page(page, "text/html", CRANE_PAGE, CRANE, FILES) == expected
+    assert rewrite_page(page, "text/html", RDEPOT_PAGE, RDEPOT, FILES) == expected
 
 
 @pytest.mark.parametrize(
@@ -233,13 +235,13 @@ def test_html_edge_cases(page: bytes, expected: bytes) -> None:
 )
 def test_html_keeps_its_charset(charset: str, text: str) -> None:
     page = f'<p>{text}</p><a href="/x.whl" title="{text}">x</a>'.encode(charset)
-    out = rewrite_page(page, f"text/html; charset={charset}", CRANE_PAGE, CRANE, FILES)
+    out = rewrite_page(page, f"text/html; charset={charset}", RDEPOT_PAGE, RDEPOT, FILES)
     assert out == f'<p>{text}</p><a href="/TOKEN/files/x.whl" title="{text}">x</a>'.encode(charset)
 
 
 def test_the_pep_691_html_type_is_html() -> None:
     page = b'<a href="/x.whl">x</a>'
-    out = rewrite_page(page, "application/vnd.pypi.simple.v1+html", CRANE_PAGE, CRANE, FILES)
+    out = rewrite_page(page, "application/vnd.pypi.simple.v1+html", RDEPOT_PAGE, RDEPOT, FILES)
     assert out == b'<a href="/TOKEN/files/x.whl">x</a>'
 
 
@@ -257,7 +259,7 @@ def test_public_pages_get_absolute_links_only() -> None:
 
 def test_pep_691_json_maps_file_urls_and_keeps_everything_else() -> None:
     page = (FIXTURES / "pep691.json").read_bytes()
-    out = rewrite_page(page, JSON_V1, CRANE_PAGE, CRANE, FILES)
+    out = rewrite_page(page, JSON_V1, RDEPOT_PAGE, RDEPOT, FILES)
 
     expected: dict[str, Any] = json.loads(page)
     mapped_urls = [
@@ -287,13 +289,13 @@ def test_pep_691_json_maps_file_urls_and_keeps_everything_else() -> None:
 )
 def test_json_is_chosen_by_content_type(content_type: str) -> None:
     page = b'{"meta":{"api-version":"1.0"},"name":"demo","files":[{"url":"/x.whl"}]}'
-    out = rewrite_page(page, content_type, CRANE_PAGE, CRANE, FILES)
+    out = rewrite_page(page, content_type, RDEPOT_PAGE, RDEPOT, FILES)
     assert json.loads(out)["files"][0]["url"] == f"{FILES}/x.whl"
 
 
 def test_a_json_index_root_passes_through_byte_for_byte() -> None:
     page = (FIXTURES / "pep691_root.json").read_bytes()
-    assert rewrite_page(page, JSON_V1, "https://crane.example/pypi/simple/", CRANE, FILES) == page
+    assert rewrite_page(page, JSON_V1, "https://crane.example/pypi/simple/", RDEPOT, FILES) == page
 
 
 def test_an_html_index_root_points_projects_at_the_door() -> None:
@@ -318,7 +320,12 @@ def test_an_html_index_root_points_projects_at_the_door() -> None:
 def test_a_json_index_root_is_unchanged_by_the_root_rewrite() -> None:
     page = (FIXTURES / "pep691_root.json").read_bytes()
     out = rewrite_root_page(
-        page, JSON_V1, "https://crane.example/pypi/simple/", CRANE, FILES, simple_prefix="/T/simple"
+        page,
+        JSON_V1,
+        "https://crane.example/pypi/simple/",
+        RDEPOT,
+        FILES,
+        simple_prefix="/T/simple",
     )
     assert out == page
 
@@ -355,7 +362,7 @@ MALFORMED = [
 )
 def test_malformed_pages_raise_page_error(content_type: str, body: bytes, message: str) -> None:
     with pytest.raises(PageError) as caught:
-        rewrite_page(body, content_type, CRANE_PAGE, CRANE, FILES)
+        rewrite_page(body, content_type, RDEPOT_PAGE, RDEPOT, FILES)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
     assert isinstance(caught.value, UpstreamError)
@@ -384,17 +391,23 @@ def test_page_kind(content_type: str, kind: str | None) -> None:
     assert page_kind(content_type) == kind
 
 
-# --- old Crane's "200 Not found" ----------------------------------------------------
+# --- the "200 Not found" page of old Crane/RDepot index servers ----------------------
 
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-NOT_FOUND_CASES = [
-    ("old Crane page", 200, "text/html;charset=UTF-8", fixture("crane_not_found.html"), True),
+RDEPOT_NOT_FOUND_CASES = [
+    (
+        "old Crane/RDepot page",
+        200,
+        "text/html;charset=UTF-8",
+        fixture("crane_not_found.html"),
+        True,
+    ),
     ("with navbar", 200, "text/html", fixture("crane_not_found_navbar.html"), True),
-    ("old Crane JSON", 200, "application/json", fixture("crane_not_found.json"), True),
+    ("old Crane/RDepot JSON", 200, "application/json", fixture("crane_not_found.json"), True),
     ("JSON, PEP 691 type", 200, JSON_V1, fixture("crane_not_found.json"), True),
     ("bare heading", 200, "text/html", b"<h1> NOT   found </h1>", True),
     ("title only", 200, "text/html", b"<title>Not found</title>", False),
@@ -402,7 +415,7 @@ NOT_FOUND_CASES = [
     ("as a 500", 500, "text/html", fixture("crane_not_found.html"), False),
     ("as plain text", 200, "text/plain", fixture("crane_not_found.html"), False),
     ("a project page", 200, "text/html", fixture("pypiserver.html"), False),
-    ("a Crane listing", 200, "text/html", fixture("crane_listing.html"), False),
+    ("a Crane/RDepot listing", 200, "text/html", fixture("crane_listing.html"), False),
     ("a PEP 691 page", 200, JSON_V1, fixture("pep691.json"), False),
     ("empty page", 200, "text/html", b"", False),
     (
@@ -458,7 +471,9 @@ NOT_FOUND_CASES = [
 
 @pytest.mark.parametrize(
     ("status", "content_type", "body", "expected"),
-    [pytest.param(*case[1:], id=case[0]) for case in NOT_FOUND_CASES],
+    [pytest.param(*case[1:], id=case[0]) for case in RDEPOT_NOT_FOUND_CASES],
 )
-def test_is_not_found_page(status: int, content_type: str, body: bytes, expected: bool) -> None:
-    assert is_not_found_page(status, content_type, body) is expected
+def test_is_rdepot_not_found_page(
+    status: int, content_type: str, body: bytes, expected: bool
+) -> None:
+    assert is_rdepot_not_found_page(status, content_type, body) is expected

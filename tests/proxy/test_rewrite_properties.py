@@ -18,12 +18,13 @@ from urllib.parse import urljoin, urlsplit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crane_launch.config import Origin, origin_of
 from crane_launch.proxy.rewrite import rewrite_page
-from crane_launch.proxy.routing import Origin, PrivateFile, link_origin, parse_request_path
+from crane_launch.proxy.routing import PrivateFile, parse_request_path
 
 TOKEN = "p7Hk_2-xQ"
 FILES = f"/{TOKEN}/files"
-PRIVATE: Origin = ("https", "crane.example", 443)
+PRIVATE = Origin("https", "crane.example", 443)
 PAGE = "https://crane.example/pypi/simple/demo/"
 
 SAFE = string.ascii_letters + string.digits + "-._~!$'()*+,;=:@"
@@ -79,7 +80,7 @@ def check_link(href: str, out: str) -> None:
     """The property, for one link `href` on the page and what the child got for it."""
     resolved = urljoin(PAGE, href)
     parts = urlsplit(resolved)
-    if parts.netloc and link_origin(resolved) == PRIVATE:
+    if parts.netloc and origin_of(resolved) == PRIVATE:
         assert out.startswith(FILES + "/"), (href, out)
         target, _, fragment = out.partition("#")
         assert fragment == parts.fragment
@@ -90,7 +91,7 @@ def check_link(href: str, out: str) -> None:
         assert not out.startswith(f"/{TOKEN}/"), (href, out)
         assert out == resolved
         assert urlsplit(out).scheme, (href, out)
-        assert link_origin(out) != PRIVATE, (href, out)
+        assert origin_of(out) != PRIVATE, (href, out)
 
 
 attribute_values = st.text(
@@ -166,7 +167,7 @@ def test_html_links_reach_the_private_origin_only_through_the_door(
     page: tuple[str, list[tuple[str, list[tuple[str, str | None]]]]], origin_as_url: bool
 ) -> None:
     text, expected = page
-    origin: Origin | str = "https://crane.example/pypi/simple/" if origin_as_url else PRIVATE
+    origin = origin_of("https://crane.example/pypi/simple/") if origin_as_url else PRIVATE
     out = rewrite_page(text.encode(), "text/html; charset=utf-8", PAGE, origin, FILES).decode()
 
     anchors = Anchors(out).anchors

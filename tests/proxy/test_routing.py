@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from crane_launch.config import Origin, origin_of
 from crane_launch.proxy.routing import (
     Decision,
     IndexRoot,
     PrivateFile,
+    ProjectDecision,
     ProjectPage,
-    ProjectRoute,
     Route,
     auth_failed_message,
     decide,
@@ -17,13 +18,13 @@ from crane_launch.proxy.routing import (
     map_link,
     normalise_project,
     parse_request_path,
+    private_project_url,
     public_project_url,
-    upstream_project_url,
 )
 
 TOKEN = "Zx8_q-3kP0w"
 INDEX = "https://crane.example/pypi/simple/"
-PRIVATE = ("https", "crane.example", 443)
+PRIVATE = Origin("https", "crane.example", 443)
 PAGE = "https://crane.example/pypi/simple/demo/"
 FILES = f"/{TOKEN}/files"
 
@@ -58,7 +59,7 @@ def test_normalise_project_follows_pep_503(name: str, normalised: str) -> None:
     ],
 )
 def test_project_urls_append_the_normalised_name(base: str, project: str, url: str) -> None:
-    assert upstream_project_url(base, project) == url
+    assert private_project_url(base, project) == url
     assert public_project_url(base, project) == url
 
 
@@ -68,10 +69,10 @@ ROUTES: list[tuple[str, Route | None]] = [
     # the three routes
     (f"/{TOKEN}/simple/", IndexRoot()),
     (f"/{TOKEN}/simple", IndexRoot()),
-    (f"/{TOKEN}/simple/demo/", ProjectPage("demo", "demo")),
-    (f"/{TOKEN}/simple/demo", ProjectPage("demo", "demo")),
-    (f"/{TOKEN}/simple/Zope.Interface/", ProjectPage("zope-interface", "Zope.Interface")),
-    (f"/{TOKEN}/simple/demo/?format=json", ProjectPage("demo", "demo")),
+    (f"/{TOKEN}/simple/demo/", ProjectPage("demo")),
+    (f"/{TOKEN}/simple/demo", ProjectPage("demo")),
+    (f"/{TOKEN}/simple/Zope.Interface/", ProjectPage("zope-interface")),
+    (f"/{TOKEN}/simple/demo/?format=json", ProjectPage("demo")),
     (f"/{TOKEN}/files/repo/demo/demo-1.0.tar.gz", PrivateFile("/repo/demo/demo-1.0.tar.gz")),
     (f"/{TOKEN}/files/packages/x.whl?dl=1&b=2", PrivateFile("/packages/x.whl?dl=1&b=2")),
     (f"/{TOKEN}/files/packages/x.whl.metadata", PrivateFile("/packages/x.whl.metadata")),
@@ -176,9 +177,10 @@ def test_map_link(href: str, mapped: str) -> None:
     assert map_link(href, PAGE, PRIVATE, FILES) == mapped
 
 
-@pytest.mark.parametrize("origin", [PRIVATE, "https://crane.example/", INDEX])
-def test_the_private_origin_may_be_given_as_any_url_on_it(origin: object) -> None:
-    assert map_link("/x.whl", PAGE, origin, FILES) == f"{FILES}/x.whl"  # type: ignore[arg-type]
+@pytest.mark.parametrize("url", ["https://crane.example", "HTTPS://Crane.Example:443/", INDEX])
+def test_the_private_origin_of_any_url_on_it_maps_its_links(url: str) -> None:
+    assert origin_of(url) == PRIVATE
+    assert map_link("/x.whl", PAGE, origin_of(url), FILES) == f"{FILES}/x.whl"
 
 
 def test_without_a_private_origin_every_link_becomes_absolute() -> None:
@@ -189,7 +191,8 @@ def test_without_a_private_origin_every_link_becomes_absolute() -> None:
 
 
 def test_mapped_links_come_back_to_the_same_private_path() -> None:
-    # Children send non-ASCII percent-encoded, and Crane refuses `%`: such a link cannot
+    # Children send non-ASCII percent-encoded, and a Crane/RDepot index server refuses
+    # `%`: such a link cannot
     # come back through any proxy, so only ASCII links are checked here.
     for href, mapped in LINKS:
         if mapped.startswith(FILES + "/") and "%" not in href and href.isascii():
@@ -217,11 +220,16 @@ def fail(*fragments: str) -> tuple[Decision, tuple[str, ...]]:
 DECISIONS: list[tuple[str, int, dict[str, object], tuple[Decision, tuple[str, ...]]]] = [
     ("200 is served", 200, {}, (Decision.SERVE_PRIVATE, ())),
     ("200 unproven is served", 200, {"credentials_proven": False}, (Decision.SERVE_PRIVATE, ())),
-    ("old 200 Not found, proven", 200, {"is_not_found_page": True}, (Decision.FALLBACK_PUBLIC, ())),
     (
-        "old 200 Not found, unproven",
+        "old Crane/RDepot 200 Not found, proven",
         200,
-        {"is_not_found_page": True, "credentials_proven": False},
+        {"rdepot_not_found_page": True},
+        (Decision.FALLBACK_PUBLIC, ()),
+    ),
+    (
+        "old Crane/RDepot 200 Not found, unproven",
+        200,
+        {"rdepot_not_found_page": True, "credentials_proven": False},
         fail("cannot tell a missing project from a refused one", "'Not found' page"),
     ),
     ("404 proven falls back", 404, {}, (Decision.FALLBACK_PUBLIC, ())),
@@ -238,16 +246,12 @@ DECISIONS: list[tuple[str, int, dict[str, object], tuple[Decision, tuple[str, ..
         {"credentials_proven": False},
         fail("cannot tell a missing project from a refused one"),
     ),
-    ("401 first time retries", 401, {}, (Decision.RETRY_WITH_REFRESH, ())),
-    (
-        "401 first time retries, unproven",
-        401,
-        {"credentials_proven": False},
-        (Decision.RETRY_WITH_REFRESH, ()),
-    ),
-    ("401 after the retry fails", 401, {"auth_retried": True}, fail(AUTH_FAILED)),
-    ("403 fails at once", 403, {}, fail(AUTH_FAILED)),
-    ("403 after a retry fails", 403, {"auth_retried": True}, fail(AUTH_FAILED)),
+    # Upstream.get has refreshed the token and asked again after a first 401 (see
+    # test_door's test_a_401_refreshes_the_token_and_retries): a 401 here is final.
+    ("401 fails", 401, {}, fail(AUTH_FAILED)),
+    ("401 unproven fails", 401, {"credentials_proven": False}, fail(AUTH_FAILED)),
+    ("403 fails", 403, {}, fail(AUTH_FAILED)),
+    ("403 unproven fails", 403, {"credentials_proven": False}, fail(AUTH_FAILED)),
     (
         "302 to a login page on another origin",
         302,
@@ -289,46 +293,44 @@ def test_decide(
 ) -> None:
     arguments: dict[str, object] = {
         "credentials_proven": True,
-        "auth_retried": False,
         "redirect_location": None,
-        "is_not_found_page": False,
+        "rdepot_not_found_page": False,
     }
     arguments.update(options)
-    route = decide(status, index_url=INDEX, **arguments)  # type: ignore[arg-type]
+    decision = decide(status, index_url=INDEX, **arguments)  # type: ignore[arg-type]
     kind, fragments = expected
-    assert route.kind is kind
+    assert decision.kind is kind
     for fragment in fragments:
-        assert fragment in route.reason
+        assert fragment in decision.reason
     if kind is Decision.FAIL:
-        assert route.reason
-        assert "\n" not in route.reason
-        assert "s3cret" not in route.reason
-        assert ":p@" not in route.reason
+        assert decision.reason
+        assert "\n" not in decision.reason
+        assert "s3cret" not in decision.reason
+        assert ":p@" not in decision.reason
     else:
-        assert route.reason == ""
+        assert decision.reason == ""
 
 
 def test_authentication_failure_text_is_exact() -> None:
     assert auth_failed_message(INDEX) == AUTH_FAILED
-    assert decide(
-        403, index_url=INDEX, credentials_proven=True, auth_retried=False
-    ) == ProjectRoute.fail(AUTH_FAILED)
+    for status in (401, 403):
+        assert decide(status, index_url=INDEX, credentials_proven=True) == (
+            ProjectDecision.fail(AUTH_FAILED)
+        )
 
 
 def test_nothing_but_a_proven_not_found_falls_back() -> None:
     for status in range(100, 600):
         for proven in (True, False):
-            for retried in (True, False):
-                for not_found_page in (True, False):
-                    route = decide(
-                        status,
-                        index_url=INDEX,
-                        credentials_proven=proven,
-                        auth_retried=retried,
-                        is_not_found_page=not_found_page,
-                    )
-                    missing = status in (404, 410) or (status == 200 and not_found_page)
-                    assert (route.kind is Decision.FALLBACK_PUBLIC) == (proven and missing)
+            for not_found_page in (True, False):
+                decision = decide(
+                    status,
+                    index_url=INDEX,
+                    credentials_proven=proven,
+                    rdepot_not_found_page=not_found_page,
+                )
+                missing = status in (404, 410) or (status == 200 and not_found_page)
+                assert (decision.kind is Decision.FALLBACK_PUBLIC) == (proven and missing)
 
 
 @pytest.mark.parametrize(

@@ -174,9 +174,19 @@ def test_a_name_type_no_host_uses_is_excluded(hosts: list[str], excluded: list[s
 def test_hosts_are_canonical_and_deduplicated() -> None:
     ca = InterceptionCA.create(["LocalHost.", "localhost", "[::1]", "0:0::1", "Bücher.example"])
     assert ca.hosts == ("localhost", "::1", "xn--bcher-kva.example")
-    assert ca.permits("LOCALHOST")
-    assert not ca.permits("sub.localhost")
-    assert not ca.permits("not a host")
+    constraints = _cert(ca.cert_pem()).extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.value.permitted_subtrees == [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_network("::1/128")),
+        x509.DNSName("xn--bcher-kva.example"),
+    ]
+
+
+@pytest.mark.parametrize("host", ["sub.localhost", "not a host", "localhost.example"])
+def test_only_the_exact_names_get_a_leaf(host: str) -> None:
+    # Refused before any key is made, so this holds on every platform.
+    with pytest.raises(ValueError, match=r"outside|not a valid host"):
+        InterceptionCA.create(["localhost"]).leaf_ssl_context(host)
 
 
 @pytest.mark.parametrize(
@@ -199,12 +209,24 @@ def test_create_refuses_what_cannot_be_certified(kwargs: dict[str, Any]) -> None
 # --- leaves --------------------------------------------------------------------------------
 
 
-def test_leaf_is_a_p256_server_cert_for_the_host_inside_the_ca_validity(
-    ca: InterceptionCA,
-) -> None:
+def _presented_leaf(ca: InterceptionCA, host: str) -> x509.Certificate:
+    """The certificate `leaf_ssl_context(host)` presents to a client that trusts the CA."""
+    with (
+        _serving(ca.leaf_ssl_context(host)) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        _client_for(ca.cert_pem()).wrap_socket(raw, server_hostname=host) as conn,
+    ):
+        der = conn.getpeercert(binary_form=True)
+        assert conn.recv(2) == b"ok"  # the handshake proved the server holds the leaf's key
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+@posix_only
+def test_leaf_is_a_p256_server_cert_for_the_host_inside_the_ca_validity() -> None:
+    ca = InterceptionCA.create(HOSTS)
     ca_cert = _cert(ca.cert_pem())
-    cert_pem, key_pem = ca.mint_leaf_pem("localhost")
-    leaf = _cert(cert_pem)
+    leaf = _presented_leaf(ca, "localhost")
 
     leaf.verify_directly_issued_by(ca_cert)
     assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value == (
@@ -223,9 +245,8 @@ def test_leaf_is_a_p256_server_cert_for_the_host_inside_the_ca_validity(
     key = leaf.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)
     assert isinstance(key.curve, ec.SECP256R1)
-    assert b"PRIVATE KEY" in key_pem
 
-    ip_leaf = _cert(ca.mint_leaf_pem("127.0.0.1")[0])
+    ip_leaf = _presented_leaf(ca, "127.0.0.1")
     assert ip_leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value == (
         x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
     )
@@ -256,8 +277,6 @@ def test_leaf_contexts_are_cached_per_host(ca: InterceptionCA) -> None:
 def test_hosts_outside_the_ca_are_refused(ca: InterceptionCA, host: str) -> None:
     with pytest.raises(ValueError, match="outside"):
         ca.leaf_ssl_context(host)
-    with pytest.raises(ValueError, match="outside"):
-        ca.mint_leaf_pem(host)
 
 
 @posix_only
@@ -288,7 +307,7 @@ def test_an_expired_ca_mints_nothing() -> None:
     ca = InterceptionCA.create(["localhost"], lifetime=timedelta(hours=1), clock=lambda: now[0])
     now[0] = T0 + timedelta(hours=2)
     with pytest.raises(ValueError, match="expired"):
-        ca.mint_leaf_pem("localhost")
+        ca.leaf_ssl_context("localhost")
 
 
 # --- keys stay in memory -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import BinaryIO
 import httpx
 import pytest
 
+from crane_launch.config import Origin
 from crane_launch.proxy.server import ProxyServer
 from crane_launch.proxy.tls import InterceptionCA
 from crane_launch.proxy.transparent import TransparentDoor
@@ -29,6 +30,11 @@ from crane_launch.proxy.upstream import Upstream
 
 PASSWORD = "s3cret-pw"
 HOST = "127.0.0.1"
+
+
+def _port(server: socketserver.BaseServer) -> int:
+    address: tuple[str, int] = server.server_address  # type: ignore[assignment]
+    return address[1]
 
 
 def basic(user: str, password: str) -> str:
@@ -122,8 +128,7 @@ def world() -> Iterator[World]:
         server.daemon_threads = True  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}).start()
     https_private, http_private, http_public, tls_other, echo = (
-        server.server_address[1]  # type: ignore[misc]
-        for server in servers
+        _port(server) for server in servers
     )
     trust_upstream = ssl.create_default_context(cadata=upstream_ca.cert_pem().decode())
     clients = [
@@ -134,10 +139,10 @@ def world() -> Iterator[World]:
     tokens = _Tokens()
     door = TransparentDoor(
         {
-            ("https", HOST, https_private): Upstream(
+            Origin("https", HOST, https_private): Upstream(
                 f"https://{HOST}:{https_private}/simple/", tokens, client=clients[0]
             ),
-            ("http", HOST, http_private): Upstream(
+            Origin("http", HOST, http_private): Upstream(
                 f"http://{HOST}:{http_private}/simple/", tokens, client=clients[1]
             ),
         },

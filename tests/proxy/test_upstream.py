@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -11,12 +11,12 @@ import pytest
 from crane_launch.proxy.upstream import Upstream, UpstreamResponse
 
 if TYPE_CHECKING:
-    from conftest import FakeTokens, ScriptedOrigins
+    from tests.proxy.fakes import FakeTokens, ScriptedOrigins
 
 PRIVATE = "https://crane.example/pypi/simple/"
 
 
-def _get(upstream: Upstream, url: str, **kwargs: bool) -> UpstreamResponse:
+def _get(upstream: Upstream, url: str, **kwargs: Any) -> UpstreamResponse:
     return asyncio.run(upstream.get(url, **kwargs))
 
 

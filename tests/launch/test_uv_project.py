@@ -1,65 +1,33 @@
-"""Planning `crane poetry` and `crane uv <project command>`: which registered indexes a
-project uses, and the warnings when its configuration lets another index shadow them."""
+"""Planning `crane uv <project command> ...`: which registered indexes a uv project uses,
+and the warnings when uv could take a private project from another index."""
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from crane_launch.config import PrivateIndex, Registry
+from crane_launch.config import Registry
 from crane_launch.errors import ConfigError
-from crane_launch.launch.project import (
-    find_project,
-    is_uv_project_command,
-    plan_poetry,
-    plan_uv_project,
+from crane_launch.launch.plan import Unchanged
+from crane_launch.launch.uv_project import is_uv_project_command, plan_uv_project
+from tests.launch.fakefiles import Files
+from tests.launch.projecttrees import (
+    HOSTS,
+    MIRROR,
+    PRIVATE,
+    PRIVATE_2,
+    PUBLIC,
+    private_hosts,
+    private_urls,
+    two_private_indexes,
+    write_tree,
 )
-
-PRIVATE = "https://private.example/simple/"
-PRIVATE_2 = "https://private2.example:8443/pypi/simple/"
-PUBLIC = "https://public.example/simple/"
-MIRROR = "https://mirror.example/simple/"
-
-
-def _index(url: str) -> PrivateIndex:
-    return PrivateIndex(
-        url=url,
-        client_id="crane",
-        token_url="https://idp.example/token",
-        device_url="https://idp.example/device",
-    )
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    registry = Registry(tmp_path / "crane" / "indexes.json")
-    registry.put(_index(PRIVATE))
-    registry.put(_index(PRIVATE_2))
-    return registry
-
-
-def _write(root: Path, files: Mapping[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return root
-
-
-def _source(name: str, url: str | None = None, priority: str | None = None) -> str:
-    lines = ["[[tool.poetry.source]]", f'name = "{name}"']
-    if url:
-        lines.append(f'url = "{url}"')
-    if priority:
-        lines.append(f'priority = "{priority}"')
-    return "\n".join(lines) + "\n"
-
-
-def _poetry_project(*sources: str) -> str:
-    return '[project]\nname = "app"\nversion = "1.0"\n' + "".join(sources)
+    return two_private_indexes(tmp_path)
 
 
 def _uv_index(name: str, url: str, **flags: bool) -> str:
@@ -69,227 +37,6 @@ def _uv_index(name: str, url: str, **flags: bool) -> str:
 
 
 UV_PROJECT = '[project]\nname = "app"\nversion = "1.0"\n'
-
-
-# --- poetry -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("files", "argv", "cwd", "privates"),
-    [
-        pytest.param(
-            {"pyproject.toml": _poetry_project(_source("corp", "https://private.example/simple"))},
-            ["install"],
-            ".",
-            [PRIVATE],
-            id="source-registered-any-spelling",
-        ),
-        pytest.param(
-            {"pyproject.toml": _poetry_project(_source("corp", PUBLIC))},
-            ["install"],
-            ".",
-            [],
-            id="source-not-registered",
-        ),
-        pytest.param(
-            {
-                "pyproject.toml": _poetry_project(
-                    _source("one", PRIVATE_2), _source("other", PUBLIC), _source("two", PRIVATE)
-                )
-            },
-            ["lock"],
-            ".",
-            [PRIVATE_2, PRIVATE],
-            id="several-sources",
-        ),
-        pytest.param(
-            {
-                "pyproject.toml": _poetry_project(),
-                "poetry.lock": f"""
-                    [[package]]
-                    name = "corp-lib"
-                    version = "1.0"
-                    files = []
-
-                    [package.source]
-                    type = "legacy"
-                    url = "{PRIVATE}"
-                    reference = "corp"
-
-                    [[package]]
-                    name = "tool"
-                    version = "2.0"
-                    files = []
-
-                    [package.source]
-                    type = "git"
-                    url = "{PRIVATE_2}"
-                    reference = "main"
-                """,
-            },
-            ["install"],
-            ".",
-            [PRIVATE],
-            id="lock-file-legacy-source",
-        ),
-        pytest.param(
-            {"pyproject.toml": _poetry_project(_source("corp", PRIVATE))},
-            ["install"],
-            "src/pkg",
-            [PRIVATE],
-            id="found-from-a-subdirectory",
-        ),
-        pytest.param(
-            {"app/pyproject.toml": _poetry_project(_source("corp", PRIVATE))},
-            ["-C", "app", "install"],
-            ".",
-            [PRIVATE],
-            id="directory-short",
-        ),
-        pytest.param(
-            {"app/pyproject.toml": _poetry_project(_source("corp", PRIVATE))},
-            ["install", "--directory=app"],
-            ".",
-            [PRIVATE],
-            id="directory-long-after-command",
-        ),
-        pytest.param(
-            {"work/app/pyproject.toml": _poetry_project(_source("corp", PRIVATE))},
-            ["--directory", "work", "-P", "app", "install"],
-            ".",
-            [PRIVATE],
-            id="project-relative-to-directory",
-        ),
-        pytest.param(
-            {
-                "pyproject.toml": _poetry_project(_source("corp", PRIVATE)),
-                "app/pyproject.toml": _poetry_project(),
-            },
-            ["run", "python", "-C", "app"],
-            ".",
-            [PRIVATE],
-            id="run-arguments-belong-to-the-child",
-        ),
-    ],
-)
-def test_poetry_privates(
-    tmp_path: Path,
-    registry: Registry,
-    *,
-    files: dict[str, str],
-    argv: list[str],
-    cwd: str,
-    privates: list[str],
-) -> None:
-    _write(tmp_path, files)
-    (tmp_path / cwd).mkdir(parents=True, exist_ok=True)
-
-    plan = plan_poetry(argv, registry=registry, environ={}, cwd=tmp_path / cwd)
-
-    assert plan.command == ["poetry", *argv]
-    assert [index.url for index in plan.privates] == privates
-    hosts = {PRIVATE: "private.example", PRIVATE_2: "private2.example"}
-    assert plan.private_hosts == [hosts[url] for url in privates]
-    if not privates:
-        assert plan.notes == ["no registered index in this project; running poetry unchanged"]
-
-
-def test_poetry_without_a_project_runs_unchanged(tmp_path: Path, registry: Registry) -> None:
-    plan = plan_poetry(["install"], registry=registry, environ={}, cwd=tmp_path)
-
-    assert plan.privates == []
-    assert plan.private_hosts == []
-    assert plan.project is None
-    assert plan.notes == [
-        f"no pyproject.toml in {tmp_path} or its parents; running poetry unchanged"
-    ]
-
-
-@pytest.mark.parametrize(
-    ("sources", "warnings"),
-    [
-        pytest.param(
-            [_source("corp", PRIVATE), _source("public", PUBLIC)],
-            [
-                "poetry source 'public' (priority primary) could provide projects that also "
-                f'exist on private index {PRIVATE}; pin them with `source = "corp"` or make '
-                "the other source supplemental or explicit"
-            ],
-            id="two-primary-sources-merge",
-        ),
-        pytest.param(
-            [_source("corp", PRIVATE, "supplemental")],
-            [
-                "poetry's implicit public index (priority primary, on because no source is "
-                f"primary) could provide projects that also exist on private index {PRIVATE}; "
-                "pin them with `source = \"corp\"` or make source 'corp' primary"
-            ],
-            id="implicit-public-index-before-supplemental",
-        ),
-        pytest.param(
-            [_source("PyPI"), _source("corp", PRIVATE, "supplemental")],
-            [
-                "poetry source 'PyPI' (priority primary) could provide projects that also "
-                f'exist on private index {PRIVATE}; pin them with `source = "corp"` or make '
-                "the other source explicit"
-            ],
-            id="named-public-source-primary",
-        ),
-        pytest.param(
-            [
-                _source("corp-2", PRIVATE_2),
-                _source("mirror", MIRROR, "supplemental"),
-                _source("corp", PRIVATE, "supplemental"),
-            ],
-            [
-                "poetry source 'mirror' (priority supplemental) could provide projects that "
-                f'also exist on private index {PRIVATE}; pin them with `source = "corp"` or '
-                "make the other source explicit"
-            ],
-            id="supplemental-declared-first",
-        ),
-        pytest.param(
-            [_source("corp", PRIVATE), _source("public", PUBLIC, "supplemental")],
-            [],
-            id="public-supplemental-after-private-primary",
-        ),
-        pytest.param(
-            [_source("corp", PRIVATE, "explicit"), _source("public", PUBLIC)],
-            [],
-            id="private-explicit-serves-pinned-only",
-        ),
-        pytest.param(
-            [_source("corp", PRIVATE), _source("corp-2", PRIVATE_2)],
-            [],
-            id="all-primary-sources-private",
-        ),
-    ],
-)
-def test_poetry_shadowing_warnings(
-    tmp_path: Path, registry: Registry, sources: list[str], warnings: list[str]
-) -> None:
-    _write(tmp_path, {"pyproject.toml": _poetry_project(*sources)})
-
-    plan = plan_poetry(["lock"], registry=registry, environ={}, cwd=tmp_path)
-
-    assert plan.warnings == warnings
-
-
-@pytest.mark.parametrize("name", ["pyproject.toml", "poetry.lock"])
-def test_poetry_malformed_toml_is_a_config_error(
-    tmp_path: Path, registry: Registry, name: str
-) -> None:
-    _write(tmp_path, {"pyproject.toml": _poetry_project(), name: "[tool.poetry\nname = 1\n"})
-
-    with pytest.raises(ConfigError) as caught:
-        plan_poetry(["install"], registry=registry, environ={}, cwd=tmp_path)
-
-    message = str(caught.value)
-    assert message.startswith(f"{tmp_path / name}: is not valid TOML (")
-    assert "\n" not in message
-
-
-# --- uv ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -467,15 +214,14 @@ def test_uv_privates(
     environ: dict[str, str],
     privates: list[str],
 ) -> None:
-    _write(tmp_path, files)
+    write_tree(tmp_path, files)
     environ = {key: value.replace("{tmp}", str(tmp_path)) for key, value in environ.items()}
 
     plan = plan_uv_project(argv, registry=registry, environ=environ, cwd=tmp_path)
 
     assert plan.command == ["uv", *argv]
-    assert [index.url for index in plan.privates] == privates
-    hosts = {PRIVATE: "private.example", PRIVATE_2: "private2.example"}
-    assert plan.private_hosts == [hosts[url] for url in privates]
+    assert private_urls(plan) == privates
+    assert private_hosts(plan) == sorted({HOSTS[url] for url in privates})
     if not privates:
         assert plan.notes == ["no registered index in this project; running uv unchanged"]
 
@@ -483,8 +229,8 @@ def test_uv_privates(
 def test_uv_without_a_project_runs_unchanged(tmp_path: Path, registry: Registry) -> None:
     plan = plan_uv_project(["sync"], registry=registry, environ={}, cwd=tmp_path)
 
-    assert plan.privates == []
-    assert plan.project is None
+    assert plan.command == ["uv", "sync"]
+    assert plan.mode == Unchanged()
     assert plan.notes == [
         f"no uv project found in {tmp_path} or its parents",
         "no registered index in this project; running uv unchanged",
@@ -615,7 +361,7 @@ def test_uv_shadowing_warnings(
     environ: dict[str, str],
     warnings: list[str],
 ) -> None:
-    _write(tmp_path, files)
+    write_tree(tmp_path, files)
 
     plan = plan_uv_project(argv, registry=registry, environ=environ, cwd=tmp_path)
 
@@ -624,7 +370,7 @@ def test_uv_shadowing_warnings(
 
 @pytest.mark.parametrize("name", ["pyproject.toml", "uv.toml", "uv.lock"])
 def test_uv_malformed_toml_is_a_config_error(tmp_path: Path, registry: Registry, name: str) -> None:
-    _write(tmp_path, {"pyproject.toml": UV_PROJECT, name: "[[index]\nurl = \n"})
+    write_tree(tmp_path, {"pyproject.toml": UV_PROJECT, name: "[[index]\nurl = \n"})
 
     with pytest.raises(ConfigError) as caught:
         plan_uv_project(["sync"], registry=registry, environ={}, cwd=tmp_path)
@@ -659,23 +405,62 @@ def test_is_uv_project_command(argv: list[str], expected: bool) -> None:
     assert is_uv_project_command(argv) is expected
 
 
-def test_find_project(tmp_path: Path) -> None:
-    _write(
-        tmp_path,
-        {
-            "poetry-app/pyproject.toml": _poetry_project(),
-            "ws/pyproject.toml": UV_PROJECT + '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
-            "ws/libs/one/pyproject.toml": UV_PROJECT,
-            "ws/tools/two/pyproject.toml": UV_PROJECT,
-        },
-    )
-    (tmp_path / "poetry-app/src").mkdir()
+_WORKSPACE = {
+    "ws/pyproject.toml": UV_PROJECT + '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
+    "ws/uv.lock": f'version = 1\n[[package]]\nname = "x"\nversion = "1"\n'
+    f'source = {{ registry = "{PRIVATE_2}" }}\n',
+    "ws/libs/one/pyproject.toml": UV_PROJECT,
+    "ws/tools/two/pyproject.toml": UV_PROJECT,
+}
 
-    assert find_project(tmp_path / "poetry-app/src") == tmp_path / "poetry-app"
-    assert find_project(tmp_path, argv=["-C", "poetry-app", "install"]) == tmp_path / "poetry-app"
-    assert find_project(tmp_path / "ws/libs/one", tool="uv") == tmp_path / "ws"
-    assert find_project(tmp_path / "ws/tools/two", tool="uv") == tmp_path / "ws/tools/two"
-    assert (
-        find_project(tmp_path, tool="uv", environ={"UV_PROJECT": "ws/libs/one"}) == tmp_path / "ws"
+
+@pytest.mark.parametrize(
+    ("cwd", "environ", "privates"),
+    [
+        pytest.param("ws/libs/one", {}, [PRIVATE_2], id="member-uses-the-workspace-lock"),
+        pytest.param("ws/tools/two", {}, [], id="non-member-is-its-own-root"),
+        pytest.param(".", {"UV_PROJECT": "ws/libs/one"}, [PRIVATE_2], id="uv-project-variable"),
+    ],
+)
+def test_uv_lock_file_is_read_at_the_workspace_root(
+    tmp_path: Path, registry: Registry, cwd: str, environ: dict[str, str], privates: list[str]
+) -> None:
+    write_tree(tmp_path, _WORKSPACE)
+
+    plan = plan_uv_project(["sync"], registry=registry, environ=environ, cwd=tmp_path / cwd)
+
+    assert private_urls(plan) == privates
+
+
+@pytest.mark.parametrize(
+    ("environ", "privates"),
+    [
+        pytest.param({"XDG_CONFIG_HOME": "/xdg", "HOME": "/home/me"}, [PRIVATE], id="xdg"),
+        pytest.param(
+            {"XDG_CONFIG_HOME": "xdg", "HOME": "/home/me"}, [PRIVATE_2], id="relative-xdg-ignored"
+        ),
+    ],
+)
+def test_uv_user_settings_file(
+    files: Files, registry: Registry, environ: dict[str, str], privates: list[str]
+) -> None:
+    files.write("/xdg/uv/uv.toml", f'[[index]]\nurl = "{PRIVATE}"\n')
+    files.write("/home/me/.config/uv/uv.toml", f'[[index]]\nurl = "{PRIVATE_2}"\n')
+    project = files.write("pyproject.toml", UV_PROJECT)
+
+    plan = plan_uv_project(
+        ["sync"], registry=registry, environ=environ, cwd=project.parent, read_text=files
     )
-    assert find_project(tmp_path, tool="uv") is None
+
+    assert private_urls(plan) == privates
+
+
+def test_uv_directory_named_pyproject_toml_is_no_project_file(
+    tmp_path: Path, registry: Registry
+) -> None:
+    write_tree(tmp_path, {"pyproject.toml": UV_PROJECT + _uv_index("corp", PRIVATE)})
+    (tmp_path / "app" / "pyproject.toml").mkdir(parents=True)
+
+    plan = plan_uv_project(["sync"], registry=registry, environ={}, cwd=tmp_path / "app")
+
+    assert private_urls(plan) == [PRIVATE]

@@ -1,0 +1,136 @@
+"""`crane pip | uv | poetry | serve`: a tool command through one of crane's doors.
+
+Each tool command reads the user's argv and environment into a `Plan` (the planners in
+`launch` are pure) and hands it to `launch.run.run`, which returns the child's exit
+code. `serve` keeps an index door open until a signal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from crane_launch.auth import Credentials, LoginPolicy, TerminalUI
+from crane_launch.config import PrivateIndex, Registry, builtin_public_index, normalise_url
+from crane_launch.console import say
+from crane_launch.errors import LoginRequiredError, UsageError
+from crane_launch.launch.pip import plan_pip
+from crane_launch.launch.plan import Plan, Unchanged
+from crane_launch.launch.project import is_uv_project_command, plan_poetry, plan_uv_project
+from crane_launch.launch.run import credentials_for, open_index_door, run
+from crane_launch.launch.uv import plan_uv_pip
+
+__all__ = ["pip", "poetry", "serve", "uv"]
+
+
+def _split_python(args: list[str]) -> tuple[str | None, list[str]]:
+    if args and args[0] == "--python":
+        if len(args) < 2:
+            raise UsageError("--python needs a value: the interpreter whose pip to run")
+        return args[1], args[2:]
+    if args and args[0].startswith("--python="):
+        return args[0].split("=", 1)[1], args[1:]
+    return None, args
+
+
+def pip(args: list[str], *, no_input: bool) -> int:
+    """`crane pip [--python PY] ARGS`: pip (or `PY -m pip`) through the index door."""
+    python, rest = _split_python(args)
+    plan = plan_pip(
+        rest,
+        registry=Registry.load(),
+        environ=os.environ,
+        cwd=Path.cwd(),
+        home=Path.home(),
+        python=python,
+    )
+    return run(plan, os.environ, no_input=no_input)
+
+
+def uv(args: list[str], *, no_input: bool) -> int:
+    """`crane uv ARGS`: `uv pip` through the index door, project commands through the
+    transparent door, anything else unchanged."""
+    registry = Registry.load()
+    if args[:1] == ["pip"]:
+        plan = plan_uv_pip(
+            args, registry=registry, environ=os.environ, cwd=Path.cwd(), home=Path.home()
+        )
+    elif is_uv_project_command(args):
+        plan = plan_uv_project(args, registry=registry, environ=os.environ, cwd=Path.cwd())
+    else:
+        plan = Plan("uv", ["uv", *args], Unchanged(), notes=["this uv command uses no index"])
+    return run(plan, os.environ, no_input=no_input)
+
+
+def poetry(args: list[str], *, no_input: bool) -> int:
+    """`crane poetry ARGS`: poetry with its private sources behind the transparent door."""
+    plan = plan_poetry(args, registry=Registry.load(), environ=os.environ, cwd=Path.cwd())
+    return run(plan, os.environ, no_input=no_input)
+
+
+def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:
+    """Where projects the private index lacks come from, for `crane serve`."""
+    if index.public_index:
+        return index.public_index
+    for name in ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL"):
+        value = environ.get(name)
+        if value and registry.find(value) is None:
+            return normalise_url(value)
+    return builtin_public_index()
+
+
+class _ServeTokens:
+    """Tokens for a long-lived door: log in again when a person can answer."""
+
+    def __init__(self, credentials: Credentials, *, interactive: bool) -> None:
+        self._credentials = credentials
+        self._interactive = interactive
+        self._lock = threading.Lock()
+
+    def _or_relogin(self, get: Callable[[], str]) -> str:
+        try:
+            return get()
+        except LoginRequiredError as exc:
+            if not self._interactive:
+                say(str(exc))
+                raise
+            with self._lock:
+                return self._credentials.ensure(LoginPolicy.RUN_LIVE, TerminalUI(live=True), True)
+
+    def access_token(self) -> str:
+        return self._or_relogin(self._credentials.access_token)
+
+    def refreshed_token(self, stale: str) -> str:
+        return self._or_relogin(lambda: self._credentials.refreshed_token(stale))
+
+
+def serve(url: str, *, port: int, no_input: bool) -> int:
+    """`crane serve URL`: the index door for URL until SIGINT or SIGTERM; prints its URL."""
+    registry = Registry.load()
+    index = registry.get(url)
+    credentials = credentials_for(index, os.environ, no_input=no_input)
+    interactive = sys.stdin.isatty() and sys.stderr.isatty() and not no_input
+    tokens = _ServeTokens(credentials, interactive=interactive)
+    public_url = public_index_for(index, os.environ, registry)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with open_index_door(index, public_url, tokens, port=port) as door:
+            print(door.index_url, flush=True)
+            say(f"serving {index.url} at the URL above (private first, then {public_url})")
+            say("stop with Ctrl-C")
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    say("stopped")
+    return 0

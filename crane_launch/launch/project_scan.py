@@ -1,0 +1,191 @@
+"""What the project planners (`launch.poetry`, `launch.uv_project`) share: the tool's own
+options, the project's TOML files, and the registered indexes found in them.
+
+Everything here is pure: files are read only through the `ReadText` a planner is given.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crane_launch.config import PrivateIndex, Registry
+from crane_launch.errors import ConfigError
+from crane_launch.launch.files import ReadText
+from crane_launch.launch.plan import Plan, TransparentDoorMode, Unchanged
+
+__all__ = [
+    "RegisteredIndexes",
+    "ToolArgs",
+    "load_toml",
+    "nearest_pyproject",
+    "parse_tool_args",
+    "strings",
+    "table_at",
+    "tables",
+    "under",
+]
+
+
+# --- the tool's own options ---------------------------------------------------------------
+
+
+@dataclass
+class ToolArgs:
+    """The tool's options (name, value) in command-line order, and its subcommand.
+
+    A flag's value is "". Long options are kept as spelled (`--dir` is not `--directory`).
+    """
+
+    command: str | None = None
+    options: list[tuple[str, str]] = field(default_factory=list)
+
+    def values(self, *names: str) -> list[str]:
+        return [value for name, value in self.options if name in names]
+
+    def last(self, *names: str) -> str | None:
+        """The value of the last of `names` given, which is the one the tool obeys."""
+        found = self.values(*names)
+        return found[-1] if found else None
+
+    def has(self, *names: str) -> bool:
+        return any(name in names for name, _ in self.options)
+
+
+def parse_tool_args(argv: Sequence[str], value_options: frozenset[str]) -> ToolArgs:
+    """The tool's own options and its subcommand.
+
+    `value_options` are the options that take a value (`--opt value`, `--opt=value`,
+    `-Xvalue`, `-X=value`); any other option is a flag. Stops at `--` and, for `run`, at
+    the command to run: what follows belongs to the child.
+    """
+    args = ToolArgs()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            break
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            if not eq and name in value_options and i + 1 < len(argv):
+                i += 1
+                value = argv[i]
+            args.options.append((name, value))
+        elif arg.startswith("-") and len(arg) > 1:
+            short = arg[:2]
+            if short in value_options:
+                value = arg[2:].removeprefix("=")
+                if not value and i + 1 < len(argv):
+                    i += 1
+                    value = argv[i]
+                args.options.append((short, value))
+            else:
+                args.options.append((arg, ""))
+        elif args.command is None:
+            args.command = arg
+        elif args.command == "run":
+            break
+        i += 1
+    return args
+
+
+def under(base: Path, value: str | None) -> Path:
+    """`base / value`, or `base` when the option was not given (or given empty)."""
+    return base / value if value else base
+
+
+# --- the project's TOML files -------------------------------------------------------------
+
+
+def _read_project_file(path: Path, read_text: ReadText) -> str | None:
+    # Not `files.read_optional`, which skips a file that exists but cannot be read: a
+    # project file crane cannot read may name a private index, and a plan without it would
+    # send that index's traffic past the door. A directory in the file's place is no file.
+    try:
+        return read_text(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def load_toml(path: Path, read_text: ReadText) -> dict[str, Any] | None:
+    """The parsed file, or None when there is no file at `path`.
+
+    Raises `ConfigError` naming the file, on one line, when it exists but cannot be read,
+    is not UTF-8 text, or is not valid TOML.
+    """
+    text = _read_project_file(path, read_text)
+    if text is None:
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: is not valid TOML ({reason})") from None
+
+
+def nearest_pyproject(start: Path, read_text: ReadText) -> tuple[Path, dict[str, Any]] | None:
+    """The first directory from `start` upwards holding a pyproject.toml, and its data."""
+    for directory in (start, *start.parents):
+        data = load_toml(directory / "pyproject.toml", read_text)
+        if data is not None:
+            return directory, data
+    return None
+
+
+def table_at(data: Mapping[str, Any] | None, *keys: str) -> dict[str, Any]:
+    """The table at the dotted key path (`"tool", "uv"` is `[tool.uv]`); {} when any key on
+    the way is missing or not a table, so a malformed file reads as an empty one."""
+    current: Any = data or {}
+    for key in keys:
+        current = current.get(key) if isinstance(current, dict) else None
+    return current if isinstance(current, dict) else {}
+
+
+def tables(value: object) -> list[dict[str, Any]]:
+    """The tables of an array of tables (`[[tool.poetry.source]]`); other items are dropped."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def strings(value: object) -> list[str]:
+    """A string or the strings of an array; anything else is no strings."""
+    if isinstance(value, str):
+        return [value]
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+# --- the registered indexes found ---------------------------------------------------------
+
+
+class RegisteredIndexes:
+    """The registered indexes a project names, each once, in the order first named."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._found: dict[str, PrivateIndex] = {}
+
+    def check(self, url: str) -> PrivateIndex | None:
+        """The registered index at `url` (any spelling `Registry.find` accepts), remembered;
+        None when `url` is not registered."""
+        index = self._registry.find(url)
+        if index is not None:
+            self._found.setdefault(index.url, index)
+        return index
+
+    def plan(
+        self, tool: str, argv: Sequence[str], *, warnings: list[str], notes: list[str]
+    ) -> Plan:
+        """The plan for `tool *argv`, whose argv is never changed: through the transparent
+        door when an index was found, else unchanged with a note saying so after `notes`."""
+        command = [tool, *argv]
+        if self._found:
+            mode = TransparentDoorMode(privates=tuple(self._found.values()))
+            return Plan(tool, command, mode, notes=list(notes), warnings=list(warnings))
+        unchanged = f"no registered index in this project; running {tool} unchanged"
+        return Plan(tool, command, Unchanged(), notes=[*notes, unchanged], warnings=list(warnings))

@@ -1,0 +1,256 @@
+"""The tail shared by the index-door planners (pip, `uv pip`): a tool's reading -> a Plan.
+
+Each planner reads its own inputs (argv, settings sources, requirements roots) into a
+`Reading`. `finish` then applies the rules every such tool shares, in this order:
+
+1. the user turned the index off (`--no-index`, `no-index = true`): the tool runs unchanged;
+2. the requirements files are walked; a `--no-index` in one of them turns the index off too;
+3. the files' index lines are sorted: an unregistered index is refused, a registered one
+   joins the tool's `IndexChain` in `choose_indexes`;
+4. no registered index in play: the tool runs unchanged;
+5. otherwise the first refused setting is raised (the tool's own, then the files'), and
+   with none the tool's `OpenDoor` step says how its run changes behind the index door.
+
+A tool finishes its reading (which may fail on an unparsable config file) before `finish`
+decides anything, so the errors a user sees come in the order the tool would meet them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeAlias
+
+from crane_launch.config import PrivateIndex, Registry, builtin_public_index, closest, normalise_url
+from crane_launch.errors import ConfigError, UnknownIndexError, UsageError
+from crane_launch.launch.files import ReadText
+from crane_launch.launch.plan import (
+    FileCopy,
+    IndexDoorMode,
+    IndexSetting,
+    Plan,
+    Rejection,
+    Unchanged,
+)
+from crane_launch.launch.reqfiles import Dialect, RequirementsWalk, Root, walk_requirements
+
+__all__ = [
+    "DoorSetup",
+    "IndexChain",
+    "IndexChoice",
+    "OpenDoor",
+    "Reading",
+    "choose_indexes",
+    "finish",
+]
+
+IndexChain: TypeAlias = tuple[IndexSetting, ...]
+"""A tool's own index settings, from the one it obeys down to the ones it overrides
+(command line, environment, config files)."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a tool would do with one index command, as far as crane cares.
+
+    `command` is the argv to run when no registered index is in play. `index_off` says
+    where the user turned the index off ("--no-index on the command line"), None when it
+    is on. `requirements` are the requirements files named outside any file, read in
+    `dialect`, relative to `cwd`. `rejections` are the tool's refused settings in the order
+    they are reported; `foreign_index_why` is the tool's reason for refusing an
+    unregistered index line in a requirements file. `index_env_var` is the variable
+    through which the tool is handed the index door.
+    """
+
+    tool: str
+    command: tuple[str, ...]
+    index_env_var: str
+    index_off: str | None
+    chain: IndexChain
+    requirements: tuple[Root, ...]
+    dialect: Dialect
+    cwd: Path
+    rejections: tuple[Rejection, ...]
+    foreign_index_why: str
+
+
+@dataclass(frozen=True)
+class DoorSetup:
+    """How a tool's run changes behind the index door; see `IndexDoorMode` for the fields
+    the runner acts on. `command` is the child's whole argv."""
+
+    command: tuple[str, ...]
+    env_set: Mapping[str, str] = field(default_factory=dict)
+    env_unset: frozenset[str] = frozenset()
+    file_copies: tuple[FileCopy, ...] = ()
+    lock_output: Path | None = None
+    notes: tuple[str, ...] = ()
+
+
+OpenDoor: TypeAlias = Callable[[RequirementsWalk], DoorSetup]
+"""A tool's last step, called only when a registered index is in play and nothing is
+refused, with the walk of the requirements files the tool reads."""
+
+
+def finish(
+    reading: Reading,
+    *,
+    registry: Registry,
+    environ: Mapping[str, str],
+    read_text: ReadText,
+    open_door: OpenDoor,
+) -> Plan:
+    """The plan for `reading`: `Unchanged` when the index is off or no registered index is
+    in play, else `IndexDoorMode` for the chosen index with the changes of `open_door`.
+
+    Raises `UnknownIndexError` for an unregistered index on the command line, `ConfigError`
+    for two registered indexes in one run, and the first rejection (`RejectedSettingError`)
+    once a registered index is in play.
+    """
+    if reading.index_off is not None:
+        return _unchanged(reading, _no_index_note(reading.tool, reading.index_off))
+    walk = _walk(reading, environ, read_text)
+    if walk.no_index_places:
+        where = f"--no-index in {walk.no_index_places[0]}"
+        return _unchanged(reading, _no_index_note(reading.tool, where))
+    index_lines = walk.sort_index_lines(registry, reading.foreign_index_why)
+    choice = choose_indexes(
+        tool=reading.tool,
+        registry=registry,
+        chain=reading.chain,
+        file_lines=index_lines.registered,
+        public_default=builtin_public_index,
+    )
+    if choice.private is None:
+        return _unchanged(reading, f"no registered index in play; running {reading.tool} unchanged")
+    refused = [*reading.rejections, *walk.rejections, *index_lines.foreign]
+    if refused:
+        raise refused[0].error()
+    return _behind_the_door(reading, choice.private, choice.public_url, open_door(walk))
+
+
+def _walk(reading: Reading, environ: Mapping[str, str], read_text: ReadText) -> RequirementsWalk:
+    return walk_requirements(
+        reading.requirements,
+        dialect=reading.dialect,
+        cwd=reading.cwd,
+        environ=environ,
+        read_text=read_text,
+    )
+
+
+def _no_index_note(tool: str, where: str) -> str:
+    return f"{where}: {tool} uses no index; running {tool} unchanged"
+
+
+def _unchanged(reading: Reading, note: str) -> Plan:
+    return Plan(reading.tool, list(reading.command), Unchanged(), notes=[note])
+
+
+def _behind_the_door(
+    reading: Reading, private: PrivateIndex, public_url: str, door: DoorSetup
+) -> Plan:
+    mode = IndexDoorMode(
+        private,
+        public_url,
+        reading.index_env_var,
+        env_set=door.env_set,
+        env_unset=door.env_unset,
+        file_copies=door.file_copies,
+        lock_output=door.lock_output,
+    )
+    return Plan(reading.tool, list(door.command), mode, notes=list(door.notes))
+
+
+@dataclass(frozen=True)
+class IndexChoice:
+    """The registered index in play (None: none is) and the public index for the run."""
+
+    private: PrivateIndex | None
+    public_url: str
+
+
+def choose_indexes(
+    *,
+    tool: str,
+    registry: Registry,
+    chain: Sequence[IndexSetting],
+    file_lines: Sequence[IndexSetting],
+    public_default: Callable[[], str],
+) -> IndexChoice:
+    """Pick the registered index in play and the public index for this run.
+
+    `chain` is the tool's `IndexChain`: its first entry is the index the tool would use.
+    `file_lines` are index lines of requirements files, which the caller has already
+    checked for foreign indexes. Rules:
+
+    - an unregistered URL on the command line is `UnknownIndexError` with the closest
+      registered URL as a hint;
+    - the registered indexes in play are the chain's first entry (when registered) and
+      every registered requirements-file line; two different ones are a `ConfigError`;
+    - the public index is the private index's own `public_index`, else the first
+      unregistered URL the chain names (the index the user's tool uses anyway), else
+      `public_default()`.
+    """
+    _check_command_line(chain, registry)
+    in_play = [
+        _InPlay(index, setting)
+        for setting in [*chain[:1], *file_lines]
+        if (index := registry.find(setting.url)) is not None
+    ]
+    if not in_play:
+        return IndexChoice(None, "")
+    first_index = _one_index(tool, in_play)
+    if first_index.public_index:
+        return IndexChoice(first_index, first_index.public_index)
+    fallback = _public_fallback(chain, registry)
+    return IndexChoice(first_index, public_default() if fallback is None else fallback)
+
+
+@dataclass(frozen=True)
+class _InPlay:
+    """A registered index in play, and the setting that brings it in."""
+
+    index: PrivateIndex
+    setting: IndexSetting
+
+
+def _one_index(tool: str, in_play: Sequence[_InPlay]) -> PrivateIndex:
+    """The registered index in play; `ConfigError` when they are not all the same."""
+    first = in_play[0]
+    for other in in_play[1:]:
+        if other.index.url != first.index.url:
+            raise ConfigError(
+                f"{tool} would use two registered indexes, {first.index.url} "
+                f"({first.setting.place}) and {other.index.url} ({other.setting.place}); "
+                "crane runs one private index per run"
+            )
+    return first.index
+
+
+def _check_command_line(chain: Sequence[IndexSetting], registry: Registry) -> None:
+    known = [index.url for index in registry]
+    for setting in chain:
+        if setting.explicit and registry.find(setting.url) is None:
+            raise UnknownIndexError(setting.url, closest(_spelling(setting.url), known))
+
+
+def _public_fallback(chain: Sequence[IndexSetting], registry: Registry) -> str | None:
+    """The first unregistered index the tool's settings name: the index the user's tool
+    uses anyway for what the private index lacks."""
+    for setting in chain:
+        if setting.explicit or registry.find(setting.url) is not None:
+            continue
+        try:
+            return normalise_url(setting.url)
+        except UsageError:
+            continue  # a local directory index cannot be the public fallback
+    return None
+
+
+def _spelling(url: str) -> str:
+    try:
+        return normalise_url(url)
+    except UsageError:
+        return url

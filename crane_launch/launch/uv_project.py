@@ -1,0 +1,261 @@
+"""Plan `crane uv <project command> ...` (`uv sync`, `uv lock`, `uv run`, ...): the
+registered indexes a uv project uses, and whether uv could take a private project from
+another index. Follows uv 0.13.x; the settings model is `launch.uv_settings`.
+
+Where the indexes come from
+---------------------------
+The pyproject.toml found by walking up from `--project` (or the working directory after
+`--directory`), and the workspace root above it when the project is a workspace member;
+the settings files and the command line (`--index`, `--default-index`, `--index-url`,
+`--extra-index-url` and their `UV_*` variables) as `uv_settings` reads them; the
+`[tool.uv]` indexes of the project and its workspace root even when a `uv.toml` or
+`--no-config` hides them (indexes pinned in `[tool.uv.sources]` are read from there); and
+`source = { registry = ... }` in the workspace's uv.lock. A URL counts when
+`Registry.find` knows it. Collecting is generous (a registered URL anywhere is private);
+the warnings follow uv's real precedence.
+
+Warning rules
+-------------
+Under the default `first-index` strategy a project is taken from the first index, in uv's
+order, that has it. crane warns when an unregistered index is consulted before a
+registered one, and when `index-strategy` is `unsafe-first-match` or `unsafe-best-match`
+while a registered index is consulted: both let another index provide a project the
+private index also has. `--no-index` / `UV_NO_INDEX` turns both warnings off.
+
+Not covered: inline script metadata (`uv run script.py` with a `# /// script` block).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from crane_launch.config import Registry
+from crane_launch.launch.files import ReadText
+from crane_launch.launch.plan import Plan
+from crane_launch.launch.project_scan import (
+    RegisteredIndexes,
+    ToolArgs,
+    load_toml,
+    nearest_pyproject,
+    parse_tool_args,
+    strings,
+    table_at,
+    tables,
+    under,
+)
+from crane_launch.launch.uv_settings import (
+    SettingsLayer,
+    UvIndex,
+    configured_index_urls,
+    consulted_indexes,
+    index_order,
+    index_strategy,
+    settings_layers,
+    uv_flag,
+)
+
+__all__ = ["UV_PROJECT_COMMANDS", "is_uv_project_command", "plan_uv_project"]
+
+# The uv subcommands that read the project's index settings and resolve or install from an
+# index (each has `--index` / `--default-index`). `tool`, `pip`, `python`, `publish` and the
+# rest do not use the project's indexes.
+UV_PROJECT_COMMANDS: frozenset[str] = frozenset(
+    {
+        "add",
+        "audit",
+        "build",
+        "check",
+        "export",
+        "lock",
+        "remove",
+        "run",
+        "sync",
+        "tree",
+        "venv",
+        "version",
+    }
+)
+
+# Options of the uv project commands that take a value (from `uv <command> --help`), so
+# that an option's value is not taken for the command `uv run` is to run.
+_VALUE_OPTIONS = frozenset(
+    """
+    --allow-insecure-host --bounds --branch --build-constraints --bump --cache-dir --color
+    --config-file --config-setting --config-settings-package --constraints --default-index
+    --depth --directory --env-file --exclude-newer --exclude-newer-package --extra
+    --extra-index-url --find-links --fork-strategy --format --group --index --index-strategy
+    --index-url --keyring-provider --link-mode --marker --no-binary-package
+    --no-build-isolation-package --no-build-package --no-editable-package --no-emit-package
+    --no-extra --no-group --no-install-package --no-sources-package --only-group --optional
+    --out-dir --output-file --package --prerelease --prerelease-package --project --prompt
+    --python --python-platform --python-version --refresh-package --reinstall-package
+    --requirements --resolution --rev --script --tag --upgrade-group --upgrade-package
+    --with --with-editable --with-requirements -C -P -b -c -d -f -i -o -p -r -w
+    """.split()  # noqa: SIM905 - a literal would take one line per option
+)
+
+_UNSAFE_STRATEGIES = frozenset({"unsafe-first-match", "unsafe-best-match"})
+
+
+def is_uv_project_command(argv: Sequence[str]) -> bool:
+    """True for `uv <command>` that resolves or installs through the project's indexes
+    (`argv` starts after `uv`); False for help and version requests."""
+    args = parse_tool_args(argv, _VALUE_OPTIONS)
+    if args.has("-h", "--help", "-V", "--version"):
+        return False
+    return args.command in UV_PROJECT_COMMANDS
+
+
+def plan_uv_project(
+    argv: Sequence[str],
+    *,
+    registry: Registry,
+    environ: Mapping[str, str],
+    cwd: Path,
+    read_text: ReadText = Path.read_text,
+) -> Plan:
+    """Plan `uv *argv` for a project command: the registered indexes it uses and warnings.
+
+    `argv` starts with the subcommand (`["sync", ...]`); the command is always
+    `["uv", *argv]`. The mode is `TransparentDoorMode` with the registered indexes in the
+    order found (command line and settings in uv's order, the project's `[tool.uv]`, then
+    uv.lock), else `Unchanged` with a note. Raises `ConfigError` for a project or settings
+    file that cannot be read or parsed. See the module docstring for the warnings.
+    """
+    args = parse_tool_args(argv, _VALUE_OPTIONS)
+    working_dir = under(cwd, args.last("--directory") or environ.get("UV_WORKING_DIR"))
+    start = under(working_dir, args.last("--project") or environ.get("UV_PROJECT"))
+    project = _find_project(start, read_text)
+    notes = [] if project else [f"no uv project found in {start} or its parents"]
+    layers = settings_layers(
+        args,
+        environ,
+        working_dir=working_dir,
+        project_root=project.root if project else None,
+        read_text=read_text,
+    )
+    order = index_order(args, environ, [layer.table for layer in layers])
+    registered = RegisteredIndexes(registry)
+    for index in order:
+        registered.check(index.url)
+    if project is not None:
+        for url in _project_index_urls(project, read_text):
+            registered.check(url)
+    warnings: list[str] = []
+    if not uv_flag(args, "--no-index", environ, "UV_NO_INDEX"):
+        consulted = consulted_indexes(order)
+        warnings += _order_warnings(consulted, registry)
+        warnings += _strategy_warnings(args, environ, layers, consulted, registry)
+    return registered.plan("uv", argv, warnings=warnings, notes=notes)
+
+
+# --- the project and its workspace --------------------------------------------------------
+
+
+@dataclass
+class _UvProject:
+    root: Path
+    """The workspace root (the project itself outside a workspace): uv.lock and the
+    project-level settings are found from here."""
+    pyprojects: list[tuple[Path, dict[str, Any]]]
+    """The project's pyproject.toml, then the workspace root's when they differ."""
+
+
+def _find_project(start: Path, read_text: ReadText) -> _UvProject | None:
+    """The nearest project and its workspace root: a `[tool.uv.workspace]` in the nearest
+    pyproject.toml above the project whose `members` match it and `exclude` does not."""
+    found = nearest_pyproject(start, read_text)
+    if found is None:
+        return None
+    project, data = found
+    pyprojects = [(project / "pyproject.toml", data)]
+    if table_at(data, "tool", "uv", "workspace"):
+        return _UvProject(project, pyprojects)
+    for directory in project.parents:
+        above = load_toml(directory / "pyproject.toml", read_text)
+        workspace = table_at(above, "tool", "uv", "workspace")
+        if above is None or not workspace:
+            continue
+        if _is_member(directory, workspace, project):
+            pyprojects.append((directory / "pyproject.toml", above))
+            return _UvProject(directory, pyprojects)
+        break
+    return _UvProject(project, pyprojects)
+
+
+def _is_member(root: Path, workspace: Mapping[str, Any], project: Path) -> bool:
+    try:
+        relative = PurePosixPath(project.relative_to(root).as_posix())
+    except ValueError:
+        return False
+
+    def matches(pattern: str) -> bool:
+        pattern = pattern.strip("/")
+        if "**" in pattern:
+            return fnmatch.fnmatchcase(str(relative), pattern)
+        parts = PurePosixPath(pattern).parts
+        return len(parts) == len(relative.parts) and all(
+            fnmatch.fnmatchcase(name, part)
+            for name, part in zip(relative.parts, parts, strict=True)
+        )
+
+    members = strings(workspace.get("members"))
+    excluded = strings(workspace.get("exclude"))
+    return any(map(matches, members)) and not any(map(matches, excluded))
+
+
+def _project_index_urls(project: _UvProject, read_text: ReadText) -> Iterator[str]:
+    """The index URLs the project's files name beyond the settings layers."""
+    for _, pyproject in project.pyprojects:
+        # Named indexes pinned in [tool.uv.sources] are read from the project even when
+        # uv.toml or --no-config hides its other settings.
+        yield from configured_index_urls(table_at(pyproject, "tool", "uv"))
+    lock = load_toml(project.root / "uv.lock", read_text)
+    for package in tables((lock or {}).get("package")):
+        registry_url = table_at(package, "source").get("registry")
+        if isinstance(registry_url, str):
+            yield registry_url
+
+
+# --- warnings -----------------------------------------------------------------------------
+
+
+def _order_warnings(consulted: list[UvIndex], registry: Registry) -> list[str]:
+    warnings: list[str] = []
+    before: list[UvIndex] = []
+    for index in consulted:
+        private = registry.find(index.url)
+        if private is None:
+            before.append(index)
+            continue
+        for other in dict.fromkeys(before):
+            warnings.append(
+                f"uv index '{other.label}' is consulted before private index {private.url}, "
+                "so a project it also has would come from it; list the private index first, "
+                f"make '{other.label}' explicit, or pin the projects in [tool.uv.sources]"
+            )
+    return list(dict.fromkeys(warnings))
+
+
+def _strategy_warnings(
+    args: ToolArgs,
+    environ: Mapping[str, str],
+    layers: list[SettingsLayer],
+    consulted: list[UvIndex],
+    registry: Registry,
+) -> list[str]:
+    setting = index_strategy(args, environ, layers)
+    if setting is None or setting[0] not in _UNSAFE_STRATEGIES:
+        return []
+    strategy, place = setting
+    privates = (registry.find(index.url) for index in consulted)
+    urls = dict.fromkeys(index.url for index in privates if index is not None)
+    return [
+        f"uv index-strategy '{strategy}' (set in {place}) lets another index provide projects "
+        f"that also exist on private index {url}; remove it to use the default 'first-index'"
+        for url in urls
+    ]
