@@ -166,6 +166,12 @@ def status() -> None:
         if row.logged_in:
             click.echo(f"  access token expires:  {row.access_expires}")
             click.echo(f"  refresh token expires: {row.refresh_expires}")
+    from crane_launch.launch.run import PASS_THROUGH_VAR, pass_through_hosts
+
+    blind = pass_through_hosts(os.environ)
+    if blind:
+        hosts = ", ".join(sorted(blind))
+        click.echo(f"guard: {hosts} tunnelled blind, unchecked ({PASS_THROUGH_VAR})")
 
 
 # -- tools --------------------------------------------------------------------------------

@@ -154,7 +154,10 @@ def test_uv_lock_sync_locked_frozen_leave_uv_lock_untouched(stack, project, tmp_
     assert registries <= {f'"{url}" }}', f'"{stack.public_url}" }}'}, registries
 
 
-def test_the_door_demands_its_password_and_tunnels_other_hosts_untouched(stack, project, tls_front):
+@pytest.mark.parametrize("blind", [True, False], ids=["pass-through", "guarded"])
+def test_the_door_demands_its_password_and_guards_or_tunnels_other_hosts(
+    stack, project, tls_front, blind
+):
     crane, url, _gate = project
     work = crane.cwd
     (work / "pyproject.toml").write_text(
@@ -166,15 +169,25 @@ def test_the_door_demands_its_password_and_tunnels_other_hosts_untouched(stack, 
     probe = work / "probe.py"
     probe.write_text(PROBE.format(other=other))
     env = {**crane.env, "ORIGINAL_CERT": str(tls_front.ca_path)}
+    if blind:
+        env["CRANE_PASS_THROUGH"] = "127.0.0.1"
+        env["PROBE_TRUST"] = "ORIGINAL_CERT"
+    else:
+        env["PROBE_TRUST"] = "SSL_CERT_FILE"  # the bundle crane handed the child
     result = crane.run("uv", "run", "--no-project", "python", str(probe), env=env)
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("HTTP/1.1 407")  # no Proxy-Authorization
     assert lines[1].startswith("HTTP/1.1 407")  # a wrong password
     assert lines[2].startswith("HTTP/1.1 200")  # the right one
-    # Through the tunnel, the other host presents its own certificate (the test CA's),
-    # verified against the trust the child had before crane, not crane's CA.
-    assert lines[3] == "issuer: crane integration test CA"
+    if blind:
+        # Through a blind tunnel the other host presents its own certificate (the test
+        # CA's), verified against the trust the child had before crane.
+        assert lines[3] == "issuer: crane integration test CA"
+        assert "crane: guard: tunnelling 127.0.0.1 blind (CRANE_PASS_THROUGH)" in result.stderr
+    else:
+        # The guard terminates TLS for every other host, with the run's CA.
+        assert lines[3] == "issuer: crane interception CA (this run only)"
 
 
 # A child that reads its own environment: a stand-in for any tool run under crane.
@@ -199,7 +212,7 @@ print(connect("localhost:443", base64.b64encode(b"crane:wrong").decode())[1])
 print(connect("localhost:443", good)[1])
 sock, status = connect("{other}", good)
 assert status.startswith("HTTP/1.1 200"), status
-context = ssl.create_default_context(cafile=os.environ["ORIGINAL_CERT"])
+context = ssl.create_default_context(cafile=os.environ[os.environ["PROBE_TRUST"]])
 with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
     issuer = dict(part[0] for part in tls.getpeercert()["issuer"])
 print("issuer:", issuer["commonName"])

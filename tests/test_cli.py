@@ -590,3 +590,18 @@ def test_verbose_shows_every_rooms_debug_lines_with_credentials_redacted(
     ]
     assert "tok-" not in verbose.err
     assert "ref-" not in verbose.err
+
+
+def test_status_names_the_hosts_the_guard_tunnels_blind(
+    crane: Crane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert crane("index", "register", *POSITIONAL).code == 0
+    monkeypatch.setenv("CRANE_PASS_THROUGH", "git.example.test, Pins.Example.test")
+    result = crane("status")
+    assert result.code == 0
+    assert (
+        "guard: git.example.test, pins.example.test tunnelled blind, unchecked "
+        "(CRANE_PASS_THROUGH)" in result.out.splitlines()
+    )
+    monkeypatch.delenv("CRANE_PASS_THROUGH")
+    assert "guard:" not in crane("status").out

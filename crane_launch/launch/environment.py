@@ -1,12 +1,13 @@
 """The child's environment for each door: the only channel through which crane reaches
 the tool (argv is world-readable through `ps`, the environment is not).
 
-- Index door: the door's one-run URL in the tool's index variable (`PIP_INDEX_URL`,
-  `UV_DEFAULT_INDEX`), the plan's removals and additions, and loopback in `NO_PROXY`
-  (requests and uv do not bypass a configured proxy for 127.0.0.1 by themselves).
-- Transparent door: crane's forward proxy in every proxy variable, a CA bundle (the
-  child's own trust plus the run's CA) in every trust variable, and no `NO_PROXY` entry
-  that would let the child skip crane for a private host.
+- The guard (every run with a registered index, design section 10): crane's forward
+  proxy in every proxy variable the common tools read, `NO_PROXY` limited to loopback
+  (the index door's address; requests and uv do not bypass a proxy for 127.0.0.1 by
+  themselves), and a CA bundle (the child's own trust plus the run's CA) in every trust
+  variable the common tools read.
+- Index door: on top of that, the door's one-run URL in the tool's index variable
+  (`PIP_INDEX_URL`, `UV_DEFAULT_INDEX`) and the plan's removals and additions.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from collections.abc import Mapping, Sequence
 
 from crane_launch.launch.plan import IndexDoorMode
 
-__all__ = ["index_door_environment", "no_proxy_covers", "transparent_environment"]
+__all__ = [
+    "GUARD_PROXY_VARS",
+    "GUARD_TRUST_VARS",
+    "LOOPBACK",
+    "guarded_environment",
+    "index_door_environment",
+    "no_proxy_covers",
+]
 
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
-_CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
 _NO_PROXY_VARS = ("NO_PROXY", "no_proxy")
 
 
@@ -30,32 +36,51 @@ def index_door_environment(
     env = {k: v for k, v in environ.items() if k not in mode.env_unset}
     env.update(mode.env_set)
     env[mode.index_env_var] = index_url
-    for name in _NO_PROXY_VARS:
-        present = [p for p in env.get(name, "").split(",") if p.strip()]
-        if "127.0.0.1" not in (p.strip() for p in present):
-            env[name] = ",".join([*present, "127.0.0.1"])
     return env
 
 
-def transparent_environment(
+GUARD_PROXY_VARS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
+GUARD_TRUST_VARS = (
+    "SSL_CERT_FILE",  # uv, OpenSSL-based tools, Python's ssl defaults
+    "REQUESTS_CA_BUNDLE",  # requests: poetry, pip's vendored copy when PIP_CERT is unset
+    "PIP_CERT",  # pip
+    "CURL_CA_BUNDLE",  # curl, and requests' fallback
+    "GIT_SSL_CAINFO",  # git over https
+    "NODE_EXTRA_CA_CERTS",  # node-based tools
+)
+LOOPBACK = "127.0.0.1,::1"
+
+
+def guarded_environment(
     environ: Mapping[str, str], proxy_url: str, ca_bundle: str, private_hosts: Sequence[str]
 ) -> dict[str, str]:
-    """`environ` shaped for a child that reaches `private_hosts` through the transparent
-    door at `proxy_url`, trusting the CA bundle at `ca_bundle`."""
-    env = {k: v for k, v in environ.items() if k not in ("ALL_PROXY", "all_proxy")}
-    for name in _PROXY_VARS:
+    """`environ` with every request of the child going through crane's guard at
+    `proxy_url` and trusting the CA bundle at `ca_bundle`.
+
+    Only loopback (the index door) is reached directly, and not even that when a private
+    host is a loopback address (its requests need the door's credentials): the user's own
+    `NO_PROXY` entries would let the child skip the guard, and the guard reaches those
+    hosts through the user's proxy settings itself.
+    """
+    env = dict(environ)
+    for name in GUARD_PROXY_VARS:
         env[name] = proxy_url
-    for name in _CA_VARS:
+    for name in GUARD_TRUST_VARS:
         env[name] = ca_bundle
-    hosts = [h.lower() for h in private_hosts]
+    direct = [
+        entry
+        for entry in LOOPBACK.split(",")
+        if not any(no_proxy_covers(entry, host) for host in private_hosts)
+    ]
     for name in _NO_PROXY_VARS:
-        if name in env:
-            kept = [
-                entry
-                for entry in env[name].split(",")
-                if entry.strip() and not any(no_proxy_covers(entry, host) for host in hosts)
-            ]
-            env[name] = ",".join(kept)
+        env[name] = ",".join(direct)
     return env
 
 

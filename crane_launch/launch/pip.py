@@ -41,6 +41,7 @@ from crane_launch.launch.pip_config import PipSettings, read_pip_settings, setti
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
     FIND_LINKS_WHY,
+    NO_PROXY_ENV_WHY,
     PROXY_WHY,
     FileCopy,
     IndexSetting,
@@ -140,6 +141,7 @@ _SENSITIVE = frozenset(
         "--index-url",
         "--extra-index-url",
         "--proxy",
+        "--no-proxy-env",
         "--no-index",
         "--requirement",
         "--constraint",
@@ -391,6 +393,8 @@ def _command_line_refusals(command_line: PipCommandLine) -> list[Rejection]:
             rejections.append(Rejection("command line", "--extra-index-url", EXTRA_INDEX_WHY))
         elif o.name == "--proxy" and o.value:
             rejections.append(Rejection("command line", "--proxy", PROXY_WHY))
+        elif o.name == "--no-proxy-env":
+            rejections.append(Rejection("command line", "--no-proxy-env", NO_PROXY_ENV_WHY))
         elif o.name == "--find-links" and o.value:
             for url in remote_links([o.value]):
                 rejections.append(Rejection("command line", f"--find-links {url}", FIND_LINKS_WHY))
@@ -404,6 +408,8 @@ def _settings_refusals(settings: PipSettings) -> list[Rejection]:
             rejections.append(Rejection(value.place, "extra-index-url", EXTRA_INDEX_WHY))
         elif value.key == "proxy":
             rejections.append(Rejection(value.place, "proxy", PROXY_WHY))
+        elif value.key == "no-proxy-env" and strtobool(value.value):
+            rejections.append(Rejection(value.place, "no-proxy-env", NO_PROXY_ENV_WHY))
         elif value.key == "find-links":
             for url in remote_links(value.value.split()):
                 rejections.append(Rejection(value.place, f"find-links {url}", FIND_LINKS_WHY))

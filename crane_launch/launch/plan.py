@@ -31,6 +31,7 @@ from crane_launch.errors import RejectedSettingError
 __all__ = [
     "EXTRA_INDEX_WHY",
     "FIND_LINKS_WHY",
+    "NO_PROXY_ENV_WHY",
     "PROXY_WHY",
     "REMOTE_FILE_WHY",
     "FileCopy",
@@ -57,6 +58,10 @@ def remote_links(values: Iterable[str]) -> list[str]:
     return [v for v in values if v.strip().lower().startswith(("http://", "https://"))]
 
 
+NO_PROXY_ENV_WHY = (
+    "it makes pip ignore the proxy variables through which every request of the tool "
+    "passes crane's guard"
+)
 PROXY_WHY = (
     "crane's proxy must be the tool's only way to the index; set HTTPS_PROXY for crane instead"
 )
@@ -104,9 +109,12 @@ class IndexDoorMode:
 
 @dataclass(frozen=True)
 class TransparentDoorMode:
-    """Reach `privates` through the transparent door; the child's argv is never changed."""
+    """Reach `privates` through the transparent door; the child's argv is never changed.
+    The lock files in `project_dir` (the project or workspace root; None: no project) are
+    verified before the child starts."""
 
     privates: tuple[PrivateIndex, ...]
+    project_dir: Path | None = None
 
     @property
     def private_hosts(self) -> list[str]:

@@ -85,7 +85,7 @@ def plan_poetry(
     for url in _locked_legacy_urls(load_toml(project / "poetry.lock", read_text)):
         registered.check(url)
     warnings = _shadowing_warnings(sources, private_names)
-    return registered.plan("poetry", argv, warnings=warnings, notes=[])
+    return registered.plan("poetry", argv, warnings=warnings, notes=[], project_dir=project)
 
 
 def _start(args: ToolArgs, cwd: Path) -> Path:

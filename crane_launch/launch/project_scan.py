@@ -179,13 +179,22 @@ class RegisteredIndexes:
         return index
 
     def plan(
-        self, tool: str, argv: Sequence[str], *, warnings: list[str], notes: list[str]
+        self,
+        tool: str,
+        argv: Sequence[str],
+        *,
+        warnings: list[str],
+        notes: list[str],
+        project_dir: Path | None = None,
     ) -> Plan:
         """The plan for `tool *argv`, whose argv is never changed: through the transparent
-        door when an index was found, else unchanged with a note saying so after `notes`."""
+        door when an index was found (its lock files, in `project_dir`, verified before
+        the run), else unchanged with a note saying so after `notes`."""
         command = [tool, *argv]
         if self._found:
-            mode = TransparentDoorMode(privates=tuple(self._found.values()))
+            mode = TransparentDoorMode(
+                privates=tuple(self._found.values()), project_dir=project_dir
+            )
             return Plan(tool, command, mode, notes=list(notes), warnings=list(warnings))
         unchanged = f"no registered index in this project; running {tool} unchanged"
         return Plan(tool, command, Unchanged(), notes=[*notes, unchanged], warnings=list(warnings))

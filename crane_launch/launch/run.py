@@ -1,31 +1,41 @@
-"""Carry out a `Plan`: log in if needed, open the plan's door, run the child, tear down.
+"""Carry out a `Plan`: log in if needed, open the doors, run the child, tear down.
 
 Order matters and is the same for every tool: credentials first (a login that nobody
-can answer fails before anything starts), then the door and, for the index door, its
-credential probe (a broken index fails before the child runs), then the child under
-supervision, and in `finally` the requirements-file copies, the CA bundle and the door,
-after the child is gone. `crane serve` opens its index door through `open_index_door`
-here too.
+can answer fails before anything starts), then the doors and the credential probe of
+every private index (a broken index fails before the child runs), then, for project
+commands, the lock files are verified, then the child runs under supervision, and in
+`finally` the requirements-file copies, the CA bundle and the doors go, after the child.
+
+Every run with a registered index in play gets the guard (design section 10): one
+loopback server per run carries the index door (origin-form requests under its secret
+path) and the transparent door (CONNECT and absolute-form requests, with its proxy
+password), on one event loop, so the guard asks the private index through the same
+client and cache as the index door. The child gets the transparent door as every proxy
+and the run's CA in every trust variable; a request the guard refused makes the run
+exit 3 whatever the child's own code. `crane serve` opens the index door alone
+(`open_index_door`): it has no child to guard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
 from crane_launch.auth import Credentials, TerminalUI, TokenStore, login_policy
 from crane_launch.config import PrivateIndex, atomic_write_text, origin_of, origin_url
 from crane_launch.console import say, warn
-from crane_launch.errors import ConfigError
-from crane_launch.launch.environment import index_door_environment, transparent_environment
+from crane_launch.errors import EXIT_CONFIG, ConfigError, CraneError
+from crane_launch.launch.environment import guarded_environment, index_door_environment
+from crane_launch.launch.locks import find_locks, lock_violations, read_lock
 from crane_launch.launch.plan import (
     FileCopy,
     IndexDoorMode,
@@ -35,23 +45,28 @@ from crane_launch.launch.plan import (
 )
 from crane_launch.launch.supervise import run_supervised
 from crane_launch.proxy.door import IndexDoor, IndexSpec
-from crane_launch.proxy.server import ProxyServer
+from crane_launch.proxy.guard import Guard, NameStatus
+from crane_launch.proxy.server import ProxyServer, Reply, Request
 from crane_launch.proxy.transparent import TransparentDoor
 from crane_launch.proxy.upstream import TokenSource, Upstream
 
-if TYPE_CHECKING:
-    from crane_launch.proxy.tls import InterceptionCA
-
 __all__ = [
+    "PASS_THROUGH_VAR",
     "OpenIndexDoor",
     "credentials_for",
     "open_index_door",
+    "pass_through_hosts",
     "resolve_command",
     "restore_real_urls",
     "run",
 ]
 
+PASS_THROUGH_VAR = "CRANE_PASS_THROUGH"  # noqa: S105 - a variable's name, not a secret
+"""Hosts (comma-separated) the guard tunnels blind: for a host whose certificate the child
+pins. The guard sees nothing of what the child fetches there."""
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
@@ -62,12 +77,28 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
     for warning in plan.warnings:
         warn(warning)
     mode = plan.mode
-    if isinstance(mode, IndexDoorMode):
-        return _through_index_door(command, mode, environ, no_input=no_input)
-    if isinstance(mode, TransparentDoorMode):
-        return _through_transparent_door(command, mode, environ, no_input=no_input)
-    assert isinstance(mode, Unchanged)  # noqa: S101 - Mode is a closed union
-    return run_supervised(command, dict(environ))
+    if isinstance(mode, Unchanged):
+        return run_supervised(command, dict(environ))
+    privates = (mode.private,) if isinstance(mode, IndexDoorMode) else mode.privates
+    indexes = [(index, credentials_for(index, environ, no_input=no_input)) for index in privates]
+    public_url = mode.public_url if isinstance(mode, IndexDoorMode) else ""
+    pass_through = pass_through_hosts(environ)
+    if pass_through:
+        say(f"guard: tunnelling {', '.join(sorted(pass_through))} blind ({PASS_THROUGH_VAR})")
+    with GuardedDoors(indexes, public_url, pass_through=pass_through) as doors:
+        if isinstance(mode, TransparentDoorMode):
+            doors.verify_locks(mode.project_dir)
+        if isinstance(mode, IndexDoorMode):
+            code = _through_index_door(command, mode, environ, doors)
+        else:
+            code = run_supervised(command, doors.environment(environ))
+        return doors.verdict(code)
+
+
+def pass_through_hosts(environ: Mapping[str, str]) -> frozenset[str]:
+    """The hosts the guard tunnels blind this run (`CRANE_PASS_THROUGH`, comma-separated)."""
+    hosts = frozenset(h.strip().lower() for h in environ.get(PASS_THROUGH_VAR, "").split(","))
+    return hosts - {""}
 
 
 def resolve_command(command: Sequence[str], environ: Mapping[str, str]) -> list[str]:
@@ -113,34 +144,169 @@ class OpenIndexDoor:
 def open_index_door(
     index: PrivateIndex, public_url: str, tokens: TokenSource, *, port: int = 0
 ) -> Iterator[OpenIndexDoor]:
-    """An index door for `index` on 127.0.0.1, its credentials proven by a probe of the
-    index; stopped, and its port closed, on exit."""
-    spec = IndexSpec(index.url, public_url, index.probe_path)
-    upstream = Upstream(spec.url, tokens)
-    door = IndexDoor(spec, upstream)
+    """An index door alone for `index` on 127.0.0.1 (`crane serve`), its credentials
+    proven by a probe of the index; stopped, and its port closed, on exit."""
+    upstream = Upstream(index.url, tokens)
+    door = IndexDoor(IndexSpec(index.url, public_url, index.probe_path), upstream)
     server = ProxyServer(door, port=port)
     server.start()
     try:
-        asyncio.run_coroutine_threadsafe(door.probe(), server.loop).result()
+        _on_loop(server, door.probe())
         yield OpenIndexDoor(door, server)
     finally:
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(upstream.aclose(), server.loop).result(5)
+            _on_loop(server, upstream.aclose(), timeout=5)
         server.stop()
 
 
+def _on_loop(server: ProxyServer, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    return asyncio.run_coroutine_threadsafe(work, server.loop).result(timeout)
+
+
+class GuardedDoors:
+    """One run's loopback server: the index door of each private index (served for the
+    first, probed and asked by the guard for all) and the transparent door with the
+    guard. A context manager: everything starts on enter and is gone on exit."""
+
+    def __init__(
+        self,
+        indexes: Sequence[tuple[PrivateIndex, TokenSource]],
+        public_url: str,
+        *,
+        pass_through: frozenset[str],
+    ) -> None:
+        from crane_launch.proxy.tls import InterceptionCA  # cryptography: only when needed
+
+        self._upstreams = [Upstream(index.url, tokens) for index, tokens in indexes]
+        self._index_doors = [
+            IndexDoor(IndexSpec(index.url, public_url, index.probe_path), upstream)
+            for (index, _tokens), upstream in zip(indexes, self._upstreams, strict=True)
+        ]
+        self._ca = InterceptionCA.create_for_guard()
+        privates = {
+            origin_of(index.url): upstream
+            for (index, _tokens), upstream in zip(indexes, self._upstreams, strict=True)
+        }
+        self.guard = Guard(self._index_doors, privates)
+        self._transparent = TransparentDoor(
+            privates, self._ca.leaf_ssl_context, guard=self.guard, pass_through=pass_through
+        )
+        self._server = ProxyServer(self._dispatch)
+        self._workdir = Path(tempfile.mkdtemp(prefix="crane-"))
+        self._private_hosts = sorted({origin_of(index.url).host for index, _ in indexes})
+
+    async def _dispatch(self, request: Request) -> Reply:
+        """Origin-form requests are for the index door; CONNECT and absolute-form ones for
+        the transparent door, except those addressed to this very server (a child whose
+        private index is on loopback reaches the index door through its proxy)."""
+        target = request.target
+        if request.method != "CONNECT" and target.startswith("http://"):
+            own = f"http://127.0.0.1:{self._server.port}/"
+            if target.startswith(own):
+                target = target[len(own) - 1 :]
+        if request.method == "CONNECT" or target.startswith("http://"):
+            return await self._transparent(request)
+        return await self._index_doors[0](dataclasses.replace(request, target=target))
+
+    def __enter__(self) -> GuardedDoors:
+        self._server.start()
+        try:
+            for door in self._index_doors:
+                _on_loop(self._server, door.probe())
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        async def close_all() -> None:
+            for upstream in self._upstreams:
+                await upstream.aclose()
+            await self._transparent.aclose()
+
+        with contextlib.suppress(Exception):
+            _on_loop(self._server, close_all(), timeout=5)
+        self._server.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    @property
+    def index_url(self) -> str:
+        """The index door's URL for the child (the first private index's)."""
+        return self._index_doors[0].index_url(self._server.port)
+
+    @property
+    def proxy_url(self) -> str:
+        """The guard as the child's proxy: `http://crane:<password>@127.0.0.1:<port>`."""
+        return self._transparent.proxy_url(self._server.port)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop both doors run on (for profiling)."""
+        return self._server.loop
+
+    def environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """`environ` with every request of the child going through the guard."""
+        from crane_launch.proxy.tls import default_trust_file, write_ca_bundle
+
+        bundle = write_ca_bundle(
+            self._ca.cert_pem(), base_bundle=default_trust_file(environ), directory=self._workdir
+        )
+        return guarded_environment(environ, self.proxy_url, str(bundle), self._private_hosts)
+
+    def verify_locks(self, project_dir: Path | None) -> None:
+        """Refuse (ConfigError, exit 3) a lock file in `project_dir` that takes a project
+        one of the private indexes serves from anywhere else."""
+        if project_dir is None:
+            return
+        packages = [
+            package
+            for lock in find_locks(project_dir)
+            for package in read_lock(lock, project_dir=project_dir)
+        ]
+        names = sorted({package.name for package in packages})
+        for door in self._index_doors:
+            served = _on_loop(self._server, _served_names(door, names))
+            violations = lock_violations(
+                packages, private_url=door.private_url, private_names=served
+            )
+            if violations:
+                more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+                raise ConfigError(violations[0].message(door.private_url) + more)
+
+    def verdict(self, code: int) -> int:
+        """The run's exit code: the child's, or 3 when the guard refused a request."""
+        if not self.guard.refusals:
+            return code
+        for line in dict.fromkeys(refusal.line() for refusal in self.guard.refusals):
+            say(f"guard: {line}")
+        return EXIT_CONFIG
+
+
+async def _served_names(door: IndexDoor, names: Sequence[str]) -> set[str]:
+    """The names of `names` the door's private index serves; an unknown one is an error."""
+    slots = asyncio.Semaphore(8)
+
+    async def one(name: str) -> tuple[str, NameStatus, str]:
+        async with slots:
+            return (name, *await door.project_status(name))
+
+    answers = await asyncio.gather(*(one(name) for name in names))
+    for name, status, reason in answers:
+        if status is NameStatus.UNKNOWN:
+            raise CraneError(f"cannot verify the lock entry of {name}: {reason}")
+    return {name for name, status, _ in answers if status is NameStatus.SERVED}
+
+
 def _through_index_door(
-    command: list[str], mode: IndexDoorMode, environ: Mapping[str, str], *, no_input: bool
+    command: list[str], mode: IndexDoorMode, environ: Mapping[str, str], doors: GuardedDoors
 ) -> int:
-    credentials = credentials_for(mode.private, environ, no_input=no_input)
-    with open_index_door(mode.private, mode.public_url, credentials) as door:
-        with _written(mode.file_copies):
-            env = index_door_environment(environ, mode, door.index_url)
-            log.debug("running %s", command[0])
-            code = run_supervised(command, env)
-        if code == 0 and mode.lock_output is not None:
-            restore_real_urls(mode.lock_output, door.index_url, mode.private.url)
-        return code
+    with _written(mode.file_copies):
+        env = index_door_environment(doors.environment(environ), mode, doors.index_url)
+        log.debug("running %s", command[0])
+        code = run_supervised(command, env)
+    if code == 0 and mode.lock_output is not None:
+        restore_real_urls(mode.lock_output, doors.index_url, mode.private.url)
+    return code
 
 
 @contextlib.contextmanager
@@ -176,52 +342,3 @@ def restore_real_urls(path: Path, door_index_url: str, private_url: str) -> None
     if restored != text:
         atomic_write_text(path, restored, mode=path.stat().st_mode & 0o777)
         say(f"{path.name}: recorded the real index URLs instead of crane's one-run proxy")
-
-
-@contextlib.contextmanager
-def _open_transparent_door(
-    indexes: Sequence[tuple[PrivateIndex, TokenSource]],
-) -> Iterator[tuple[TransparentDoor, ProxyServer, InterceptionCA]]:
-    """A running forward proxy that intercepts TLS for the private hosts only."""
-    from crane_launch.proxy.tls import InterceptionCA  # cryptography: only when needed
-
-    hosts = sorted({origin_of(index.url).host for index, _ in indexes})
-    ca = InterceptionCA.create(hosts)
-    privates = {origin_of(index.url): Upstream(index.url, tokens) for index, tokens in indexes}
-    door = TransparentDoor(privates, ca.leaf_ssl_context)
-    server = ProxyServer(door)
-    server.start()
-    try:
-        yield door, server, ca
-    finally:
-
-        async def close_all() -> None:
-            for upstream in privates.values():
-                await upstream.aclose()
-            await door.aclose()
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(close_all(), server.loop).result(5)
-        server.stop()
-
-
-def _through_transparent_door(
-    command: list[str], mode: TransparentDoorMode, environ: Mapping[str, str], *, no_input: bool
-) -> int:
-    from crane_launch.proxy.tls import default_trust_file, write_ca_bundle
-
-    indexes = [
-        (index, credentials_for(index, environ, no_input=no_input)) for index in mode.privates
-    ]
-    workdir = Path(tempfile.mkdtemp(prefix="crane-"))
-    try:
-        with _open_transparent_door(indexes) as (door, server, ca):
-            bundle = write_ca_bundle(
-                ca.cert_pem(), base_bundle=default_trust_file(environ), directory=workdir
-            )
-            env = transparent_environment(
-                environ, door.proxy_url(server.port), str(bundle), mode.private_hosts
-            )
-            return run_supervised(command, env)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)

@@ -150,7 +150,8 @@ def plan_uv_project(
         consulted = consulted_indexes(order)
         warnings += _order_warnings(consulted, registry)
         warnings += _strategy_warnings(args, environ, layers, consulted, registry)
-    return registered.plan("uv", argv, warnings=warnings, notes=notes)
+    root = project.root if project is not None else None
+    return registered.plan("uv", argv, warnings=warnings, notes=notes, project_dir=root)
 
 
 # --- the project and its workspace --------------------------------------------------------

@@ -22,8 +22,9 @@ import httpx
 from crane_launch.config import origin_of, origin_url
 from crane_launch.errors import AuthError, CraneError, UpstreamError
 from crane_launch.proxy import rewrite, routing
+from crane_launch.proxy.guard import NameStatus
 from crane_launch.proxy.server import Reply, Request
-from crane_launch.proxy.upstream import Upstream, streamed_reply
+from crane_launch.proxy.upstream import Upstream, UpstreamResponse, streamed_reply
 
 __all__ = ["IndexDoor", "IndexSpec"]
 
@@ -64,6 +65,7 @@ class IndexDoor:
         self._private_origin = origin_of(spec.url)
         self._private_origin_url = origin_url(self._private_origin)
         self._files_prefix = f"/{self.token}/files"
+        self._served: dict[str, bool] = {}
         self.proven = False
 
     def __repr__(self) -> str:
@@ -144,11 +146,26 @@ class IndexDoor:
 
     async def _project(self, request: Request, route: routing.ProjectPage) -> Reply:
         accept = request.header("accept") or _DEFAULT_ACCEPT
-        url = routing.private_project_url(self.spec.url, route.project)
+        decision, answer = await self._ask(route.project, accept)
+        if decision.kind is routing.Decision.SERVE_PRIVATE and answer is not None:
+            log.debug("project %s: private", route.project)
+            content_type = answer.response.headers.get("content-type", "")
+            return self._rewritten(answer.response.content, content_type, answer.url)
+        if decision.kind is routing.Decision.FALLBACK_PUBLIC:
+            log.debug("project %s: public", route.project)
+            return await self._public(route, accept)
+        return _bad_gateway(decision.reason)
+
+    async def _ask(
+        self, project: str, accept: str
+    ) -> tuple[routing.ProjectDecision, UpstreamResponse | None]:
+        """The private index's answer for `project`, decided; remembered for the guard."""
+        url = routing.private_project_url(self.spec.url, project)
         try:
             answer = await self._upstream.get(url, headers={"Accept": accept}, within=self.spec.url)
         except httpx.HTTPError as exc:
-            return _bad_gateway(routing.fail_for_exception(self.spec.url, _describe(exc)))
+            reason = routing.fail_for_exception(self.spec.url, _describe(exc))
+            return routing.ProjectDecision.fail(reason), None
         response = answer.response
         content_type = response.headers.get("content-type", "")
         rdepot_not_found_page = rewrite.is_rdepot_not_found_page(
@@ -165,13 +182,25 @@ class IndexDoor:
             rdepot_not_found_page=rdepot_not_found_page,
             index_url=self.spec.url,
         )
-        if decision.kind is routing.Decision.SERVE_PRIVATE:
-            log.debug("project %s: private", route.project)
-            return self._rewritten(response.content, content_type, answer.url)
-        if decision.kind is routing.Decision.FALLBACK_PUBLIC:
-            log.debug("project %s: public", route.project)
-            return await self._public(route, accept)
-        return _bad_gateway(decision.reason)
+        if decision.kind is not routing.Decision.FAIL:
+            self._served[project] = decision.kind is routing.Decision.SERVE_PRIVATE
+        return decision, answer
+
+    @property
+    def private_url(self) -> str:
+        """The private index this door stands for (what the guard names in its refusals)."""
+        return self.spec.url
+
+    async def project_status(self, project: str) -> tuple[NameStatus, str]:
+        """Whether the private index serves `project` (normalised), by the door's own rules;
+        a page the door has already decided on this run is not asked for again."""
+        served = self._served.get(project)
+        if served is None:
+            decision, _answer = await self._ask(project, _DEFAULT_ACCEPT)
+            if decision.kind is routing.Decision.FAIL:
+                return NameStatus.UNKNOWN, decision.reason
+            served = decision.kind is routing.Decision.SERVE_PRIVATE
+        return (NameStatus.SERVED if served else NameStatus.ABSENT), ""
 
     async def _prove_quietly(self) -> None:
         """Probe once more if the credentials are not proven yet: a not-found is only

@@ -34,12 +34,45 @@ _IDLE_TIMEOUT = 120.0
 _WRITE_BUFFER_HIGH = 1024 * 1024
 
 
+class RequestBody:
+    """The body of one request, read from the connection as the door consumes it.
+
+    A door that forwards a body iterates it (`async for chunk in request.body`); what no
+    door reads is drained once the reply is sent, so the connection stays in step.
+    """
+
+    def __init__(self, conn: h11.Connection, reader: asyncio.StreamReader) -> None:
+        self._conn = conn
+        self._reader = reader
+        self.complete = False
+        self.broken = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while not (self.complete or self.broken):
+            event = await _next_event(self._conn, self._reader)
+            if event is None or isinstance(event, h11.ConnectionClosed):
+                self.broken = True
+            elif isinstance(event, h11.EndOfMessage):
+                self.complete = True
+            elif isinstance(event, h11.Data) and event.data:
+                yield bytes(event.data)
+
+    async def drain(self) -> None:
+        async for _chunk in self._chunks():
+            pass
+
+
 @dataclass(frozen=True)
 class Request:
     method: str
     target: str
     headers: tuple[tuple[str, str], ...]
     """Header names in lower case, in the order received."""
+    body: RequestBody | None = field(default=None, compare=False, repr=False)
+    """The request's body (empty for most requests); None where none can be read."""
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -207,20 +240,20 @@ async def serve_h11(door: Door, reader: asyncio.StreamReader, writer: asyncio.St
             return
         if not isinstance(event, h11.Request):
             return
+        body = RequestBody(conn, reader)
         request = Request(
             method=event.method.decode("ascii", "replace"),
             target=event.target.decode("ascii", "replace"),
             headers=tuple(
                 (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers
             ),
+            body=body,
         )
-        # Request bodies are not part of any index protocol: drain and drop them.
-        while True:
-            body_event = await _next_event(conn, reader)
-            if body_event is None or isinstance(body_event, h11.ConnectionClosed):
+        if request.method == "CONNECT":
+            # The tunnel's bytes follow the (empty) request body; read up to them first.
+            await body.drain()
+            if body.broken:
                 return
-            if isinstance(body_event, h11.EndOfMessage):
-                break
         try:
             reply = await door(request)
         except Exception:
@@ -239,6 +272,9 @@ async def serve_h11(door: Door, reader: asyncio.StreamReader, writer: asyncio.St
         finally:
             if reply.close is not None:
                 await reply.close()
+        await body.drain()
+        if body.broken:
+            return
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
             return
         try:

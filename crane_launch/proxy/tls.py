@@ -7,6 +7,11 @@ must trust a certificate crane made. What a caller may rely on:
   for at most 24 hours, `path_length=0`, and name-constrained (critical): the permitted
   subtrees are exactly the given hosts, and a name type none of them uses (IP addresses,
   or DNS names) is excluded outright, so the CA vouches for nothing else.
+- `InterceptionCA.create_for_guard()` makes the same CA without name constraints: the
+  guard (design section 10) terminates TLS for every host the child reaches, which no
+  list made before the run can name. What keeps it safe is what it shares with the other
+  form: its key exists only in this process's memory, it lives at most the run's 24
+  hours, and only the run's child is handed a bundle that trusts it.
 - The CA's private key and every leaf key exist only in this process's memory. No key is
   ever written to a file, temporary or not.
 - `leaf_ssl_context(host)` refuses hosts outside the CA's names and caches one server
@@ -146,6 +151,19 @@ def _unused_name_types(names: Sequence[str | _IPAddress]) -> list[x509.GeneralNa
     return excluded or None
 
 
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 class InterceptionCA:
     """A certificate authority for one crane run; its key never leaves this process.
 
@@ -157,12 +175,12 @@ class InterceptionCA:
         *,
         key: ec.EllipticCurvePrivateKey,
         certificate: x509.Certificate,
-        hosts: Sequence[str | _IPAddress],
+        hosts: Sequence[str | _IPAddress] | None,
         clock: Callable[[], datetime],
     ) -> None:
         self._key = key
         self._certificate = certificate
-        self._hosts = tuple(dict.fromkeys(hosts))
+        self._hosts = None if hosts is None else tuple(dict.fromkeys(hosts))
         self._clock = clock
         self._contexts: dict[str | _IPAddress, ssl.SSLContext] = {}
         self._lock = threading.Lock()
@@ -185,6 +203,27 @@ class InterceptionCA:
         names = list(dict.fromkeys(_canonical_host(host) for host in hosts))
         if not names:
             raise ValueError("an interception CA needs at least one host")
+        constraints = x509.NameConstraints(
+            permitted_subtrees=[_subtree(name) for name in names],
+            excluded_subtrees=_unused_name_types(names),
+        )
+        return cls._build(names, constraints, lifetime, clock)
+
+    @classmethod
+    def create_for_guard(
+        cls, *, lifetime: timedelta = MAX_LIFETIME, clock: Callable[[], datetime] = _utcnow
+    ) -> InterceptionCA:
+        """A new CA that may vouch for any host (see the module docstring)."""
+        return cls._build(None, None, lifetime, clock)
+
+    @classmethod
+    def _build(
+        cls,
+        names: list[str | _IPAddress] | None,
+        constraints: x509.NameConstraints | None,
+        lifetime: timedelta,
+        clock: Callable[[], datetime],
+    ) -> InterceptionCA:
         if lifetime <= timedelta(0):
             raise ValueError("the CA lifetime must be positive")
         now = clock()
@@ -193,7 +232,7 @@ class InterceptionCA:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
         public_key = key.public_key()
-        certificate = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(subject)
@@ -202,40 +241,23 @@ class InterceptionCA:
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(now + min(lifetime, MAX_LIFETIME))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.NameConstraints(
-                    permitted_subtrees=[_subtree(name) for name in names],
-                    excluded_subtrees=_unused_name_types(names),
-                ),
-                critical=True,
-            )
+            .add_extension(_CA_KEY_USAGE, critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .sign(key, hashes.SHA256())
         )
+        if constraints is not None:
+            builder = builder.add_extension(constraints, critical=True)
+        certificate = builder.sign(key, hashes.SHA256())
         return cls(key=key, certificate=certificate, hosts=names, clock=clock)
 
     def __repr__(self) -> str:
-        hosts = ", ".join(str(host) for host in self._hosts)
+        hosts = "any host" if self._hosts is None else ", ".join(str(h) for h in self._hosts)
         return f"<InterceptionCA for {hosts} until {self.not_valid_after.isoformat()}>"
 
     @property
-    def hosts(self) -> tuple[str, ...]:
-        """The permitted names, canonical: lower-case DNS names and compressed IPs."""
-        return tuple(str(host) for host in self._hosts)
+    def hosts(self) -> tuple[str, ...] | None:
+        """The permitted names, canonical: lower-case DNS names and compressed IPs; None
+        for a guard's CA, which permits every name."""
+        return None if self._hosts is None else tuple(str(host) for host in self._hosts)
 
     @property
     def not_valid_after(self) -> datetime:
@@ -264,9 +286,10 @@ class InterceptionCA:
 
     def _require_permitted(self, host: str) -> str | _IPAddress:
         name = _canonical_host(host)
-        if name not in self._hosts:
+        if self._hosts is not None and name not in self._hosts:
             raise ValueError(
-                f"{host!r} is outside this interception CA's names ({', '.join(self.hosts)})"
+                f"{host!r} is outside this interception CA's names "
+                f"({', '.join(str(h) for h in self._hosts)})"
             )
         return name
 

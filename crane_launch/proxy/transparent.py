@@ -6,11 +6,16 @@ the real ones, so instead of an index door the child gets this proxy in HTTP(S)_
 - Every request and CONNECT must carry `Proxy-Authorization: Basic crane:<token>`
   (407 otherwise): another local user cannot borrow crane's credentials.
 - CONNECT to a private origin: 200, then TLS with a leaf certificate minted by crane's
-  short-lived, name-constrained CA, and HTTP/1.1 inside, forwarded to the real host
-  with the bearer token. Nothing is rewritten.
-- CONNECT anywhere else: a blind byte tunnel (through the user's own upstream proxy
-  when crane's environment names one); the child verifies the real certificate.
-- Absolute-form `http://` requests: forwarded; with credentials for a private origin.
+  short-lived CA, and HTTP/1.1 inside, forwarded to the real host with the bearer token.
+  Only GET and HEAD go to a private origin. Nothing is rewritten.
+- With a `Guard` (every run since design section 10): CONNECT to any other host is
+  intercepted the same way and each request inside, like each absolute-form `http://`
+  request, passes the guard's rule before it is forwarded without credentials, method,
+  headers and body as the child sent them. A refused request gets a 403 whose body
+  names the project and the reason.
+- Hosts listed as pass-through, and every host when there is no guard, get a blind byte
+  tunnel (through the user's own upstream proxy when crane's environment names one):
+  the child verifies the real certificate, and the guard sees nothing of them.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from crane_launch.config import Origin, origin_of, origin_url
+from crane_launch.proxy.guard import Guard
 from crane_launch.proxy.server import Reply, Request, serve_h11
-from crane_launch.proxy.upstream import CONTENT_HEADERS, Upstream, streamed_reply
+from crane_launch.proxy.upstream import CONTENT_HEADERS, Upstream, end_to_end, streamed_reply
 
 __all__ = ["TransparentDoor"]
 
@@ -63,11 +69,15 @@ class TransparentDoor:
         privates: dict[Origin, Upstream],
         leaf_context: Callable[[str], ssl.SSLContext],
         *,
+        guard: Guard | None = None,
+        pass_through: frozenset[str] = frozenset(),
         password: str | None = None,
         public_client: httpx.AsyncClient | None = None,
     ) -> None:
         self._privates = privates
         self._leaf_context = leaf_context
+        self._guard = guard
+        self._pass_through = frozenset(host.lower() for host in pass_through)
         self.password = password or secrets.token_urlsafe(32)
         self._public = public_client or httpx.AsyncClient(
             trust_env=True, follow_redirects=False, timeout=httpx.Timeout(60.0, connect=10.0)
@@ -104,7 +114,7 @@ class TransparentDoor:
         if request.method == "CONNECT":
             return self._connect(request.target)
         if request.target.startswith("http://"):
-            return await self._forward(request, request.target, intercepted=False)
+            return await self._route(request, request.target)
         return Reply.text(400, "crane: this proxy takes CONNECT or absolute http:// URLs")
 
     # -- CONNECT ----------------------------------------------------------------------------
@@ -117,7 +127,7 @@ class TransparentDoor:
         except ValueError:
             return Reply.text(400, "crane: CONNECT needs host:port")
         origin = Origin("https", host, port)
-        if origin in self._privates:
+        if origin in self._privates or (self._guard is not None and host not in self._pass_through):
 
             async def intercept(
                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter, leftover: bytes
@@ -145,51 +155,80 @@ class TransparentDoor:
             # the TLS layer cannot be fed them. No index client does this.
             log.debug("CONNECT with early data; closing")
             return
-        context = self._leaf_context(origin.host)
-        await writer.start_tls(context)
         base = origin_url(origin)
 
         async def inner(request: Request) -> Reply:
-            if request.method not in ("GET", "HEAD"):
-                return Reply.text(405, "crane: only GET and HEAD go to a private index")
             if not request.target.startswith("/"):
                 return Reply.text(400, "crane: bad request target")
-            return await self._forward(request, base + request.target, intercepted=True)
+            return await self._route(request, base + request.target)
 
+        try:
+            await writer.start_tls(self._leaf_context(origin.host))
+        except ssl.SSLError as exc:
+            # The child refused crane's certificate: it was not given crane's CA bundle,
+            # or it pins the host's own certificate (list such a host as pass-through).
+            log.warning(
+                "the child refused crane's certificate for %s (%s); if it pins that host's "
+                "own certificate, list the host in CRANE_PASS_THROUGH",
+                origin.host,
+                exc.reason or type(exc).__name__,
+            )
+            return
+        except (ConnectionError, OSError):
+            log.debug("the child hung up before TLS with %s", origin.host)
+            return
         with contextlib.suppress(ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
             await serve_h11(inner, reader, writer)
 
     # -- forwarding -------------------------------------------------------------------------
 
-    async def _forward(self, request: Request, url: str, *, intercepted: bool) -> Reply:
+    async def _route(self, request: Request, url: str) -> Reply:
+        """A decrypted or plain request for `url`: to a private origin with credentials,
+        anywhere else through the guard's rule."""
+        upstream = self._privates.get(origin_of(url))
+        if upstream is not None:
+            if request.method not in ("GET", "HEAD"):
+                return Reply.text(405, "crane: only GET and HEAD go to a private index")
+            return await self._forward_private(request, url, upstream)
+        if self._guard is not None:
+            refusal = await self._guard.check(url)
+            if refusal is not None:
+                return Reply.text(403, f"crane: {refusal.line()}\n")
+        return await self._forward_public(request, url)
+
+    async def _forward_private(self, request: Request, url: str, upstream: Upstream) -> Reply:
         headers = {
             name: value
             for name in _FORWARDED_REQUEST_HEADERS
             if (value := request.header(name)) is not None
         }
         headers.setdefault("accept-encoding", "identity")
-        origin = origin_of(url)
-        upstream = self._privates.get(origin)
         try:
-            if upstream is not None:
-                answer = await upstream.get(
-                    url, method=request.method, headers=headers, stream=True
-                )
-                response = answer.response
-                if response.status_code in (401, 403):
-                    await response.aclose()
-                    return Reply.text(
-                        502,
-                        f"authentication to {origin_url(origin)} failed: run `crane login` for it",
-                    )
-            elif intercepted:  # pragma: no cover - interception happens only for privates
-                return Reply.text(502, "crane: not a private origin")
-            else:
-                outgoing = self._public.build_request(request.method, url, headers=headers)
-                response = await self._public.send(outgoing, stream=True)
+            answer = await upstream.get(url, method=request.method, headers=headers, stream=True)
         except httpx.HTTPError as exc:
             return Reply.text(502, f"crane: {url.split('?', maxsplit=1)[0]}: {type(exc).__name__}")
+        response = answer.response
+        if response.status_code in (401, 403):
+            await response.aclose()
+            origin = origin_url(origin_of(url))
+            return Reply.text(502, f"authentication to {origin} failed: run `crane login` for it")
         return streamed_reply(response, _PASSED_RESPONSE_HEADERS)
+
+    async def _forward_public(self, request: Request, url: str) -> Reply:
+        """`request` as the child sent it (method, headers, body), without credentials."""
+        headers = [(k, v) for k, v in end_to_end(request.headers) if k != "host"]
+        has_body = request.header("content-length") not in (None, "0") or (
+            request.header("transfer-encoding") is not None
+        )
+        content = request.body if has_body and request.body is not None else None
+        try:
+            outgoing = self._public.build_request(
+                request.method, url, headers=headers, content=content
+            )
+            response = await self._public.send(outgoing, stream=True)
+        except httpx.HTTPError as exc:
+            return Reply.text(502, f"crane: {url.split('?', maxsplit=1)[0]}: {type(exc).__name__}")
+        return streamed_reply(response, None)
 
 
 def _upstream_proxy(host: str) -> str | None:

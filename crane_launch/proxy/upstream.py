@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urljoin
@@ -27,6 +27,7 @@ __all__ = [
     "TokenSource",
     "Upstream",
     "UpstreamResponse",
+    "end_to_end",
     "streamed_reply",
 ]
 
@@ -188,11 +189,36 @@ class Upstream:
         return None
 
 
-def streamed_reply(response: httpx.Response, names: tuple[str, ...] = CONTENT_HEADERS) -> Reply:
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`headers` without the hop-by-hop ones (RFC 9110 7.6.1), names in lower case."""
+    return [(k.lower(), v) for k, v in headers if k.lower() not in _HOP_BY_HOP]
+
+
+def streamed_reply(
+    response: httpx.Response, names: tuple[str, ...] | None = CONTENT_HEADERS
+) -> Reply:
     """The upstream response as a reply streamed to the child: its raw bytes (never
-    decoded, never held whole) and the named headers; the upstream stream is closed once
-    the body has been sent or abandoned."""
-    headers = [(name, value) for name in names if (value := response.headers.get(name)) is not None]
+    decoded, never held whole) and the named headers (None: every end-to-end header);
+    the upstream stream is closed once the body has been sent or abandoned."""
+    if names is None:
+        headers = end_to_end(response.headers.multi_items())
+    else:
+        headers = [(n, value) for n in names if (value := response.headers.get(n)) is not None]
     return Reply(response.status_code, headers, _raw(response), close=response.aclose)
 
 

@@ -59,11 +59,12 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     args = parser.parse_args()
 
-    from crane_launch.launch.run import open_index_door
+    from crane_launch.launch.run import GuardedDoors
 
     index = bench_index(args.upstream)
     started = time.perf_counter()
-    with open_index_door(index, args.upstream, FakeTokens()) as door:
+    # The run's real shape: the index door and the guard on one loopback server.
+    with GuardedDoors([(index, FakeTokens())], args.upstream, pass_through=frozenset()) as door:
         open_ms = (time.perf_counter() - started) * 1000
         profiler = cProfile.Profile() if args.profile else None
         if profiler is not None:
@@ -72,6 +73,7 @@ def main() -> int:
         ready = {
             "index_url": index_url,
             "files_url": index_url.removesuffix("/simple/") + "/files",
+            "proxy_url": door.proxy_url,
             "open_ms": round(open_ms, 2),
             "pid": os.getpid(),
         }

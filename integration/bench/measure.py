@@ -89,11 +89,20 @@ class GetSeries:
 
 
 def keepalive_gets(
-    port: int, path: str, count: int, *, warmup: int = 20, timeout: float = 10.0
+    port: int,
+    path: str,
+    count: int,
+    *,
+    warmup: int = 20,
+    timeout: float = 10.0,
+    proxy_authorization: str | None = None,
 ) -> GetSeries:
-    """`count` sequential GETs on one keep-alive connection; per-request wall time in ms."""
+    """`count` sequential GETs on one keep-alive connection; per-request wall time in ms.
+    With `proxy_authorization`, `port` is a proxy and `path` an absolute URL."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     headers = {"Accept": PIP_ACCEPT, "User-Agent": "crane-bench"}
+    if proxy_authorization is not None:
+        headers["Proxy-Authorization"] = proxy_authorization
     try:
         conn.connect()
         assert conn.sock is not None
@@ -143,15 +152,18 @@ class Download:
         return self.size / self.seconds / 1e6 if self.seconds > 0 else float("nan")
 
 
-def curl_download(url: str, env: Mapping[str, str], *, max_seconds: int = 600) -> Download:
-    """Download `url` to /dev/null with curl (a C client: it does not limit the server)."""
+def curl_download(
+    url: str, env: Mapping[str, str], *, max_seconds: int = 600, proxy: str | None = None
+) -> Download:
+    """Download `url` to /dev/null with curl (a C client: it does not limit the server),
+    directly or through `proxy`."""
+    route = ["--noproxy", "*"] if proxy is None else ["--proxy", proxy]
     out = subprocess.run(
         [
             "curl",
             "-q",
             "-sS",
-            "--noproxy",
-            "*",
+            *route,
             "--max-time",
             str(max_seconds),
             "-o",

@@ -25,6 +25,7 @@ Sections (see README.md in this directory for what each number means):
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -51,7 +52,7 @@ import measure  # noqa: E402
 from stack import servers  # noqa: E402
 from toolpath import project_tool  # noqa: E402
 
-SECTIONS = ("pip", "uv", "throughput", "latency", "startup")
+SECTIONS = ("pip", "uv", "throughput", "latency", "startup", "guard")
 _MIB = 1024 * 1024
 
 
@@ -129,8 +130,15 @@ def say(text: str) -> None:
 class DoorInfo:
     index_url: str
     files_url: str
+    proxy_url: str
     open_ms: float
     pid: int
+
+    @property
+    def proxy_authorization(self) -> str:
+        """The guard's `Proxy-Authorization` header value (the URL's user and password)."""
+        userinfo = self.proxy_url.split("//", 1)[1].rsplit("@", 1)[0]
+        return "Basic " + base64.b64encode(userinfo.encode()).decode()
 
     @property
     def port(self) -> int:
@@ -395,7 +403,74 @@ def bench_latency(
     ]
 
 
-# -- 4. start-up ---------------------------------------------------------------------------------
+# -- 4. the guard ---------------------------------------------------------------------------------
+
+
+def bench_guard(
+    settings: Settings,
+    nginx: index_site.Nginx,
+    site: index_site.Site,
+    scratch: Path,
+    budget: Budget,
+) -> list[measure.Row]:
+    """What the guard costs a request to a host that is not the private index: nginx's
+    proxy_pass server block stands for that host (another origin than the private index),
+    reached directly and through the guard (absolute-form requests, as pip and uv send
+    through HTTP_PROXY for http:// URLs)."""
+    env = measure.tool_env(scratch)
+    upstream = nginx.direct_url + "/simple/"
+    public = nginx.proxy_url
+    page, big = "/simple/", public + site.big_path
+    speeds: dict[str, list[float]] = {"direct": [], "guard": []}
+    series: dict[str, list[float]] = {"direct": [], "guard": []}
+    with door_process(upstream, env, _profile_path(settings, "guard", 0)) as info:
+        auth = info.proxy_authorization
+        guard_url = info.proxy_url
+        for i in range(settings.repeats):
+            if not budget.left():
+                say(f"guard: time budget used up after {i} repeats")
+                break
+            if site.big_bytes:
+                for name, proxy in (("direct", None), ("guard", guard_url)):
+                    result = measure.curl_download(big, env, proxy=proxy)
+                    _check_download(result, site.big_bytes, name)
+                    speeds[name].append(result.mb_per_s)
+            series["direct"] += measure.keepalive_gets(
+                nginx.proxy_port, page, settings.requests
+            ).samples_ms
+            series["guard"] += measure.keepalive_gets(
+                info.port, public + page, settings.requests, proxy_authorization=auth
+            ).samples_ms
+            say(
+                f"guard: repeat {i + 1}: page {measure.median(series['direct']):.3f} ms direct, "
+                f"{measure.median(series['guard']):.3f} ms through the guard"
+            )
+    rows = [
+        measure.Row(
+            "public page GET through the guard, median",
+            "ms",
+            measure.median(series["direct"]),
+            measure.median(series["guard"]),
+            note="keep-alive GETs of an index root on another origin than the private index",
+            samples=series,
+        )
+    ]
+    if speeds["direct"]:
+        rows.append(
+            measure.Row(
+                f"public file {site.big_bytes / _MIB:.0f} MiB through the guard",
+                "MB/s",
+                measure.median(speeds["direct"]),
+                measure.median(speeds["guard"]),
+                lower_is_better=False,
+                note="curl --proxy; the guard forwards a name it does not judge",
+                samples=speeds,
+            )
+        )
+    return rows
+
+
+# -- 5. start-up ---------------------------------------------------------------------------------
 
 
 def bench_startup(
@@ -529,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         site = index_site.build_site(
             scratch / "site",
             wheels_count=settings.wheels,
-            big_bytes=settings.big_mib * _MIB if "throughput" in settings.sections else 0,
+            big_bytes=settings.big_mib * _MIB
+            if {"throughput", "guard"} & set(settings.sections)
+            else 0,
             sparse=settings.sparse,
         )
         with index_site.Nginx(site.root, scratch / "nginx", binary=nginx_binary) as nginx:
@@ -546,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows += bench_latency(settings, nginx, site, scratch, budget)
                 elif section == "startup":
                     rows += bench_startup(settings, nginx, site, scratch, budget)
+                elif section == "guard":
+                    rows += bench_guard(settings, nginx, site, scratch, budget)
     load_after = os.getloadavg()
 
     print()

@@ -33,6 +33,10 @@ EXTRA_WHY = "projects could come from another index and bypass private-first rou
 PROXY_WHY = (
     "crane's proxy must be the tool's only way to the index; set HTTPS_PROXY for crane instead"
 )
+NO_PROXY_ENV_WHY = (
+    "it makes pip ignore the proxy variables through which every request of the tool "
+    "passes crane's guard"
+)
 FOREIGN_WHY = (
     "pip lets a requirements file's index override the command line and the environment, "
     "so it would bypass crane's proxy; register the index or remove the line"
@@ -442,6 +446,43 @@ def test_proxy_on_command_line(files: Files, registry: Registry) -> None:
     argv = ["--proxy=http://proxy.example:3128", "install", "-i", PRIVATE, "pkg"]
     message = _rejected(files, registry, argv, {})
     assert message == f"command line: --proxy is not allowed under crane: {PROXY_WHY}"
+
+
+@pytest.mark.parametrize("spelling", ["--no-proxy-env", "--no-proxy-e"])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_ignoring_the_proxy_variables_is_refused(
+    files: Files, registry: Registry, spelling: str, where: str
+) -> None:
+    # pip 26 `--no-proxy-env` would take every request of pip past crane's guard.
+    argv = ["install", "-i", PRIVATE, "pkg"]
+    argv = [spelling, *argv] if where == "before" else [*argv, spelling]
+    message = _rejected(files, registry, argv, {})
+    assert message == (
+        f"command line: --no-proxy-env is not allowed under crane: {NO_PROXY_ENV_WHY}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "config", "place"),
+    [
+        ({"PIP_NO_PROXY_ENV": "1"}, "", "environment variable PIP_NO_PROXY_ENV"),
+        ({"PIP_NO_PROXY_ENV": "yes"}, "", "environment variable PIP_NO_PROXY_ENV"),
+        ({}, "[global]\nno-proxy-env = true\n", "pip config file /etc/pip.conf: [global]"),
+        ({}, "[install]\nno_proxy_env = on\n", "pip config file /etc/pip.conf: [install]"),
+    ],
+)
+def test_ignoring_the_proxy_variables_in_settings_is_refused(
+    files: Files, registry: Registry, env: dict[str, str], config: str, place: str
+) -> None:
+    if config:
+        files.write("/etc/pip.conf", config)
+    message = _rejected(files, registry, ["install", "-i", PRIVATE, "pkg"], env)
+    assert message == f"{place}: no-proxy-env is not allowed under crane: {NO_PROXY_ENV_WHY}"
+
+
+def test_a_false_no_proxy_env_setting_is_harmless(files: Files, registry: Registry) -> None:
+    result = plan(files, registry, ["install", "-i", PRIVATE, "pkg"], {"PIP_NO_PROXY_ENV": "0"})
+    assert isinstance(result.mode, IndexDoorMode)
 
 
 def test_extra_index_in_environment(files: Files, registry: Registry) -> None:

@@ -12,9 +12,11 @@ import pytest
 from crane_launch.config import PrivateIndex
 from crane_launch.errors import ConfigError
 from crane_launch.launch.environment import (
+    GUARD_PROXY_VARS,
+    GUARD_TRUST_VARS,
+    guarded_environment,
     index_door_environment,
     no_proxy_covers,
-    transparent_environment,
 )
 from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
 from crane_launch.launch.run import resolve_command, run
@@ -67,25 +69,6 @@ def test_uv_gets_its_own_variable() -> None:
     assert "PIP_INDEX_URL" not in env
 
 
-@pytest.mark.parametrize(
-    ("before", "after"),
-    [
-        (None, "127.0.0.1"),
-        ("", "127.0.0.1"),
-        ("localhost", "localhost,127.0.0.1"),
-        ("localhost,.corp.test", "localhost,.corp.test,127.0.0.1"),
-        ("127.0.0.1", "127.0.0.1"),
-        ("localhost,127.0.0.1,.corp.test", "localhost,127.0.0.1,.corp.test"),
-        ("localhost, 127.0.0.1", "localhost, 127.0.0.1"),
-    ],
-)
-def test_loopback_bypasses_any_proxy_exactly_once(before: str | None, after: str) -> None:
-    parent = {} if before is None else {"NO_PROXY": before, "no_proxy": before}
-    env = index_door_environment(parent, mode(), DOOR)
-    assert env["NO_PROXY"] == after
-    assert env["no_proxy"] == after
-
-
 def test_a_run_without_an_index_leaves_the_environment_alone(tmp_path: Path) -> None:
     parent = {
         "PATH": os.environ.get("PATH", os.defpath),
@@ -101,49 +84,55 @@ def test_a_run_without_an_index_leaves_the_environment_alone(tmp_path: Path) -> 
     assert shown == parent
 
 
-# -- transparent_environment --------------------------------------------------------------
+# -- guarded_environment ------------------------------------------------------------------
 
 
-def test_the_transparent_door_is_every_proxy_and_its_ca_is_trusted() -> None:
+def test_the_guard_is_every_proxy_and_its_ca_is_every_trust() -> None:
     parent = {
         "PATH": "/usr/bin",
         "HTTPS_PROXY": "http://corp-proxy.test:3128",
         "http_proxy": "http://corp-proxy.test:3128",
         "ALL_PROXY": "socks5://corp-proxy.test:1080",
-        "all_proxy": "socks5://corp-proxy.test:1080",
         "SSL_CERT_FILE": "/etc/ssl/corp.pem",
+        "GIT_SSL_CAINFO": "/etc/ssl/git.pem",
     }
 
-    env = transparent_environment(parent, PROXY, BUNDLE, ["pkgs.example.test"])
+    env = guarded_environment(parent, PROXY, BUNDLE, ["pkgs.example.test"])
 
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+    for name in GUARD_PROXY_VARS:
         assert env[name] == PROXY, name
-    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
+    for name in GUARD_TRUST_VARS:
         assert env[name] == BUNDLE, name
-    assert "ALL_PROXY" not in env
-    assert "all_proxy" not in env
+    assert set(GUARD_PROXY_VARS) >= {"HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"}
+    assert set(GUARD_TRUST_VARS) >= {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"}
     assert env["PATH"] == "/usr/bin"
     assert parent["HTTPS_PROXY"] == "http://corp-proxy.test:3128"  # not modified
 
 
-def test_private_hosts_are_taken_out_of_no_proxy() -> None:
-    parent = {
-        "NO_PROXY": "localhost,PKGS.example.test, other.test,pkgs2.example.test",
-        "no_proxy": "pkgs.example.test",
-    }
-
-    env = transparent_environment(
-        parent, PROXY, BUNDLE, ["pkgs.example.test", "mirror.example.test"]
-    )
-
-    assert env["NO_PROXY"] == "localhost, other.test,pkgs2.example.test"
-    assert env["no_proxy"] == ""
+@pytest.mark.parametrize(
+    "before",
+    [None, "", "localhost", "*", ".corp.test,other.test", "pkgs.example.test", "0.0.0.0/0"],
+)
+def test_only_loopback_skips_the_guard(before: str | None) -> None:
+    # The user's NO_PROXY would let the child skip the guard; only the index door's
+    # loopback address is reached directly.
+    parent = {} if before is None else {"NO_PROXY": before, "no_proxy": before}
+    env = guarded_environment(parent, PROXY, BUNDLE, ["pkgs.example.test"])
+    assert env["NO_PROXY"] == env["no_proxy"] == "127.0.0.1,::1"
 
 
-def test_no_proxy_is_not_invented() -> None:
-    env = transparent_environment({}, PROXY, BUNDLE, ["pkgs.example.test"])
-    assert "NO_PROXY" not in env
-    assert "no_proxy" not in env
+def test_a_private_host_on_loopback_is_not_skipped() -> None:
+    env = guarded_environment({}, PROXY, BUNDLE, ["127.0.0.1"])
+    assert env["NO_PROXY"] == "::1"
+
+
+def test_the_index_door_setting_comes_on_top_of_the_guard() -> None:
+    guarded = guarded_environment({"PIP_INDEX": "x"}, PROXY, BUNDLE, ["pkgs.example.test"])
+    env = index_door_environment(guarded, mode(), DOOR)
+    assert env["PIP_INDEX_URL"] == DOOR
+    assert env["HTTPS_PROXY"] == PROXY
+    assert env["NO_PROXY"] == "127.0.0.1,::1"
+    assert "PIP_INDEX" not in env
 
 
 # -- resolve_command ----------------------------------------------------------------------
@@ -227,13 +216,13 @@ def test_no_proxy_entries_that_would_bypass_a_private_host(
 
 
 def test_a_domain_suffix_in_no_proxy_does_not_let_the_child_skip_crane() -> None:
-    env = transparent_environment(
+    env = guarded_environment(
         {"NO_PROXY": ".example.test,other.example,127.0.0.0/8"},
         "http://crane:pw@127.0.0.1:1",
         "/b.pem",
         ["index.example.test"],
     )
-    assert env["NO_PROXY"] == "other.example,127.0.0.0/8"
+    assert env["NO_PROXY"] == "127.0.0.1,::1"
 
 
 def test_a_lock_file_written_through_the_door_gets_the_real_urls(tmp_path: Path) -> None:

@@ -256,16 +256,30 @@ def test_a_private_http_origin_gets_the_bearer_token(world: World) -> None:
     assert "proxy-authorization" not in seen.headers
 
 
-def test_another_origin_gets_no_credentials(world: World) -> None:
+def test_another_origin_gets_none_of_cranes_credentials(world: World) -> None:
     url = f"http://{HOST}:{world.public_http}/simple/public/"
 
-    status, _, body = _get_via_proxy(
-        world, url, proxy_authorization=GOOD_AUTH, authorization="Basic Y2hpbGQ6eA=="
-    )
+    status, _, body = _get_via_proxy(world, url, proxy_authorization=GOOD_AUTH)
 
     assert (status, body) == (200, b"http-public:/simple/public/")
     [seen] = world.requests_for("/simple/public/")
     assert "authorization" not in seen.headers
+    assert "proxy-authorization" not in seen.headers
+
+
+def test_another_origin_gets_the_childs_own_request_unchanged(world: World) -> None:
+    # Design section 10: everything but the private origin passes as the child sent it
+    # (a git host's own credentials included); crane adds and removes nothing but the
+    # proxy's own header.
+    url = f"http://{HOST}:{world.public_http}/simple/public/"
+
+    status, _, _ = _get_via_proxy(
+        world, url, proxy_authorization=GOOD_AUTH, authorization="Basic Y2hpbGQ6eA=="
+    )
+
+    assert status == 200
+    seen = world.requests_for("/simple/public/")[-1]
+    assert seen.headers["authorization"] == "Basic Y2hpbGQ6eA=="
     assert "proxy-authorization" not in seen.headers
 
 

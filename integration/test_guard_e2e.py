@@ -1,0 +1,207 @@
+"""The guard (design section 10) end to end: real pip, uv and poetry, real IdP and indexes.
+
+Each test hands the tool a way to the public decoy (``decoy-pkg 99.0``) that crane's
+planners do not read today (a direct URL inside a requirements or constraints file, a local
+find-links page, a ``[tool.uv.sources]`` URL, a tampered lock file), and checks that the
+guard refuses it: the run exits 3 with a ``crane: guard: refused ...`` line naming the URL
+and the project, and the decoy is not installed. Public-only projects keep installing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DECOY_LINE = "decoy-pkg is a project of private index"
+
+
+@pytest.fixture
+def logged_in(stack, crane):
+    crane.register(stack, None, "--public-index", stack.public_url)
+    assert crane.login(stack).code == 0
+    stack.gate.reset()
+    yield crane
+    stack.gate.reset()
+
+
+def public_file(stack, filename: str) -> str:
+    return stack.public_url.removesuffix("simple/") + "packages/" + filename
+
+
+def decoy_url(stack) -> str:
+    return public_file(stack, "decoy_pkg-99.0-py3-none-any.whl")
+
+
+def uv_env(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "UV_CONCURRENT_DOWNLOADS": "2", "UV_CONCURRENT_BUILDS": "1"}
+
+
+def assert_refused(result, url: str) -> None:
+    assert result.code == 3, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("crane: guard:")]
+    assert lines, result.stderr
+    assert any(url in line and DECOY_LINE in line for line in lines), lines
+
+
+def installed(target: Path) -> set[str]:
+    return {p.name.split("-")[0] for p in target.glob("*.dist-info")} if target.exists() else set()
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_direct_url_in_a_requirements_file_is_refused(stack, logged_in, tmp_path, tool):
+    (logged_in.cwd / "requirements.txt").write_text(f"decoy-pkg @ {decoy_url(stack)}\n")
+    target = tmp_path / "target"
+    args = ["install", "--target", str(target), "-i", stack.private_url, "-r", "requirements.txt"]
+    if tool == "uv":
+        result = logged_in.run("uv", "pip", *args, env=uv_env(logged_in.env))
+    else:
+        result = logged_in.run("pip", *args)
+    assert_refused(result, decoy_url(stack))
+    assert "decoy_pkg" not in installed(target)
+
+
+def test_a_direct_url_constraint_is_refused_for_uv(stack, logged_in, tmp_path):
+    # The user typed only `decoy-pkg`; the constraints file points it at the public decoy.
+    (logged_in.cwd / "c.txt").write_text(f"decoy-pkg @ {decoy_url(stack)}\n")
+    target = tmp_path / "target"
+    result = logged_in.run(
+        "uv", "pip", "install", "--target", str(target), "-i", stack.private_url,
+        "-c", "c.txt", "decoy-pkg",
+        env=uv_env(logged_in.env),
+    )  # fmt: skip
+    assert_refused(result, decoy_url(stack))
+    assert "decoy_pkg" not in installed(target)
+
+
+def test_a_local_find_links_page_is_refused(stack, logged_in, tmp_path):
+    page = logged_in.cwd / "links.html"
+    page.write_text(f'<a href="{decoy_url(stack)}">decoy_pkg-99.0-py3-none-any.whl</a>\n')
+    target = tmp_path / "target"
+    result = logged_in.run(
+        "pip", "install", "--target", str(target), "-i", stack.private_url,
+        "-f", str(page), "decoy-pkg",
+    )  # fmt: skip
+    assert_refused(result, decoy_url(stack))
+    assert "decoy_pkg" not in installed(target)
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_public_only_project_still_comes_from_a_direct_url(stack, logged_in, tmp_path, tool):
+    url = public_file(stack, "public_only_dep-1.0-py3-none-any.whl")
+    (logged_in.cwd / "requirements.txt").write_text(f"public-only-dep @ {url}\n")
+    target = tmp_path / "target"
+    args = ["install", "--target", str(target), "-i", stack.private_url, "-r", "requirements.txt"]
+    if tool == "uv":
+        result = logged_in.run("uv", "pip", *args, env=uv_env(logged_in.env))
+    else:
+        result = logged_in.run("pip", *args)
+    assert result.code == 0, result.stderr
+    assert "crane: guard:" not in result.stderr
+    assert "public_only_dep" in installed(target)
+
+
+UV_PROJECT = """\
+[project]
+name = "demo-app"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["crane-private-app", "decoy-pkg"]
+
+[tool.uv]
+package = false
+
+[[tool.uv.index]]
+name = "private"
+url = "{private}"
+
+[[tool.uv.index]]
+name = "public"
+url = "{public}"
+default = true
+"""
+
+
+def test_a_uv_sources_url_is_refused_by_the_guard(stack, logged_in):
+    work = logged_in.cwd
+    (work / "pyproject.toml").write_text(
+        UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
+        + f'\n[tool.uv.sources]\ndecoy-pkg = {{ url = "{decoy_url(stack)}" }}\n'
+    )
+    result = logged_in.run("uv", "lock", env=uv_env(logged_in.env), timeout=300)
+    assert_refused(result, decoy_url(stack))
+    assert not (work / "uv.lock").exists()
+
+
+def test_a_tampered_uv_lock_is_refused_before_uv_runs(stack, logged_in, tmp_path):
+    work = logged_in.cwd
+    (work / "pyproject.toml").write_text(
+        UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
+    )
+    env = uv_env(logged_in.env)
+    locked = logged_in.run("uv", "lock", env=env, timeout=300)
+    assert locked.code == 0, locked.stderr
+    lock = work / "uv.lock"
+    text = lock.read_text()
+    # The decoy's entry says "private registry" but its wheel is the public one.
+    start = text.index('name = "decoy-pkg"')
+    end = text.index("[[package]]", start)
+    entry = text[start:end]
+    private_wheel = entry.split('wheels = [\n    { url = "', 1)[1].split('"', 1)[0]
+    tampered = text[:start] + entry.replace(private_wheel, decoy_url(stack)) + text[end:]
+    lock.write_text(tampered)
+
+    venv = tmp_path / "venv"
+    for args in (["sync", "--frozen"], ["sync", "--locked"], ["sync"]):
+        result = logged_in.run(
+            "uv", *args, env={**env, "UV_PROJECT_ENVIRONMENT": str(venv)}, timeout=300
+        )
+        assert result.code == 3, (args, result.stderr)
+        assert "uv.lock:" in result.stderr, result.stderr
+        assert "decoy-pkg" in result.stderr, result.stderr
+        assert not venv.exists(), args  # uv never ran
+    assert lock.read_text() == tampered
+
+
+POETRY_PROJECT = """\
+[project]
+name = "demo-app"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["crane-private-app", "decoy-pkg"]
+
+[tool.poetry]
+package-mode = false
+
+[[tool.poetry.source]]
+name = "private"
+url = "{private}"
+priority = "primary"
+
+[[tool.poetry.source]]
+name = "public"
+url = "{public}"
+priority = "supplemental"
+"""
+
+
+def test_a_poetry_lock_whose_reference_names_the_public_source_is_refused(stack, logged_in):
+    work = logged_in.cwd
+    env = {**logged_in.env, "POETRY_VIRTUALENVS_IN_PROJECT": "true"}
+    (work / "pyproject.toml").write_text(
+        POETRY_PROJECT.format(private=stack.private_url, public=stack.public_url)
+    )
+    locked = logged_in.run("poetry", "lock", env=env, timeout=300)
+    assert locked.code == 0, locked.stdout + locked.stderr
+    lock = work / "poetry.lock"
+    text = lock.read_text()
+    start = text.index('name = "decoy-pkg"')
+    end = text.index("[[package]]", start) if "[[package]]" in text[start:] else len(text)
+    entry = text[start:end].replace('reference = "private"', 'reference = "public"')
+    lock.write_text(text[:start] + entry + text[end:])
+
+    result = logged_in.run("poetry", "install", env=env, timeout=300)
+    assert result.code == 3, result.stdout + result.stderr
+    assert "poetry.lock:" in result.stderr, result.stderr
+    assert "decoy-pkg" in result.stderr, result.stderr
+    assert not list(work.glob(".venv/lib/*/site-packages/decoy_pkg*"))  # poetry never ran
