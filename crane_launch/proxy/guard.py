@@ -42,22 +42,50 @@ __all__ = ["Guard", "NameStatus", "ProjectLookup", "Refusal", "requested_project
 log = logging.getLogger(__name__)
 
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-[^-]+(?:-[^-]+)?-[^-]+-[^-]+-[^-]+\.whl$", re.IGNORECASE)
-_SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")
+# pip's ARCHIVE_EXTENSIONS (pip 26.3, pip/_internal/utils/filetypes.py) but `.whl`.
+_SDIST_SUFFIXES = (
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz",
+    ".tar.xz",
+    ".txz",
+    ".tar.lz",
+    ".tlz",
+    ".tar.lzma",
+    ".tar",
+    ".zip",
+)
 _EGG = re.compile(r"^(?P<name>[^-]+)-[^-]+(?:-[^-]+)*\.egg$", re.IGNORECASE)
 _PAGE_PARENTS = frozenset({"simple", "+simple"})
 _VALID_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
 def requested_projects(url: str) -> tuple[str, ...]:
-    """The normalised project names `url` may be a file or a page of (none: neither)."""
-    path = unquote(urlsplit(url).path)
-    segments = [s for s in path.split("/") if s]
+    """The normalised project names `url` may be a file or a page of (none: neither).
+
+    The path is read as a server that decodes and normalises it would (`%2E%2E` is a
+    `..` there); a last segment that could be both a file and a page is both.
+    """
+    segments = _resolved_segments(unquote(urlsplit(url).path))
     if not segments:
         return ()
     page = _page_project(segments)
-    if page is not None:
-        return (page,)
-    return _file_projects(segments[-1])
+    found = _file_projects(segments[-1]) + ((page,) if page is not None else ())
+    return tuple(dict.fromkeys(found))
+
+
+def _resolved_segments(path: str) -> list[str]:
+    resolved: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        resolved.append(segment)
+    return resolved
 
 
 def _page_project(segments: Sequence[str]) -> str | None:
@@ -84,8 +112,12 @@ def _file_projects(filename: str) -> tuple[str, ...]:
         return ()
     stem = name[: -len(suffix)]
     parts = stem.split("-")
-    candidates = ["-".join(parts[:i]) for i in range(1, len(parts)) if parts[i][:1].isdigit()]
-    return _names(candidates)
+    return _names(["-".join(parts[:i]) for i in range(1, len(parts)) if _versionish(parts[i])])
+
+
+def _versionish(text: str) -> bool:
+    """Whether `text` may start a version: a digit, or `v` and a digit (PEP 440's `v`)."""
+    return text[:1].isdigit() or (text[:1] in ("v", "V") and text[1:2].isdigit())
 
 
 def _name(text: str) -> str | None:
