@@ -1,10 +1,12 @@
 """The guard (design section 10) end to end: real pip, uv and poetry, real IdP and indexes.
 
-Each test hands the tool a way to the public decoy (``decoy-pkg 99.0``) that crane's
-planners do not read today (a direct URL inside a requirements or constraints file, a local
-find-links page, a ``[tool.uv.sources]`` URL, a tampered lock file), and checks that the
-guard refuses it: the run exits 3 with a ``crane: guard: refused ...`` line naming the URL
-and the project, and the decoy is not installed. Public-only projects keep installing.
+Each test hands the tool a way to the public decoy (``decoy-pkg 99.0``): a direct URL in a
+requirements or constraints file or a pyproject.toml (refused before the tool starts,
+naming the place), one the tool only meets while it runs (a local find-links page, a
+dependency of a local wheel: refused by the guard, a ``crane: guard: refused ...`` line
+naming the URL and the project), or a tampered lock file (refused before the tool starts).
+Every refusal is exit 3, and the decoy is not installed. Public-only projects keep
+installing.
 """
 
 from __future__ import annotations
@@ -38,10 +40,20 @@ def uv_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def assert_refused(result, url: str) -> None:
+    """Refused by the guard while the tool ran."""
     assert result.code == 3, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("crane: guard:")]
     assert lines, result.stderr
     assert any(url in line and DECOY_LINE in line for line in lines), lines
+
+
+def assert_reference_refused(result, place: str, stack) -> None:
+    """Refused before the tool started: a requirement that points a private project
+    elsewhere, named by where it was written."""
+    assert result.code == 3, result.stdout + result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "would come from" in line]
+    assert line.startswith(f"crane: {place}: decoy-pkg would come from "), line
+    assert f"a project of private index {stack.private_url}" in line, line
 
 
 def installed(target: Path) -> set[str]:
@@ -57,6 +69,44 @@ def test_a_direct_url_in_a_requirements_file_is_refused(stack, logged_in, tmp_pa
         result = logged_in.run("uv", "pip", *args, env=uv_env(logged_in.env))
     else:
         result = logged_in.run("pip", *args)
+    assert_reference_refused(result, "requirements file requirements.txt line 1", stack)
+    assert "decoy_pkg" not in installed(target)
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_direct_url_on_the_command_line_is_refused(stack, logged_in, tmp_path, tool):
+    target = tmp_path / "target"
+    opaque = public_file(stack, "anything-1.0.tar.gz")  # the name a URL shows proves nothing
+    args = ["install", "--target", str(target), "-i", stack.private_url, f"Decoy_Pkg @ {opaque}"]
+    if tool == "uv":
+        result = logged_in.run("uv", "pip", *args, env=uv_env(logged_in.env))
+    else:
+        result = logged_in.run("pip", *args)
+    assert_reference_refused(result, "command line", stack)
+
+
+def test_a_git_reference_is_refused_before_it_is_cloned(stack, logged_in, tmp_path):
+    # git:// never passes an HTTP proxy: only the reference itself can be judged.
+    target = tmp_path / "target"
+    result = logged_in.run(
+        "pip", "install", "--target", str(target), "-i", stack.private_url,
+        "decoy-pkg @ git+git://127.0.0.1:9/decoy.git",
+    )  # fmt: skip
+    assert_reference_refused(result, "command line", stack)
+
+
+def test_a_dependency_met_only_while_pip_runs_is_refused_by_the_guard(stack, logged_in, tmp_path):
+    from stack import wheels
+
+    # A local wheel (the user's own file, not judged) whose metadata pulls the decoy in
+    # by URL: crane sees it only when pip fetches it.
+    local = wheels.build_wheel(
+        tmp_path / "local", "innocent-lib", "1.0", [f"decoy-pkg @ {decoy_url(stack)}"]
+    )
+    target = tmp_path / "target"
+    result = logged_in.run(
+        "pip", "install", "--target", str(target), "-i", stack.private_url, str(local)
+    )
     assert_refused(result, decoy_url(stack))
     assert "decoy_pkg" not in installed(target)
 
@@ -70,7 +120,7 @@ def test_a_direct_url_constraint_is_refused_for_uv(stack, logged_in, tmp_path):
         "-c", "c.txt", "decoy-pkg",
         env=uv_env(logged_in.env),
     )  # fmt: skip
-    assert_refused(result, decoy_url(stack))
+    assert_reference_refused(result, "requirements file c.txt line 1", stack)
     assert "decoy_pkg" not in installed(target)
 
 
@@ -122,15 +172,41 @@ default = true
 """
 
 
-def test_a_uv_sources_url_is_refused_by_the_guard(stack, logged_in):
+@pytest.mark.parametrize(
+    "source",
+    [
+        'decoy-pkg = {{ url = "{decoy}" }}',
+        'decoy-pkg = {{ git = "https://127.0.0.1:9/decoy.git" }}',
+        'decoy-pkg = {{ index = "public" }}',
+    ],
+    ids=["url", "git", "index"],
+)
+def test_a_uv_sources_pin_elsewhere_is_refused(stack, logged_in, source):
     work = logged_in.cwd
+    pin = source.format(decoy=decoy_url(stack))
     (work / "pyproject.toml").write_text(
         UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
-        + f'\n[tool.uv.sources]\ndecoy-pkg = {{ url = "{decoy_url(stack)}" }}\n'
+        + f"\n[tool.uv.sources]\n{pin}\n"
     )
-    result = logged_in.run("uv", "lock", env=uv_env(logged_in.env), timeout=300)
-    assert_refused(result, decoy_url(stack))
-    assert not (work / "uv.lock").exists()
+    for args in (["lock"], ["sync"]):
+        result = logged_in.run("uv", *args, env=uv_env(logged_in.env), timeout=300)
+        place = f"{work / 'pyproject.toml'} [tool.uv.sources]"
+        assert_reference_refused(result, place, stack)
+        assert not (work / "uv.lock").exists()
+
+
+def test_a_poetry_dependency_pinned_elsewhere_is_refused(stack, logged_in):
+    work = logged_in.cwd
+    env = {**logged_in.env, "POETRY_VIRTUALENVS_IN_PROJECT": "true"}
+    (work / "pyproject.toml").write_text(
+        POETRY_PROJECT.format(private=stack.private_url, public=stack.public_url)
+        + "\n[tool.poetry.group.dev.dependencies]\n"
+        + 'decoy-pkg = { version = "*", source = "public" }\n'
+    )
+    result = logged_in.run("poetry", "lock", env=env, timeout=300)
+    place = f"{work / 'pyproject.toml'} [tool.poetry.group.dev.dependencies]"
+    assert_reference_refused(result, place, stack)
+    assert not (work / "poetry.lock").exists()
 
 
 def test_a_tampered_uv_lock_is_refused_before_uv_runs(stack, logged_in, tmp_path):

@@ -61,6 +61,12 @@ def uv(args: list[str], *, no_input: bool) -> int:
         )
     elif is_uv_project_command(args):
         plan = plan_uv_project(args, registry=registry, environ=os.environ, cwd=Path.cwd())
+    elif args[:1] == ["tool"]:
+        note = (
+            "crane does not handle `uv tool` yet: running uv unchanged, without the private "
+            "index's credentials and without crane's guard"
+        )
+        plan = Plan("uv", ["uv", *args], Unchanged(), notes=[note])
     else:
         plan = Plan("uv", ["uv", *args], Unchanged(), notes=["this uv command uses no index"])
     return run(plan, os.environ, no_input=no_input)

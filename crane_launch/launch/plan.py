@@ -34,6 +34,7 @@ __all__ = [
     "NO_PROXY_ENV_WHY",
     "PROXY_WHY",
     "REMOTE_FILE_WHY",
+    "DirectReference",
     "FileCopy",
     "IndexDoorMode",
     "IndexSetting",
@@ -84,6 +85,19 @@ class FileCopy:
 
 
 @dataclass(frozen=True)
+class DirectReference:
+    """A requirement that says where its project comes from: `name @ URL` (PEP 508), a
+    `[tool.uv.sources]` or poetry `url`/`git` source (`kind` "url"), or a pin to a named
+    index (`kind` "index", `url` the index's URL). `project` is the normalised name;
+    `place` where the requirement was written."""
+
+    project: str
+    url: str
+    place: str
+    kind: str = "url"
+
+
+@dataclass(frozen=True)
 class Unchanged:
     """Run the tool as it is: no registered index is in play."""
 
@@ -105,6 +119,9 @@ class IndexDoorMode:
     env_unset: frozenset[str] = frozenset()
     file_copies: tuple[FileCopy, ...] = ()
     lock_output: Path | None = None
+    direct_references: tuple[DirectReference, ...] = ()
+    """Requirements that say where their project comes from: the runner refuses one that
+    takes a project of the private index from elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,7 @@ class TransparentDoorMode:
 
     privates: tuple[PrivateIndex, ...]
     project_dir: Path | None = None
+    direct_references: tuple[DirectReference, ...] = ()
 
     @property
     def private_hosts(self) -> list[str]:

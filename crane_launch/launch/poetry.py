@@ -36,6 +36,7 @@ from crane_launch.launch.project_scan import (
     load_toml,
     nearest_pyproject,
     parse_tool_args,
+    pyproject_references,
     table_at,
     tables,
     under,
@@ -85,7 +86,16 @@ def plan_poetry(
     for url in _locked_legacy_urls(load_toml(project / "poetry.lock", read_text)):
         registered.check(url)
     warnings = _shadowing_warnings(sources, private_names)
-    return registered.plan("poetry", argv, warnings=warnings, notes=[], project_dir=project)
+    names = {source.name: source.url for source in sources if source.url}
+    references = pyproject_references(data, str(project / "pyproject.toml"), names)
+    return registered.plan(
+        "poetry",
+        argv,
+        warnings=warnings,
+        notes=[],
+        project_dir=project,
+        direct_references=references,
+    )
 
 
 def _start(args: ToolArgs, cwd: Path) -> Path:

@@ -26,6 +26,7 @@ from crane_launch.config import PrivateIndex, Registry, builtin_public_index, cl
 from crane_launch.errors import ConfigError, UnknownIndexError, UsageError
 from crane_launch.launch.files import ReadText
 from crane_launch.launch.plan import (
+    DirectReference,
     FileCopy,
     IndexDoorMode,
     IndexSetting,
@@ -33,7 +34,14 @@ from crane_launch.launch.plan import (
     Rejection,
     Unchanged,
 )
-from crane_launch.launch.reqfiles import Dialect, RequirementsWalk, Root, walk_requirements
+from crane_launch.launch.reqfiles import (
+    Dialect,
+    RequirementsWalk,
+    Root,
+    direct_reference,
+    direct_references,
+    walk_requirements,
+)
 
 __all__ = [
     "DoorSetup",
@@ -127,7 +135,9 @@ def finish(
     refused = [*reading.rejections, *walk.rejections, *index_lines.foreign]
     if refused:
         raise refused[0].error()
-    return _behind_the_door(reading, choice.private, choice.public_url, open_door(walk))
+    references = _references(reading, walk, environ)
+    door = open_door(walk)
+    return _behind_the_door(reading, choice.private, choice.public_url, door, references)
 
 
 def _walk(reading: Reading, environ: Mapping[str, str], read_text: ReadText) -> RequirementsWalk:
@@ -148,8 +158,26 @@ def _unchanged(reading: Reading, note: str) -> Plan:
     return Plan(reading.tool, list(reading.command), Unchanged(), notes=[note])
 
 
+def _references(
+    reading: Reading, walk: RequirementsWalk, environ: Mapping[str, str]
+) -> tuple[DirectReference, ...]:
+    """The direct references of the command line and of the requirements files."""
+    on_argv = [
+        reference
+        for token in reading.command
+        if not token.startswith("-")
+        and (reference := direct_reference(token, "command line")) is not None
+    ]
+    in_files = direct_references(walk, cwd=reading.cwd, environ=environ)
+    return (*on_argv, *in_files)
+
+
 def _behind_the_door(
-    reading: Reading, private: PrivateIndex, public_url: str, door: DoorSetup
+    reading: Reading,
+    private: PrivateIndex,
+    public_url: str,
+    door: DoorSetup,
+    references: tuple[DirectReference, ...],
 ) -> Plan:
     mode = IndexDoorMode(
         private,
@@ -159,6 +187,7 @@ def _behind_the_door(
         env_unset=door.env_unset,
         file_copies=door.file_copies,
         lock_output=door.lock_output,
+        direct_references=references,
     )
     return Plan(reading.tool, list(door.command), mode, notes=list(door.notes))
 

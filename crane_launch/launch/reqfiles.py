@@ -47,10 +47,12 @@ from crane_launch.launch.files import ReadText, display_path
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
     REMOTE_FILE_WHY,
+    DirectReference,
     FileCopy,
     IndexSetting,
     Rejection,
 )
+from crane_launch.proxy.routing import normalise_project
 
 __all__ = [
     "Dialect",
@@ -59,6 +61,8 @@ __all__ = [
     "Root",
     "SortedIndexLines",
     "copy_value",
+    "direct_reference",
+    "direct_references",
     "plan_copies",
     "walk_requirements",
 ]
@@ -371,6 +375,42 @@ def _option_lines(text: str, environ: Mapping[str, str], table: OptionTable) -> 
             continue
         lines.append(_Line(logical.first, logical.last, option_tokens, options))
     return lines
+
+
+# --- direct references ------------------------------------------------------------------
+
+_DIRECT_RE = re.compile(
+    r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*@\s*(\S+)"
+)
+
+
+def direct_reference(text: str, place: str) -> DirectReference | None:
+    """The direct reference `text` makes to a remote location; None for any other
+    requirement, and for a `file:` URL (the user's own file)."""
+    match = _DIRECT_RE.match(text.strip())
+    if match is None:
+        return None
+    url = match.group(2).rstrip(";")
+    if "://" not in url or url.lower().startswith("file:"):
+        return None
+    return DirectReference(normalise_project(match.group(1)), url, place)
+
+
+def direct_references(
+    walk: RequirementsWalk, *, cwd: Path, environ: Mapping[str, str]
+) -> list[DirectReference]:
+    """Every remote direct reference in the files of `walk`, in file and line order."""
+    found: list[DirectReference] = []
+    for path, file in walk.files.items():
+        shown = display_path(path, cwd)
+        for logical in _logical_lines(file.text.removeprefix("\ufeff")):
+            line = _expand(_COMMENT_RE.sub("", logical.text).strip(), environ)
+            if not line or line.startswith("-"):
+                continue
+            reference = direct_reference(line, f"requirements file {shown} line {logical.first}")
+            if reference is not None:
+                found.append(reference)
+    return found
 
 
 def copy_value(value: str, copy: Path) -> str:

@@ -29,14 +29,22 @@ import tempfile
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from crane_launch.auth import Credentials, TerminalUI, TokenStore, login_policy
-from crane_launch.config import PrivateIndex, atomic_write_text, origin_of, origin_url
+from crane_launch.config import (
+    PrivateIndex,
+    atomic_write_text,
+    normalise_url,
+    origin_of,
+    origin_url,
+)
 from crane_launch.console import say, warn
 from crane_launch.errors import EXIT_CONFIG, ConfigError, CraneError
 from crane_launch.launch.environment import guarded_environment, index_door_environment
 from crane_launch.launch.locks import find_locks, lock_violations, read_lock
 from crane_launch.launch.plan import (
+    DirectReference,
     FileCopy,
     IndexDoorMode,
     Plan,
@@ -86,12 +94,16 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
     if pass_through:
         say(f"guard: tunnelling {', '.join(sorted(pass_through))} blind ({PASS_THROUGH_VAR})")
     with GuardedDoors(indexes, public_url, pass_through=pass_through) as doors:
+        doors.verify_references(mode.direct_references)
         if isinstance(mode, TransparentDoorMode):
             doors.verify_locks(mode.project_dir)
         if isinstance(mode, IndexDoorMode):
             code = _through_index_door(command, mode, environ, doors)
         else:
             code = run_supervised(command, doors.environment(environ))
+            # A lock the tool has just written (and maybe installed from) is judged too:
+            # the run fails rather than leave a lock that takes a private project elsewhere.
+            doors.verify_locks(mode.project_dir)
         return doors.verdict(code)
 
 
@@ -265,13 +277,30 @@ class GuardedDoors:
         ]
         names = sorted({package.name for package in packages})
         for door in self._index_doors:
-            served = _on_loop(self._server, _served_names(door, names))
+            served = self._served(door, names)
             violations = lock_violations(
                 packages, private_url=door.private_url, private_names=served
             )
             if violations:
                 more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
                 raise ConfigError(violations[0].message(door.private_url) + more)
+
+    def verify_references(self, references: Sequence[DirectReference]) -> None:
+        """Refuse (ConfigError, exit 3) a requirement that takes a project one of the
+        private indexes serves from a URL or an index that is not that private index."""
+        for door in self._index_doors:
+            foreign = [ref for ref in references if not _on_private_index(ref, door.private_url)]
+            served = self._served(door, sorted({ref.project for ref in foreign}))
+            for ref in foreign:
+                if ref.project in served:
+                    raise ConfigError(
+                        f"{ref.place}: {ref.project} would come from {_shown(ref.url)}, but "
+                        f"{ref.project} is a project of private index {door.private_url}; "
+                        "remove the URL or the pin to install it from the private index"
+                    )
+
+    def _served(self, door: IndexDoor, names: Sequence[str]) -> set[str]:
+        return _on_loop(self._server, _served_names(door, names))
 
     def verdict(self, code: int) -> int:
         """The run's exit code: the child's, or 3 when the guard refused a request."""
@@ -282,8 +311,33 @@ class GuardedDoors:
         return EXIT_CONFIG
 
 
+def _on_private_index(reference: DirectReference, private_url: str) -> bool:
+    """Whether `reference` points at the private index itself (or a file on its origin)."""
+    if reference.kind == "index":
+        try:
+            return normalise_url(reference.url) == private_url
+        except CraneError:
+            return False
+    url = (
+        reference.url.split("+", 1)[1]
+        if reference.url.split(":", 1)[0].count("+")
+        else reference.url
+    )
+    try:
+        return origin_of(url) == origin_of(private_url) and not reference.url.startswith("git+")
+    except ValueError:
+        return False
+
+
+def _shown(url: str) -> str:
+    """A URL without its userinfo, query and fragment (they may carry a secret)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
 async def _served_names(door: IndexDoor, names: Sequence[str]) -> set[str]:
-    """The names of `names` the door's private index serves; an unknown one is an error."""
+    """The names of `names` the door's private index serves; an unknown one is an error
+    (crane cannot tell, so it does not let the project come from elsewhere)."""
     slots = asyncio.Semaphore(8)
 
     async def one(name: str) -> tuple[str, NameStatus, str]:
@@ -293,7 +347,7 @@ async def _served_names(door: IndexDoor, names: Sequence[str]) -> set[str]:
     answers = await asyncio.gather(*(one(name) for name in names))
     for name, status, reason in answers:
         if status is NameStatus.UNKNOWN:
-            raise CraneError(f"cannot verify the lock entry of {name}: {reason}")
+            raise CraneError(f"cannot tell whether {door.private_url} has {name}: {reason}")
     return {name for name, status, _ in answers if status is NameStatus.SERVED}
 
 

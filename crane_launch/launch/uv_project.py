@@ -35,13 +35,14 @@ from typing import Any
 
 from crane_launch.config import Registry
 from crane_launch.launch.files import ReadText
-from crane_launch.launch.plan import Plan
+from crane_launch.launch.plan import DirectReference, Plan
 from crane_launch.launch.project_scan import (
     RegisteredIndexes,
     ToolArgs,
     load_toml,
     nearest_pyproject,
     parse_tool_args,
+    pyproject_references,
     strings,
     table_at,
     tables,
@@ -151,7 +152,28 @@ def plan_uv_project(
         warnings += _order_warnings(consulted, registry)
         warnings += _strategy_warnings(args, environ, layers, consulted, registry)
     root = project.root if project is not None else None
-    return registered.plan("uv", argv, warnings=warnings, notes=notes, project_dir=root)
+    return registered.plan(
+        "uv",
+        argv,
+        warnings=warnings,
+        notes=notes,
+        project_dir=root,
+        direct_references=_references(project) if project is not None else (),
+    )
+
+
+def _references(project: _UvProject) -> list[DirectReference]:
+    """The direct references of the project's (and its workspace root's) pyproject.toml,
+    with `[tool.uv.sources]` index pins resolved through its `[[tool.uv.index]]` names."""
+    found: list[DirectReference] = []
+    for path, data in project.pyprojects:
+        names = {
+            str(index.get("name")): str(index.get("url"))
+            for index in tables(table_at(data, "tool", "uv").get("index"))
+            if isinstance(index.get("url"), str)
+        }
+        found += pyproject_references(data, str(path), names)
+    return found
 
 
 # --- the project and its workspace --------------------------------------------------------

@@ -29,6 +29,7 @@ import asyncio
 import enum
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -55,24 +56,33 @@ _SDIST_SUFFIXES = (
     ".tar.lzma",
     ".tar",
     ".zip",
+    ".tar.zst",  # uv accepts these too
+    ".tzst",
 )
 _EGG = re.compile(r"^(?P<name>[^-]+)-[^-]+(?:-[^-]+)*\.egg$", re.IGNORECASE)
 _PAGE_PARENTS = frozenset({"simple", "+simple"})
 _VALID_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
-def requested_projects(url: str) -> tuple[str, ...]:
-    """The normalised project names `url` may be a file or a page of (none: neither).
+def requested_projects(url: str, *, filename: str | None = None) -> tuple[str, ...]:
+    """The normalised project names `url` may be a file or a page of (none: neither);
+    `filename` (a response's Content-Disposition) is judged as a file name too.
 
     The path is read as a server that decodes and normalises it would (`%2E%2E` is a
-    `..` there); a last segment that could be both a file and a page is both.
+    `..` there), and names as packaging compares them (Unicode NFKC first: a Kelvin sign
+    is a `k`); a last segment that could be both a file and a page is both.
     """
-    segments = _resolved_segments(unquote(urlsplit(url).path))
+    extra = _file_projects(_nfkc(filename)) if filename else ()
+    segments = _resolved_segments(_nfkc(unquote(urlsplit(url).path)))
     if not segments:
-        return ()
+        return extra
     page = _page_project(segments)
-    found = _file_projects(segments[-1]) + ((page,) if page is not None else ())
+    found = _file_projects(segments[-1]) + ((page,) if page is not None else ()) + extra
     return tuple(dict.fromkeys(found))
+
+
+def _nfkc(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
 
 
 def _resolved_segments(path: str) -> list[str]:
@@ -176,14 +186,16 @@ class Guard:
         self._known: dict[tuple[int, str], asyncio.Task[tuple[NameStatus, str]]] = {}
         self.refusals: list[Refusal] = []
 
-    async def check(self, url: str) -> Refusal | None:
+    async def check(self, url: str, *, filename: str | None = None) -> Refusal | None:
+        """None to let the request for `url` through, else the refusal (recorded).
+        `filename` is what the response says the download is (Content-Disposition)."""
         try:
             origin = origin_of(url)
         except ValueError:
             origin = None
         if origin in self._private_origins:
             return None
-        for project in requested_projects(url):
+        for project in requested_projects(url, filename=filename):
             refusal = await self._check_project(url, project)
             if refusal is not None:
                 self.refusals.append(refusal)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email.message
 import hmac
 import logging
 import secrets
@@ -228,7 +229,24 @@ class TransparentDoor:
             response = await self._public.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
             return Reply.text(502, f"crane: {url.split('?', maxsplit=1)[0]}: {type(exc).__name__}")
+        filename = _disposition_filename(response.headers.get("content-disposition", ""))
+        if self._guard is not None and filename:
+            # The download names itself: a tool saves it, and judges it, by that name.
+            refusal = await self._guard.check(url, filename=filename)
+            if refusal is not None:
+                await response.aclose()
+                return Reply.text(403, f"crane: {refusal.line()}\n")
         return streamed_reply(response, None)
+
+
+def _disposition_filename(value: str) -> str | None:
+    """The file name a Content-Disposition header gives (`filename*=` or `filename=`)."""
+    if not value:
+        return None
+    message = email.message.Message()
+    message["content-disposition"] = value
+    name = message.get_filename()
+    return name.rsplit("/", 1)[-1] if name else None
 
 
 def _upstream_proxy(host: str) -> str | None:
