@@ -281,3 +281,39 @@ def test_a_poetry_lock_whose_reference_names_the_public_source_is_refused(stack,
     assert "poetry.lock:" in result.stderr, result.stderr
     assert "decoy-pkg" in result.stderr, result.stderr
     assert not list(work.glob(".venv/lib/*/site-packages/decoy_pkg*"))  # poetry never ran
+
+
+def test_a_uv_project_that_searches_every_index_meets_the_guard(stack, logged_in):
+    # The planner only warns about this shadowing setting; the guard refuses the public
+    # page of the private project that uv asks for.
+    work = logged_in.cwd
+    (work / "pyproject.toml").write_text(
+        UV_PROJECT.format(private=stack.private_url, public=stack.public_url).replace(
+            "package = false", 'package = false\nindex-strategy = "unsafe-best-match"'
+        )
+    )
+    result = logged_in.run("uv", "lock", env=uv_env(logged_in.env), timeout=300)
+    assert_refused(result, stack.public_url + "decoy-pkg/")
+    # uv takes the 403 as "not on that index": whatever it locked came from the private one.
+    lock = work / "uv.lock"
+    if lock.exists():
+        entry = lock.read_text().split('name = "decoy-pkg"', 1)[1].split("[[package]]")[0]
+        assert f'registry = "{stack.private_url}"' in entry, entry
+
+
+def test_a_poetry_project_with_the_public_source_primary_meets_the_guard(stack, logged_in):
+    work = logged_in.cwd
+    env = {**logged_in.env, "POETRY_VIRTUALENVS_IN_PROJECT": "true"}
+    (work / "pyproject.toml").write_text(
+        POETRY_PROJECT.format(private=stack.private_url, public=stack.public_url).replace(
+            'priority = "supplemental"', 'priority = "primary"'
+        )
+    )
+    result = logged_in.run("poetry", "lock", env=env, timeout=300)
+    assert_refused(result, stack.public_url + "decoy-pkg/")
+    # poetry takes the 403 as "not in that source": whatever it locked is the private one.
+    lock = work / "poetry.lock"
+    if lock.exists():
+        entry = lock.read_text().split('name = "decoy-pkg"', 1)[1].split("[[package]]")[0]
+        assert 'version = "1.0"' in entry, entry
+        assert 'reference = "private"' in entry, entry
