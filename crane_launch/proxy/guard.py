@@ -64,15 +64,21 @@ _PAGE_PARENTS = frozenset({"simple", "+simple"})
 _VALID_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
-def requested_projects(url: str, *, filename: str | None = None) -> tuple[str, ...]:
+def requested_projects(
+    url: str, *, filename: str | None = None, page: str | None = None
+) -> tuple[str, ...]:
     """The normalised project names `url` may be a file or a page of (none: neither);
-    `filename` (a response's Content-Disposition) is judged as a file name too.
+    `filename` (a response's Content-Disposition) is judged as a file name too, and `page`
+    (the last segment of a response that is a PEP 691 page) as a project name.
 
     The path is read as a server that decodes and normalises it would (`%2E%2E` is a
     `..` there), and names as packaging compares them (Unicode NFKC first: a Kelvin sign
     is a `k`); a last segment that could be both a file and a page is both.
     """
-    extra = _file_projects(_nfkc(filename)) if filename else ()
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1] if filename else ""
+    extra = _file_projects(_nfkc(base)) if base else ()
+    if page and (named := _name(_nfkc(unquote(page)))) is not None:
+        extra += (named,)
     segments = _resolved_segments(_nfkc(unquote(urlsplit(url).path)))
     if not segments:
         return extra
@@ -186,16 +192,18 @@ class Guard:
         self._known: dict[tuple[int, str], asyncio.Task[tuple[NameStatus, str]]] = {}
         self.refusals: list[Refusal] = []
 
-    async def check(self, url: str, *, filename: str | None = None) -> Refusal | None:
+    async def check(
+        self, url: str, *, filename: str | None = None, page: str | None = None
+    ) -> Refusal | None:
         """None to let the request for `url` through, else the refusal (recorded).
-        `filename` is what the response says the download is (Content-Disposition)."""
+        `filename` and `page` are what the response says it is (`requested_projects`)."""
         try:
             origin = origin_of(url)
         except ValueError:
             origin = None
         if origin in self._private_origins:
             return None
-        for project in requested_projects(url, filename=filename):
+        for project in requested_projects(url, filename=filename, page=page):
             refusal = await self._check_project(url, project)
             if refusal is not None:
                 self.refusals.append(refusal)

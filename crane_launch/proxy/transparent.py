@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from crane_launch.config import Origin, origin_of, origin_url
-from crane_launch.proxy.guard import Guard
+from crane_launch.proxy.guard import Guard, Refusal
 from crane_launch.proxy.server import Reply, Request, serve_h11
 from crane_launch.proxy.upstream import CONTENT_HEADERS, Upstream, end_to_end, streamed_reply
 
@@ -229,14 +229,26 @@ class TransparentDoor:
             response = await self._public.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
             return Reply.text(502, f"crane: {url.split('?', maxsplit=1)[0]}: {type(exc).__name__}")
-        filename = _disposition_filename(response.headers.get("content-disposition", ""))
-        if self._guard is not None and filename:
-            # The download names itself: a tool saves it, and judges it, by that name.
-            refusal = await self._guard.check(url, filename=filename)
-            if refusal is not None:
-                await response.aclose()
-                return Reply.text(403, f"crane: {refusal.line()}\n")
+        refusal = await self._judge_response(url, response)
+        if refusal is not None:
+            await response.aclose()
+            return Reply.text(403, f"crane: {refusal.line()}\n")
         return streamed_reply(response, None)
+
+    async def _judge_response(self, url: str, response: httpx.Response) -> Refusal | None:
+        """The guard's second look, at what the response says it is: a download that
+        names itself (Content-Disposition: a tool saves, and judges, it by that name), and
+        a PEP 691 project page at any path (an index need not live under `simple/`)."""
+        if self._guard is None:
+            return None
+        filename = _disposition_filename(response.headers.get("content-disposition", ""))
+        content_type = response.headers.get("content-type", "").lower()
+        if content_type.startswith("application/vnd.pypi.simple.v1"):
+            page = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+            return await self._guard.check(url, page=page)
+        if filename:
+            return await self._guard.check(url, filename=filename)
+        return None
 
 
 def _disposition_filename(value: str) -> str | None:

@@ -1067,3 +1067,19 @@ def test_a_private_wheel_under_a_simple_path_elsewhere_is_refused(world: GuardWo
         response = client.get(f"https://{HOST}:{world.public_https}{path}")
 
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("url", "filename", "page", "expected"),
+    [
+        ("https://evil.example/cd/7", "decoy_pkg-99.0.tar.gz", None, ("decoy-pkg",)),
+        ("https://evil.example/cd/7", "../x/Decoy.Pkg-99.0-py3-none-any.whl", None, ("decoy-pkg",)),
+        ("https://evil.example/idx/Decoy_Pkg", None, "Decoy_Pkg", ("decoy-pkg",)),
+        ("https://evil.example/idx/", None, "idx", ("idx",)),
+        ("https://evil.example/cd/7", "README", None, ()),
+    ],
+)
+def test_what_a_response_says_it_is_is_judged_too(
+    url: str, filename: str | None, page: str | None, expected: tuple[str, ...]
+) -> None:
+    assert requested_projects(url, filename=filename, page=page) == expected
