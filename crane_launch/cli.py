@@ -19,6 +19,7 @@ from crane_launch import __version__, console
 from crane_launch.config import Registry
 from crane_launch.console import say
 from crane_launch.errors import EXIT_FAILURE, EXIT_USAGE, CraneError
+from crane_launch.process import harden
 
 __all__ = ["main"]
 
@@ -247,6 +248,7 @@ def _one_line(exc: click.ClickException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: every crane error becomes one `crane: ...` line and its exit code."""
+    harden()
     try:
         # Outside standalone mode click returns what the command returned (a tool's exit
         # code; None for the bookkeeping commands), or the code of a `ctx.exit`.
