@@ -144,12 +144,7 @@ def logout(url: str) -> None:
     """Remove the tokens for URL (and revoke them where the provider allows)."""
     from crane_launch.commands import session
 
-    entry = Registry.load().get(url)
-    removed, revoked = session.logout(entry)
-    if not removed:
-        say(f"not logged in to {entry.url}")
-        return
-    say(f"logged out of {entry.url}" + (" (tokens revoked)" if revoked else ""))
+    say(session.logout(Registry.load().get(url)))
 
 
 @cli.command()

@@ -48,6 +48,13 @@ def crane_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def _no_hardening_of_the_test_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `main` turns core dumps off for crane's process; in-process, that would be pytest's
+    # (tests/test_process.py checks the hardening in a process of its own).
+    monkeypatch.setattr("crane_launch.cli.harden", lambda: None)
+
+
 @pytest.fixture
 def crane(crane_home: Path, capsys: pytest.CaptureFixture[str]) -> Crane:
     """Run `crane ARGS...` in-process; return its exit code and what it printed."""
@@ -406,7 +413,13 @@ def test_logout_removes_the_tokens(crane: Crane) -> None:
     result = crane("logout", "https://pkgs.example.test/simple")
 
     assert result.code == 0
-    assert one_crane_line(result) == f"crane: logged out of {URL}"
+    line = one_crane_line(result)
+    assert line.startswith(
+        f"crane: logged out of {URL}: tokens deleted here; the index names no revocation "
+        "endpoint, so the access token stays valid until it expires, "
+    ), line
+    assert DATE.search(line), line
+    assert line.endswith("(in 10 min)"), line
     assert TokenStore().load(URL) is None
     assert crane("index", "list").out == f"{URL}\tnot logged in\n"
 

@@ -61,12 +61,18 @@ class TokenStatus:
 
 
 class LogoutResult(NamedTuple):
-    """What `Credentials.logout` did; unpacks as `(removed, revoked)`."""
+    """What `Credentials.logout` did; its first two fields unpack as `(removed, revoked)`."""
 
     removed: bool
     """A local token file was removed."""
     revoked: bool
     """The provider confirmed every revocation (False: none attempted, or one failed)."""
+    refresh_revoked: bool | None = None
+    """The refresh token's revocation: confirmed, refused, or None (none attempted)."""
+    access_revoked: bool | None = None
+    """The access token's revocation: confirmed, refused, or None (none attempted)."""
+    access_expires_at: float | None = None
+    """When the access token stops working by itself (what a failed revocation leaves)."""
 
 
 class Credentials:
@@ -279,20 +285,20 @@ class Credentials:
             removed = self.store.delete(self.url)
             self._cached = None
         log.debug("%s: local login %s", self.url, "removed" if removed else "absent")
-        if tokens is None or not self.index.revocation_url:
+        if tokens is None:
             return LogoutResult(removed, revoked=False)
-        return LogoutResult(removed, self._revoke_all(self.index.revocation_url, tokens))
+        expires = tokens.expires_at
+        if not self.index.revocation_url:
+            return LogoutResult(removed, revoked=False, access_expires_at=expires)
+        url = self.index.revocation_url
+        refresh = self._revoke(url, tokens.refresh_token, "refresh_token")
+        access = self._revoke(url, tokens.access_token, "access_token")
+        revoked = refresh is not False and access is not False
+        return LogoutResult(removed, revoked, refresh, access, expires)
 
-    def _revoke_all(self, url: str, tokens: TokenSet) -> bool:
-        """Revoke the refresh token, then the access token; True when every one was."""
-        revoked = True
-        pairs = ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token"))
-        for token, hint in pairs:
-            if token:
-                revoked = self._revoke(url, token, hint) and revoked
-        return revoked
-
-    def _revoke(self, url: str, token: str, hint: str) -> bool:
+    def _revoke(self, url: str, token: str | None, hint: str) -> bool | None:
+        if not token:
+            return None
         # `hint` names the kind of token (RFC 7009 token_type_hint); it is logged in words
         # so that the redacting log formatter has nothing that looks like `name=value`.
         kind = hint.replace("_", " ")

@@ -78,7 +78,32 @@ def login(
     Credentials(index, TokenStore()).login(ui, open_browser=open_browser)
 
 
-def logout(index: PrivateIndex) -> tuple[bool, bool]:
-    """Delete the tokens of `index`, revoking them where the provider allows:
-    (whether tokens were stored, whether they were revoked)."""
-    return Credentials(index, TokenStore()).logout()
+def logout(index: PrivateIndex) -> str:
+    """Delete the tokens of `index`, revoking them where the provider allows, and say
+    what happened in one line (what was revoked, and what stays valid until when)."""
+    result = Credentials(index, TokenStore()).logout()
+    if not result.removed:
+        return f"not logged in to {index.url}"
+    done = f"logged out of {index.url}"
+    if result.revoked and result.refresh_revoked is not None:
+        return f"{done} (tokens revoked)"
+    until = f"which expires {describe_expiry(result.access_expires_at)}"
+    if not index.revocation_url:
+        return (
+            f"{done}: tokens deleted here; the index names no revocation endpoint, so the "
+            f"access token stays valid until it expires, {until.removeprefix('which expires ')}"
+        )
+    parts = [_revocation(result.refresh_revoked, "refresh token")]
+    if result.access_revoked is False:
+        parts.append(f"this provider did not revoke the access token, {until}")
+    elif result.access_revoked:
+        parts.append("access token revoked")
+    return f"{done}: " + "; ".join(part for part in parts if part)
+
+
+def _revocation(outcome: bool | None, what: str) -> str:
+    if outcome is None:
+        return f"no {what} to revoke"
+    if outcome:
+        return f"{what} revoked"
+    return f"the provider refused to revoke the {what}: revoke crane's access at the provider"

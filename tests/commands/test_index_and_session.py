@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crane_launch.auth import Endpoints, TokenSet, TokenStore
+from crane_launch.auth import Endpoints, LogoutResult, TokenSet, TokenStore
 from crane_launch.commands import index as index_command
 from crane_launch.commands import session
 from crane_launch.commands.index import Registration, split_scopes
@@ -181,3 +181,35 @@ def test_removing_an_unknown_index_changes_nothing(registry: Registry) -> None:
 def test_index_lines_without_tokens_show_no_expiry(registry: Registry) -> None:
     index_command.register(registry, positional())
     assert session.statuses(registry) == [IndexStatus(URL, False, "-", "-")]
+
+
+@pytest.mark.parametrize(
+    ("result", "said"),
+    [
+        (LogoutResult(False, False), "not logged in to {url}"),
+        (LogoutResult(True, True, True, True, NOW + 600), "logged out of {url} (tokens revoked)"),
+        (
+            LogoutResult(True, False, True, False, NOW + 600),
+            "logged out of {url}: refresh token revoked; this provider did not revoke the "
+            "access token, which expires 2023-11-14 22:23:20 UTC (in 10 min)",
+        ),
+        (
+            LogoutResult(True, False, False, True, NOW + 600),
+            "logged out of {url}: the provider refused to revoke the refresh token: revoke "
+            "crane's access at the provider; access token revoked",
+        ),
+        (
+            LogoutResult(True, True, None, True, NOW + 600),
+            "logged out of {url}: no refresh token to revoke; access token revoked",
+        ),
+    ],
+)
+def test_logout_says_what_was_revoked_and_what_stays_valid(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch, result: LogoutResult, said: str
+) -> None:
+    index, _ = index_command.register(
+        registry, positional(revocation_url="https://idp.example.test/revoke")
+    )
+    monkeypatch.setattr("crane_launch.commands.session.Credentials.logout", lambda self: result)
+    monkeypatch.setattr(session, "describe_expiry", lambda at: describe_expiry(at, now=NOW))
+    assert session.logout(index) == said.format(url=URL)
