@@ -27,6 +27,7 @@ run changes (file copies, `pip lock`'s output) are `_open_door`'s.
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
@@ -430,7 +431,8 @@ def _open_door(
     """pip's run behind the door: the command line without its `-i`, requirements files
     read through copies without registered index lines, the `PIP_*` index variables unset
     (crane sets its own), and `pip lock`'s output file."""
-    token = copy_token or secrets.token_hex(4)
+    # The pid lets a later run remove the copies of a crane that was killed outright.
+    token = copy_token or f"{os.getpid()}-{secrets.token_hex(4)}"
     copies = plan_copies(walk, strip=lambda url: registry.find(url) is not None, token=token)
     swaps = [
         (option.occurrence, copied)

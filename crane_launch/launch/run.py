@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import psutil
+
 from crane_launch.auth import Credentials, TerminalUI, TokenStore, login_policy
 from crane_launch.config import (
     PrivateIndex,
@@ -204,7 +206,8 @@ class GuardedDoors:
             privates, self._ca.leaf_ssl_context, guard=self.guard, pass_through=pass_through
         )
         self._server = ProxyServer(self._dispatch)
-        self._workdir = Path(tempfile.mkdtemp(prefix="crane-"))
+        _sweep_stale(Path(tempfile.gettempdir()), _RUN_DIR_PREFIX)
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"{_RUN_DIR_PREFIX}{os.getpid()}-"))
         self._private_hosts = sorted({origin_of(index.url).host for index, _ in indexes})
 
     async def _dispatch(self, request: Request) -> Reply:
@@ -363,9 +366,33 @@ def _through_index_door(
     return code
 
 
+_RUN_DIR_PREFIX = "crane-run-"
+_COPY_PREFIX = ".crane-"
+
+
+def _sweep_stale(directory: Path, prefix: str) -> None:
+    """Remove what a crane killed outright left in `directory`: per-run files and folders
+    named `<prefix><pid>-...`, ours, whose process is gone."""
+    with contextlib.suppress(OSError):
+        for entry in directory.glob(prefix + "*"):
+            pid = entry.name.removeprefix(prefix).split("-", 1)[0]
+            with contextlib.suppress(OSError, ValueError):
+                if not pid.isdigit() or psutil.pid_exists(int(pid)):
+                    continue
+                if entry.lstat().st_uid != os.getuid():
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
+                log.debug("removed %s, left by a crane that was killed", entry)
+
+
 @contextlib.contextmanager
 def _written(copies: Sequence[FileCopy]) -> Iterator[None]:
     """The requirements-file copies exist (0600, never over an existing file) inside."""
+    for directory in {copy.copy.parent for copy in copies}:
+        _sweep_stale(directory, _COPY_PREFIX)
     written: list[Path] = []
     try:
         for copy in copies:

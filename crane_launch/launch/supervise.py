@@ -7,6 +7,12 @@ child has not finished some seconds after crane was signalled, crane escalates o
 the whole process tree: SIGINT to the child (a SIGINT sent to crane alone), then
 SIGTERM to every descendant, then SIGKILL.
 
+Every descendant is caught (Linux): crane is a child subreaper while the child runs
+(`PR_SET_CHILD_SUBREAPER`), so a daemon the child double-forks is re-parented to crane
+instead of init, and torn down with the rest even when the child has already exited.
+The direct child gets `PR_SET_PDEATHSIG` SIGTERM: if crane itself is killed with
+SIGKILL, the child does not go on retrying against a dead proxy.
+
 Exit status: the child's own code; 128 + n for a child killed by signal n; and
 128 + n when crane itself was stopped by signal n (what a shell reports for a
 program killed by that signal).
@@ -15,11 +21,13 @@ program killed by that signal).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import enum
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 
 import psutil
@@ -38,14 +46,35 @@ def run_supervised(
     grace: float = _TERM_GRACE,
 ) -> int:
     received: list[int] = []
-    child = psutil.Popen(list(command), env=dict(env))
-    tree: dict[int, psutil.Process] = {child.pid: child}
+    me = psutil.Process()
+    before = {proc.pid for proc in _children(me)}
+    with _subreaper():
+        child = psutil.Popen(list(command), env=dict(env), preexec_fn=_die_with_parent())
+        tree: dict[int, psutil.Process] = {child.pid: child}
+        try:
+            return _supervise(
+                child, tree=tree, received=received, grace=grace, me=me, before=before
+            )
+        finally:
+            _reap_orphans(me, before, grace)
+
+
+def _supervise(
+    child: psutil.Popen,
+    *,
+    tree: dict[int, psutil.Process],
+    received: list[int],
+    grace: float,
+    me: psutil.Process,
+    before: set[int],
+) -> int:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         received.append(signum)
         # Look once more before the child can die of this signal: a descendant started
         # since the last poll would be orphaned, unknown, and outlive crane.
         _remember_descendants(child, tree)
+        _remember_orphans(me, before, tree)
         if signum != signal.SIGINT:
             with contextlib.suppress(psutil.Error, OSError):
                 child.send_signal(signum)
@@ -129,6 +158,69 @@ def _escalate(
         _signal_all(tree, signal.SIGKILL)
         stage = _Escalation.KILL_SENT
     return stage
+
+
+def _children(me: psutil.Process) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        return me.children(recursive=True)
+    return []
+
+
+def _remember_orphans(
+    me: psutil.Process, before: set[int], tree: dict[int, psutil.Process]
+) -> None:
+    """Crane's own new children (and theirs): orphans of the child, re-parented to crane
+    the subreaper; never a process crane had before the child started."""
+    for proc in _children(me):
+        if proc.pid not in before:
+            tree.setdefault(proc.pid, proc)
+
+
+def _reap_orphans(me: psutil.Process, before: set[int], grace: float) -> None:
+    orphans: dict[int, psutil.Process] = {}
+    _remember_orphans(me, before, orphans)
+    _kill_tree(orphans, grace)
+
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    prctl: Callable[..., int] = libc.prctl
+    return prctl
+
+
+@contextlib.contextmanager
+def _subreaper() -> Iterator[None]:
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    try:
+        yield
+    finally:
+        if prctl is not None:
+            prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that asks for SIGTERM when crane dies. It only calls an already
+    loaded C function between fork and exec (no Python-level locks, no imports)."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    term = int(signal.SIGTERM)
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
+
+    return arm
 
 
 def _remember_descendants(child: psutil.Process, tree: dict[int, psutil.Process]) -> None:

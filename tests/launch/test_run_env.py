@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from crane_launch.config import PrivateIndex
@@ -244,3 +245,28 @@ def test_a_lock_file_written_through_the_door_gets_the_real_urls(tmp_path: Path)
     )
     assert lock.stat().st_mode & 0o777 == 0o644
     restore_real_urls(tmp_path / "absent.toml", door, "https://private.example/simple/")
+
+
+def test_files_left_by_a_killed_crane_are_removed_by_the_next_run(tmp_path: Path) -> None:
+    from crane_launch.launch.run import _sweep_stale
+
+    gone = psutil.Popen(["true"])
+    gone.wait()
+    alive = os.getpid()
+    (tmp_path / f"crane-run-{gone.pid}-abc").mkdir()
+    (tmp_path / f"crane-run-{gone.pid}-abc" / "ca-bundle.pem").write_text("x")
+    (tmp_path / f"crane-run-{alive}-def").mkdir()
+    (tmp_path / f".crane-{gone.pid}-1a2b-requirements.txt").write_text("x")
+    (tmp_path / f".crane-{alive}-1a2b-requirements.txt").write_text("x")
+    (tmp_path / ".crane-fixedtoken-requirements.txt").write_text("x")
+
+    _sweep_stale(tmp_path, "crane-run-")
+    _sweep_stale(tmp_path, ".crane-")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [
+            f"crane-run-{alive}-def",
+            f".crane-{alive}-1a2b-requirements.txt",
+            ".crane-fixedtoken-requirements.txt",
+        ]
+    )

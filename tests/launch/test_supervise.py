@@ -188,3 +188,47 @@ def test_a_signalled_crane_exits_128_plus_n_and_takes_the_whole_tree_down(
 
     assert code == 128 + signum
     assert wait_until_gone(tree, timeout=3) == [], "part of the child tree outlived crane"
+
+
+# -- descendants that escape the polling, and a crane that is killed outright ----------------
+
+DAEMON = """
+import os, sys, time
+pidfile = sys.argv[1]
+if os.fork() == 0:          # the classic daemon: fork, setsid, fork again, parent exits
+    os.setsid()
+    if os.fork() == 0:
+        with open(pidfile + ".tmp", "w") as handle:
+            handle.write(str(os.getpid()))
+        os.replace(pidfile + ".tmp", pidfile)
+        time.sleep(60)
+    os._exit(0)
+os._exit(0)                 # the child exits at once, long before the supervisor polls
+"""
+
+
+def test_a_double_forked_daemon_is_torn_down_with_the_run(
+    tmp_path: Path, tree_reaper: list[psutil.Process]
+) -> None:
+    pidfile = tmp_path / "pids"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), *sys.path]))}
+    supervisor = subprocess.run(
+        [PYTHON, "-c", SUPERVISOR, DAEMON, str(pidfile)], env=env, timeout=30, check=False
+    )
+    daemon = read_tree(pidfile)
+    tree_reaper.extend(daemon)
+    assert supervisor.returncode == 0
+    assert wait_until_gone(daemon, timeout=5) == [], "the daemon outlived crane"
+
+
+def test_a_child_does_not_outlive_a_crane_killed_outright(
+    tmp_path: Path, tree_reaper: list[psutil.Process]
+) -> None:
+    # SIGKILL gives crane no chance to tear down: the kernel's parent-death signal must.
+    supervisor, pidfile = supervise(tmp_path)
+    tree = read_tree(pidfile)
+    tree_reaper.extend(tree)
+    child = tree[0]
+    supervisor.kill()
+    supervisor.wait(10)
+    assert wait_until_gone([child], timeout=5) == [], "the child outlived a killed crane"
