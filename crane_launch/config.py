@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -113,6 +114,9 @@ class Origin(NamedTuple):
     port: int
 
 
+_AMBIGUOUS = re.compile(r"[\\\x00-\x20\x7f]")
+
+
 def origin_of(url: str) -> Origin:
     """The origin of the absolute URL `url`: its port, or the scheme's default when it
     names none (0 for a scheme without one).
@@ -121,6 +125,10 @@ def origin_of(url: str) -> Origin:
     malformed IPv6 literal.
     """
     parts = urlsplit(url)
+    if _AMBIGUOUS.search(parts.netloc):
+        # Parsers disagree on these (a WHATWG parser ends the host at `\`, Python's does
+        # not): the host crane would judge need not be the one the tool connects to.
+        raise ValueError(f"ambiguous URL authority: {parts.netloc[:80]!r}")
     scheme = parts.scheme.lower()
     port = parts.port
     if port is None:

@@ -317,3 +317,90 @@ def test_a_poetry_project_with_the_public_source_primary_meets_the_guard(stack, 
         entry = lock.read_text().split('name = "decoy-pkg"', 1)[1].split("[[package]]")[0]
         assert 'version = "1.0"' in entry, entry
         assert 'reference = "private"' in entry, entry
+
+
+# -- every place a requirement can name a location, found by attackers' reviews ------------
+
+
+def test_a_nameless_remote_requirement_must_say_its_name(stack, logged_in, tmp_path):
+    result = logged_in.run(
+        "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url,
+        "git+http://127.0.0.1:9/repo.git",
+    )  # fmt: skip
+    assert result.code == 3, result.stderr
+    assert "does not say which project it is; write it as `name @ " in result.stderr
+
+
+def test_an_editable_vcs_line_naming_the_project_is_refused(stack, logged_in, tmp_path):
+    (logged_in.cwd / "r.txt").write_text("-e git+http://127.0.0.1:9/repo.git#egg=decoy-pkg\n")
+    result = logged_in.run(
+        "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url, "-r", "r.txt"
+    )
+    assert_reference_refused(result, "requirements file r.txt line 1", stack)
+
+
+def test_a_url_whose_host_parsers_disagree_on_is_not_the_private_index(stack, logged_in, tmp_path):
+    private = stack.private_url.split("//", 1)[1].split("/", 1)[0]
+    # pip and uv connect to the host before the backslash; Python's parser reads the one
+    # after the `@`: crane must not take such a URL for the private index.
+    public = stack.public_url.split("//", 1)[1].split("/", 1)[0]
+    url = f"http://{public}\\@{private}/packages/decoy_pkg-99.0-py3-none-any.whl"
+    result = logged_in.run(
+        "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url,
+        f"decoy-pkg @ {url}",
+    )  # fmt: skip
+    assert_reference_refused(result, "command line", stack)
+
+
+def test_uv_run_with_a_url_requirement_is_refused(stack, logged_in):
+    work = logged_in.cwd
+    (work / "pyproject.toml").write_text(
+        UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
+    )
+    result = logged_in.run(
+        "uv", "run", "--with", f"decoy-pkg @ {decoy_url(stack)}", "python", "-c", "pass",
+        env=uv_env(logged_in.env), timeout=300,
+    )  # fmt: skip
+    assert_reference_refused(result, "command line", stack)
+
+
+def test_uv_override_dependencies_are_read_before_uv_runs(stack, logged_in):
+    work = logged_in.cwd
+    (work / "pyproject.toml").write_text(
+        UV_PROJECT.format(private=stack.private_url, public=stack.public_url).replace(
+            "package = false",
+            f'package = false\noverride-dependencies = ["decoy-pkg @ {decoy_url(stack)}"]',
+        )
+    )
+    result = logged_in.run("uv", "sync", env=uv_env(logged_in.env), timeout=300)
+    place = f"{work / 'pyproject.toml'} [tool.uv] override-dependencies"
+    assert_reference_refused(result, place, stack)
+    assert not (work / ".venv").exists()
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_local_project_that_pulls_the_decoy_by_url_is_refused(stack, logged_in, tmp_path, tool):
+    project = logged_in.cwd / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "proj"\nversion = "1.0"\n'
+        f'dependencies = ["decoy-pkg @ {decoy_url(stack)}"]\n'
+    )
+    args = ["install", "--target", str(tmp_path / "t"), "-i", stack.private_url, "./proj"]
+    if tool == "uv":
+        result = logged_in.run("uv", "pip", *args, env=uv_env(logged_in.env))
+    else:
+        result = logged_in.run("pip", *args)
+    assert_reference_refused(result, f"{project / 'pyproject.toml'} [project] dependencies", stack)
+
+
+def test_poetry_add_of_a_url_is_refused(stack, logged_in):
+    work = logged_in.cwd
+    env = {**logged_in.env, "POETRY_VIRTUALENVS_IN_PROJECT": "true"}
+    (work / "pyproject.toml").write_text(
+        POETRY_PROJECT.format(private=stack.private_url, public=stack.public_url)
+    )
+    before = (work / "pyproject.toml").read_text()
+    result = logged_in.run("poetry", "add", f"decoy-pkg @ {decoy_url(stack)}", env=env)
+    assert_reference_refused(result, "command line", stack)
+    assert (work / "pyproject.toml").read_text() == before

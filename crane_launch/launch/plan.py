@@ -122,6 +122,8 @@ class IndexDoorMode:
     direct_references: tuple[DirectReference, ...] = ()
     """Requirements that say where their project comes from: the runner refuses one that
     takes a project of the private index from elsewhere."""
+    lock_files: tuple[Path, ...] = ()
+    """Lock files the tool installs from (`uv pip install -r pylock.toml`): verified first."""
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,11 @@ from crane_launch.launch.project_scan import (
     load_toml,
     nearest_pyproject,
     parse_tool_args,
-    pyproject_references,
     table_at,
     tables,
     under,
 )
+from crane_launch.launch.references import pyproject_references, requirement_reference
 
 __all__ = ["plan_poetry"]
 
@@ -70,7 +70,8 @@ def plan_poetry(
     read or parsed. See the module docstring for where sources come from and the warnings.
     """
     del environ  # poetry takes no source from the environment
-    start = _start(parse_tool_args(argv, _VALUE_OPTIONS), cwd)
+    args = parse_tool_args(argv, _VALUE_OPTIONS)
+    start = _start(args, cwd)
     found = nearest_pyproject(start, read_text)
     if found is None:
         note = f"no pyproject.toml in {start} or its parents; running poetry unchanged"
@@ -88,6 +89,12 @@ def plan_poetry(
     warnings = _shadowing_warnings(sources, private_names)
     names = {source.name: source.url for source in sources if source.url}
     references = pyproject_references(data, str(project / "pyproject.toml"), names)
+    if args.command == "add":
+        # `poetry add URL`, `poetry add "name @ URL"`, `poetry add git+...`
+        added = [a for a in argv[argv.index("add") + 1 :] if not a.startswith("-")]
+        references += [
+            ref for a in added if (ref := requirement_reference(a, "command line")) is not None
+        ]
     return registered.plan(
         "poetry",
         argv,

@@ -16,8 +16,6 @@ from crane_launch.config import PrivateIndex, Registry
 from crane_launch.errors import ConfigError
 from crane_launch.launch.files import ReadText
 from crane_launch.launch.plan import DirectReference, Plan, TransparentDoorMode, Unchanged
-from crane_launch.launch.reqfiles import direct_reference
-from crane_launch.proxy.routing import normalise_project
 
 __all__ = [
     "RegisteredIndexes",
@@ -203,70 +201,3 @@ class RegisteredIndexes:
             return Plan(tool, command, mode, notes=list(notes), warnings=list(warnings))
         unchanged = f"no registered index in this project; running {tool} unchanged"
         return Plan(tool, command, Unchanged(), notes=[*notes, unchanged], warnings=list(warnings))
-
-
-# --- requirements that say where their project comes from --------------------------------
-
-
-def pyproject_references(
-    data: Mapping[str, Any], place: str, index_urls: Mapping[str, str]
-) -> list[DirectReference]:
-    """The direct references of one pyproject.toml (`place` names it): PEP 508 `name @ URL`
-    in `[project]` dependencies, optional dependencies and `[dependency-groups]`; `url`,
-    `git` and `index` entries of `[tool.uv.sources]`; and `url`, `git` and `source`
-    entries of poetry's dependency tables. `index_urls` maps index or source names to
-    their URLs (an unknown name stays as it is, and so never names the private index)."""
-    found = [
-        reference
-        for where, text in _pep508_requirements(data)
-        if (reference := direct_reference(text, f"{place} {where}")) is not None
-    ]
-    uv_sources = table_at(data, "tool", "uv", "sources")
-    for name, entries in uv_sources.items():
-        for entry in entries if isinstance(entries, list) else [entries]:
-            found += _source_references(
-                name, entry, f"{place} [tool.uv.sources]", index_urls, "index"
-            )
-    poetry = table_at(data, "tool", "poetry")
-    groups = [("dependencies", table_at(poetry, "dependencies"))] + [
-        (f"group.{group}.dependencies", table_at(poetry, "group", group, "dependencies"))
-        for group in table_at(poetry, "group")
-    ]
-    for where, dependencies in groups:
-        for name, entry in dependencies.items():
-            for item in entry if isinstance(entry, list) else [entry]:
-                found += _source_references(
-                    name, item, f"{place} [tool.poetry.{where}]", index_urls, "source"
-                )
-    return found
-
-
-def _pep508_requirements(data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    project = table_at(data, "project")
-    found = [("[project] dependencies", text) for text in strings(project.get("dependencies"))]
-    for extra, items in table_at(project, "optional-dependencies").items():
-        found += [(f"[project.optional-dependencies] {extra}", text) for text in strings(items)]
-    for group, items in table_at(data, "dependency-groups").items():
-        found += [(f"[dependency-groups] {group}", text) for text in strings(items)]
-    return found
-
-
-def _source_references(
-    name: str,
-    entry: object,
-    place: str,
-    index_urls: Mapping[str, str],
-    index_key: str,
-) -> list[DirectReference]:
-    if not isinstance(entry, Mapping):
-        return []
-    project = normalise_project(name)
-    if isinstance(entry.get("url"), str):
-        return [DirectReference(project, entry["url"], place)]
-    if isinstance(entry.get("git"), str):
-        git = entry["git"]
-        return [DirectReference(project, git if git.startswith("git+") else "git+" + git, place)]
-    if isinstance(entry.get(index_key), str):
-        index = entry[index_key]
-        return [DirectReference(project, index_urls.get(index, index), place, kind="index")]
-    return []

@@ -17,6 +17,8 @@ decides anything, so the errors a user sees come in the order the tool would mee
 
 from __future__ import annotations
 
+import re
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +36,15 @@ from crane_launch.launch.plan import (
     Rejection,
     Unchanged,
 )
+from crane_launch.launch.references import (
+    pyproject_references,
+    requirement_reference,
+    script_references,
+)
 from crane_launch.launch.reqfiles import (
     Dialect,
     RequirementsWalk,
     Root,
-    direct_reference,
     direct_references,
     walk_requirements,
 )
@@ -135,7 +141,7 @@ def finish(
     refused = [*reading.rejections, *walk.rejections, *index_lines.foreign]
     if refused:
         raise refused[0].error()
-    references = _references(reading, walk, environ)
+    references = _references(reading, walk, environ, read_text)
     door = open_door(walk)
     return _behind_the_door(reading, choice.private, choice.public_url, door, references)
 
@@ -159,17 +165,58 @@ def _unchanged(reading: Reading, note: str) -> Plan:
 
 
 def _references(
-    reading: Reading, walk: RequirementsWalk, environ: Mapping[str, str]
+    reading: Reading, walk: RequirementsWalk, environ: Mapping[str, str], read_text: ReadText
 ) -> tuple[DirectReference, ...]:
-    """The direct references of the command line and of the requirements files."""
-    on_argv = [
-        reference
-        for token in reading.command
-        if not token.startswith("-")
-        and (reference := direct_reference(token, "command line")) is not None
-    ]
-    in_files = direct_references(walk, cwd=reading.cwd, environ=environ)
-    return (*on_argv, *in_files)
+    """Every location the tool will be told to take a project from: requirements on the
+    command line, in requirements files, in the pyproject.toml of a local project being
+    installed (or read for `--group`, or given as `-r pyproject.toml`), and in the PEP 723
+    metadata of a script given as requirements."""
+    found: list[DirectReference] = []
+    for token in _argv_values(reading.command):
+        reference = requirement_reference(token, "command line")
+        if reference is not None:
+            found.append(reference)
+        else:
+            found += _local_references(reading.cwd / token, read_text)
+    if any(arg == "--group" or arg.startswith("--group=") for arg in reading.command):
+        found += _local_references(reading.cwd, read_text)
+    found += direct_references(walk, cwd=reading.cwd, environ=environ)
+    return tuple(found)
+
+
+_PYLOCK = re.compile(r"^pylock(\.[^.]+)?\.toml$")
+
+
+def _argv_values(command: Sequence[str]) -> list[str]:
+    """The command line's positional arguments and option values."""
+    values: list[str] = []
+    for token in command:
+        if token.startswith("-"):
+            _name, eq, value = token.partition("=")
+            if eq and value:
+                values.append(value)
+        elif token:
+            values.append(token)
+    return values
+
+
+def _local_references(path: Path, read_text: ReadText) -> list[DirectReference]:
+    """The references of a local project (a directory with a pyproject.toml, or the file
+    itself) or of a script with PEP 723 metadata; [] for anything else."""
+    shown = str(path)
+    if path.name != "pyproject.toml" and path.suffix != ".py":
+        path = path / "pyproject.toml"
+    try:
+        text = read_text(path)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+    if path.suffix == ".py":
+        return script_references(text, shown)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []  # the tool reports a broken project file itself
+    return pyproject_references(data, str(path), {})
 
 
 def _behind_the_door(
@@ -188,6 +235,11 @@ def _behind_the_door(
         file_copies=door.file_copies,
         lock_output=door.lock_output,
         direct_references=references,
+        lock_files=tuple(
+            reading.cwd / root.value
+            for root in reading.requirements
+            if _PYLOCK.match(root.value.replace("\\", "/").rsplit("/", 1)[-1])
+        ),
     )
     return Plan(reading.tool, list(door.command), mode, notes=list(door.notes))
 

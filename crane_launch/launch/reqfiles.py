@@ -52,7 +52,7 @@ from crane_launch.launch.plan import (
     IndexSetting,
     Rejection,
 )
-from crane_launch.proxy.routing import normalise_project
+from crane_launch.launch.references import requirement_reference
 
 __all__ = [
     "Dialect",
@@ -61,7 +61,6 @@ __all__ = [
     "Root",
     "SortedIndexLines",
     "copy_value",
-    "direct_reference",
     "direct_references",
     "plan_copies",
     "walk_requirements",
@@ -379,38 +378,27 @@ def _option_lines(text: str, environ: Mapping[str, str], table: OptionTable) -> 
 
 # --- direct references ------------------------------------------------------------------
 
-_DIRECT_RE = re.compile(
-    r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*@\s*(\S+)"
-)
-
-
-def direct_reference(text: str, place: str) -> DirectReference | None:
-    """The direct reference `text` makes to a remote location; None for any other
-    requirement, and for a `file:` URL (the user's own file)."""
-    match = _DIRECT_RE.match(text.strip())
-    if match is None:
-        return None
-    url = match.group(2).rstrip(";")
-    if "://" not in url or url.lower().startswith("file:"):
-        return None
-    return DirectReference(normalise_project(match.group(1)), url, place)
-
 
 def direct_references(
     walk: RequirementsWalk, *, cwd: Path, environ: Mapping[str, str]
 ) -> list[DirectReference]:
-    """Every remote direct reference in the files of `walk`, in file and line order."""
+    """Every remote location the files of `walk` name (`references.requirement_reference`),
+    `-e URL` lines included, in file and line order."""
     found: list[DirectReference] = []
     for path, file in walk.files.items():
         shown = display_path(path, cwd)
         for logical in _logical_lines(file.text.removeprefix("\ufeff")):
             line = _expand(_COMMENT_RE.sub("", logical.text).strip(), environ)
-            if not line or line.startswith("-"):
+            if not line or (line.startswith("-") and not _EDITABLE_RE.match(line)):
                 continue
-            reference = direct_reference(line, f"requirements file {shown} line {logical.first}")
+            place = f"requirements file {shown} line {logical.first}"
+            reference = requirement_reference(line, place)
             if reference is not None:
                 found.append(reference)
     return found
+
+
+_EDITABLE_RE = re.compile(r"^(-e\s|--editable[\s=])")
 
 
 def copy_value(value: str, copy: Path) -> str:

@@ -97,6 +97,8 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
         say(f"guard: tunnelling {', '.join(sorted(pass_through))} blind ({PASS_THROUGH_VAR})")
     with GuardedDoors(indexes, public_url, pass_through=pass_through) as doors:
         doors.verify_references(mode.direct_references)
+        if isinstance(mode, IndexDoorMode):
+            doors.verify_lock_files(mode.lock_files)
         if isinstance(mode, TransparentDoorMode):
             doors.verify_locks(mode.project_dir)
         if isinstance(mode, IndexDoorMode):
@@ -271,13 +273,16 @@ class GuardedDoors:
     def verify_locks(self, project_dir: Path | None) -> None:
         """Refuse (ConfigError, exit 3) a lock file in `project_dir` that takes a project
         one of the private indexes serves from anywhere else."""
-        if project_dir is None:
-            return
+        if project_dir is not None:
+            self.verify_lock_files(find_locks(project_dir))
+
+    def verify_lock_files(self, locks: Sequence[Path]) -> None:
+        """The same for the lock files `locks`."""
         packages = [
-            package
-            for lock in find_locks(project_dir)
-            for package in read_lock(lock, project_dir=project_dir)
+            package for lock in locks for package in read_lock(lock, project_dir=lock.parent)
         ]
+        if not packages:
+            return
         names = sorted({package.name for package in packages})
         for door in self._index_doors:
             served = self._served(door, names)
@@ -293,6 +298,13 @@ class GuardedDoors:
         private indexes serves from a URL or an index that is not that private index."""
         for door in self._index_doors:
             foreign = [ref for ref in references if not _on_private_index(ref, door.private_url)]
+            nameless = next((ref for ref in foreign if not ref.project), None)
+            if nameless is not None:
+                raise ConfigError(
+                    f"{nameless.place}: {_shown(nameless.url)} does not say which project it "
+                    f"is; write it as `name @ {_shown(nameless.url)}` so that crane can check "
+                    f"it is not a project of private index {door.private_url}"
+                )
             served = self._served(door, sorted({ref.project for ref in foreign}))
             for ref in foreign:
                 if ref.project in served:
@@ -315,19 +327,18 @@ class GuardedDoors:
 
 
 def _on_private_index(reference: DirectReference, private_url: str) -> bool:
-    """Whether `reference` points at the private index itself (or a file on its origin)."""
+    """Whether `reference` points at the private index itself (or a file on its origin).
+    A VCS URL never does (an index serves files, not repositories), nor does a URL that
+    parsers read differently (`config.origin_of` refuses it)."""
     if reference.kind == "index":
         try:
             return normalise_url(reference.url) == private_url
         except CraneError:
             return False
-    url = (
-        reference.url.split("+", 1)[1]
-        if reference.url.split(":", 1)[0].count("+")
-        else reference.url
-    )
+    if "+" in reference.url.split(":", 1)[0]:
+        return False
     try:
-        return origin_of(url) == origin_of(private_url) and not reference.url.startswith("git+")
+        return origin_of(reference.url) == origin_of(private_url)
     except ValueError:
         return False
 

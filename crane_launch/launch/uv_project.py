@@ -42,11 +42,15 @@ from crane_launch.launch.project_scan import (
     load_toml,
     nearest_pyproject,
     parse_tool_args,
-    pyproject_references,
     strings,
     table_at,
     tables,
     under,
+)
+from crane_launch.launch.references import (
+    pyproject_references,
+    requirement_reference,
+    script_references,
 )
 from crane_launch.launch.uv_settings import (
     SettingsLayer,
@@ -158,25 +162,85 @@ def plan_uv_project(
         warnings=warnings,
         notes=notes,
         project_dir=root,
-        direct_references=_references(project) if project is not None else (),
+        direct_references=_references(project, args, argv, cwd, read_text),
     )
 
 
-def _references(project: _UvProject) -> list[DirectReference]:
-    """The direct references of the project's (and its workspace root's) pyproject.toml,
-    with `[tool.uv.sources]` index pins resolved through its `[[tool.uv.index]]` names."""
+def _references(
+    project: _UvProject | None, args: ToolArgs, argv: Sequence[str], cwd: Path, read_text: ReadText
+) -> list[DirectReference]:
+    """Where the command will be told to take projects from: the pyproject.toml of the
+    project, its workspace root and every workspace member (`[tool.uv.sources]` index pins
+    resolved through their `[[tool.uv.index]]` names), `uv add` arguments, `uv run --with`
+    requirements and `--with-requirements` files, and a script's PEP 723 metadata."""
     found: list[DirectReference] = []
-    for path, data in project.pyprojects:
+    for path, data in _project_files(project, read_text):
         names = {
             str(index.get("name")): str(index.get("url"))
             for index in tables(table_at(data, "tool", "uv").get("index"))
             if isinstance(index.get("url"), str)
         }
         found += pyproject_references(data, str(path), names)
+    return found + _argv_references(args, argv, cwd, read_text)
+
+
+def _project_files(
+    project: _UvProject | None, read_text: ReadText
+) -> list[tuple[Path, dict[str, Any]]]:
+    if project is None:
+        return []
+    files = dict(project.pyprojects)
+    workspace = table_at(files.get(project.root / "pyproject.toml"), "tool", "uv", "workspace")
+    for pattern in strings(workspace.get("members")):
+        for member in sorted(project.root.glob(pattern)):
+            path = member / "pyproject.toml"
+            if path not in files and (data := load_toml(path, read_text)) is not None:
+                files[path] = data
+    return list(files.items())
+
+
+def _argv_references(
+    args: ToolArgs, argv: Sequence[str], cwd: Path, read_text: ReadText
+) -> list[DirectReference]:
+    texts = [value for name, value in args.options if name in ("--with", "--with-editable", "-w")]
+    if args.command == "add":
+        texts += [a for a in argv[1:] if not a.startswith("-")]
+    found = [
+        reference
+        for text in texts
+        if (reference := requirement_reference(text, "command line")) is not None
+    ]
+    for name, value in args.options:
+        if (name == "--with-requirements" and value) or (name == "--script" and value):
+            found += _file_references(cwd / value, read_text)
+    script = _run_script(args, argv)
+    if script is not None:
+        found += _file_references(cwd / script, read_text)
     return found
 
 
-# --- the project and its workspace --------------------------------------------------------
+def _run_script(args: ToolArgs, argv: Sequence[str]) -> str | None:
+    """The script `uv run` runs, when its first argument after the options is a .py file."""
+    if args.command != "run":
+        return None
+    after = list(argv[argv.index("run") + 1 :]) if "run" in argv else []
+    positional = [a for a in after if not a.startswith("-")]
+    return positional[0] if positional and positional[0].endswith(".py") else None
+
+
+def _file_references(path: Path, read_text: ReadText) -> list[DirectReference]:
+    try:
+        text = read_text(path)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+    if path.suffix == ".py":
+        return script_references(text, str(path))
+    return [
+        reference
+        for number, line in enumerate(text.splitlines(), start=1)
+        if (reference := requirement_reference(line.split(" #")[0], f"{path} line {number}"))
+        is not None
+    ]
 
 
 @dataclass

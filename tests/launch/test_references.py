@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from crane_launch.launch.plan import DirectReference
-from crane_launch.launch.project_scan import pyproject_references
-from crane_launch.launch.reqfiles import Root, direct_reference, direct_references
+from crane_launch.launch.references import pyproject_references
+from crane_launch.launch.references import requirement_reference as direct_reference
+from crane_launch.launch.reqfiles import Root, direct_references
 from crane_launch.launch.reqfiles import walk_requirements as walk
 from tests.launch.fakefiles import Files
 
@@ -30,7 +31,15 @@ URL = "https://files.example/decoy_pkg-99.0-py3-none-any.whl"
         ("decoy-pkg @ file:///tmp/decoy.whl", None),  # the user's own file
         ("decoy-pkg >= 1", None),
         ("decoy-pkg", None),
-        (URL, None),  # a bare URL names its file: the guard judges the download
+        (URL, ("decoy-pkg", URL)),  # a wheel names its project
+        ("https://h.example/helper-1.0.tar.gz", ("", "https://h.example/helper-1.0.tar.gz")),
+        (
+            "git+https://g.example/r.git#egg=Decoy_Pkg",
+            ("decoy-pkg", "git+https://g.example/r.git#egg=Decoy_Pkg"),
+        ),
+        ("-e git+https://g.example/r.git#egg=x", ("x", "git+https://g.example/r.git#egg=x")),
+        ("git+https://g.example/r.git", ("", "git+https://g.example/r.git")),
+        ("./local/project", None),
         ("-e .", None),
     ],
 )
