@@ -404,3 +404,84 @@ def test_poetry_add_of_a_url_is_refused(stack, logged_in):
     result = logged_in.run("poetry", "add", f"decoy-pkg @ {decoy_url(stack)}", env=env)
     assert_reference_refused(result, "command line", stack)
     assert (work / "pyproject.toml").read_text() == before
+
+
+# -- git dependencies keep working with the guard in place ----------------------------------
+
+BACKEND = """
+import os, shutil
+HERE = os.path.dirname(os.path.abspath(__file__))
+WHEEL = "gitdep-1.0-py3-none-any.whl"
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    shutil.copy(os.path.join(HERE, "payload.whl"), os.path.join(wheel_directory, WHEEL))
+    return WHEEL
+"""
+
+
+@pytest.fixture
+def git_server(tmp_path):
+    """A bare git repository of project `gitdep` served over dumb HTTP at `localhost`
+    (not a loopback IP literal: children reach it through crane's guard)."""
+    import http.server
+    import shutil
+    import subprocess
+    import threading
+
+    from stack import wheels
+
+    git = shutil.which("git")
+    assert git is not None, "git is needed (README: what the machine needs beforehand)"
+    source = tmp_path / "gitsrc"
+    source.mkdir()
+    built = wheels.build_wheel(tmp_path / "w", "gitdep", "1.0", origin="git")
+    (source / "payload.whl").write_bytes(built.read_bytes())
+    (source / "_backend.py").write_text(BACKEND)
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "_backend"\nbackend-path = ["."]\n'
+    )
+    who = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    who |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {**who, "HOME": str(tmp_path), "PATH": str(Path(git).parent)}
+
+    def run(*args, cwd=source):
+        subprocess.run([git, *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+    run("init", "-q", "-b", "main")
+    run("add", ".")
+    run("commit", "-qm", "gitdep 1.0")
+    served = tmp_path / "served"
+    served.mkdir()
+    run("clone", "-q", "--bare", str(source), str(served / "repo.git"), cwd=tmp_path)
+    run("update-server-info", cwd=served / "repo.git")
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/repo.git"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_git_dependency_of_a_public_project_installs_through_the_guard(
+    stack, logged_in, tmp_path, git_server, tool
+):
+    target = tmp_path / "target"
+    args = [
+        "install",
+        "--target",
+        str(target),
+        "-i",
+        stack.private_url,
+        f"gitdep @ git+{git_server}",
+    ]
+    if tool == "uv":
+        result = logged_in.run("uv", "pip", *args, env=uv_env(logged_in.env), timeout=300)
+    else:
+        result = logged_in.run("pip", *args, timeout=300)
+    assert result.code == 0, result.stdout + result.stderr
+    assert "crane: guard:" not in result.stderr
+    assert "gitdep" in installed(target)
