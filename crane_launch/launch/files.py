@@ -11,7 +11,7 @@ from pathlib import Path
 
 from crane_launch.errors import ConfigError
 
-__all__ = ["ReadText", "display_path", "read_optional"]
+__all__ = ["ReadText", "display_path", "read_optional", "read_unless_missing"]
 
 ReadText = Callable[[Path], str]
 """Reads a whole text file; raises `FileNotFoundError` (or another `OSError`) like
@@ -39,3 +39,20 @@ def display_path(path: Path, cwd: Path) -> str:
         return str(path.relative_to(cwd))
     except ValueError:
         return str(path)
+
+
+def read_unless_missing(read_text: ReadText, path: Path) -> str | None:
+    """The file's text; None when there is no such file (a directory in its place is none).
+
+    Unlike `read_optional`, a file that exists but cannot be read is a `ConfigError` naming
+    it: for a file that may name a private index or pin a project (a project file, a lock
+    file), going on without it could send a private project elsewhere.
+    """
+    try:
+        return read_text(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None

@@ -58,7 +58,7 @@ from typing import Any, Literal
 
 from crane_launch.config import normalise_url, origin_of
 from crane_launch.errors import ConfigError, UsageError
-from crane_launch.launch.files import ReadText, display_path
+from crane_launch.launch.files import ReadText, display_path, read_unless_missing
 from crane_launch.launch.project_scan import load_toml, table_at, tables
 from crane_launch.proxy.routing import normalise_project
 
@@ -192,7 +192,7 @@ def read_lock(
     """
     full = project_dir / path
     key, reader = _reader_for(full)
-    text = _read_text(full, read_text)
+    text = read_unless_missing(read_text, full)
     if text is None:
         return []
     try:
@@ -208,17 +208,6 @@ def read_lock(
         _package(entry, located, shape, f"{shown}:{line}" if line else shown)
         for entry, located, line in zip(entries, found, lines, strict=True)
     ]
-
-
-def _read_text(path: Path, read_text: ReadText) -> str | None:
-    try:
-        return read_text(path)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def _header_lines(text: str, key: str, count: int) -> list[int | None]:

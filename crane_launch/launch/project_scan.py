@@ -14,7 +14,7 @@ from typing import Any
 
 from crane_launch.config import PrivateIndex, Registry
 from crane_launch.errors import ConfigError
-from crane_launch.launch.files import ReadText
+from crane_launch.launch.files import ReadText, read_unless_missing
 from crane_launch.launch.plan import DirectReference, Plan, TransparentDoorMode, Unchanged
 
 __all__ = [
@@ -100,27 +100,13 @@ def under(base: Path, value: str | None) -> Path:
 # --- the project's TOML files -------------------------------------------------------------
 
 
-def _read_project_file(path: Path, read_text: ReadText) -> str | None:
-    # Not `files.read_optional`, which skips a file that exists but cannot be read: a
-    # project file crane cannot read may name a private index, and a plan without it would
-    # send that index's traffic past the door. A directory in the file's place is no file.
-    try:
-        return read_text(path)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-
-
 def load_toml(path: Path, read_text: ReadText) -> dict[str, Any] | None:
     """The parsed file, or None when there is no file at `path`.
 
     Raises `ConfigError` naming the file, on one line, when it exists but cannot be read,
     is not UTF-8 text, or is not valid TOML.
     """
-    text = _read_project_file(path, read_text)
+    text = read_unless_missing(read_text, path)
     if text is None:
         return None
     try:
