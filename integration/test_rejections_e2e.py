@@ -174,3 +174,37 @@ def test_a_private_index_line_in_requirements_goes_behind_the_proxy(stack, regis
     # The copy crane handed to pip is gone; the user's file is untouched.
     assert sorted(p.name for p in work.iterdir()) == ["requirements.txt"]
     assert (work / "requirements.txt").read_text() == original
+
+
+def test_a_private_index_that_uv_would_ignore_is_an_error(stack, registered):
+    # uv gives UV_DEFAULT_INDEX precedence over -i: crane must not run uv without it.
+    env = {**registered.env, "UV_DEFAULT_INDEX": stack.public_url}
+    result = registered.run("uv", "pip", "install", "-i", stack.private_url, "x", env=env)
+    assert_rejected(
+        result,
+        f"environment variable UV_DEFAULT_INDEX ({stack.public_url}) overrides the private "
+        f"index {stack.private_url} given on the command line: uv would not use the private "
+        "index; unset it, or give the private index there",
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "place"),
+    [
+        ("argv", "command line: --no-proxy-env"),
+        ("env", "environment variable PIP_NO_PROXY_ENV: no-proxy-env"),
+    ],
+)
+def test_pip_ignoring_the_proxy_variables_is_rejected(stack, registered, where, place):
+    env = dict(registered.env)
+    args = ["install", "-i", stack.private_url, "x"]
+    if where == "argv":
+        args.append("--no-proxy-env")
+    else:
+        env["PIP_NO_PROXY_ENV"] = "1"
+    result = registered.run("pip", *args, env=env)
+    assert_rejected(
+        result,
+        f"{place} is not allowed under crane: it makes pip ignore the proxy variables "
+        "through which every request of the tool passes crane's guard",
+    )

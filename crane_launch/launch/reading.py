@@ -281,12 +281,27 @@ def choose_indexes(
         if (index := registry.find(setting.url)) is not None
     ]
     if not in_play:
+        _check_ignored(tool, chain, registry)
         return IndexChoice(None, "")
     first_index = _one_index(tool, in_play)
     if first_index.public_index:
         return IndexChoice(first_index, first_index.public_index)
     fallback = _public_fallback(chain, registry)
     return IndexChoice(first_index, public_default() if fallback is None else fallback)
+
+
+def _check_ignored(tool: str, chain: Sequence[IndexSetting], registry: Registry) -> None:
+    """A registered index the user named on the command line that the tool would ignore
+    (uv: `UV_DEFAULT_INDEX` beats `-i`) is an error, never a run without it."""
+    ignored = next((s for s in chain[1:] if s.explicit and registry.find(s.url) is not None), None)
+    if ignored is None or not chain:
+        return
+    winner = chain[0]
+    raise ConfigError(
+        f"{winner.place} ({winner.url}) overrides the private index {ignored.url} given on "
+        f"the {ignored.place}: {tool} would not use the private index; unset it, or give the "
+        "private index there"
+    )
 
 
 @dataclass(frozen=True)

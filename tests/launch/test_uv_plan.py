@@ -491,3 +491,25 @@ def test_compile_note_about_the_header(files: Files, registry: Registry) -> None
         "the output's header shows the command without its index option; "
         "use --custom-compile-command to record another"
     ]
+
+
+@pytest.mark.parametrize("spelling", [["-i", PRIVATE], ["--index-url", PRIVATE], [f"-i{PRIVATE}"]])
+def test_a_private_index_uv_would_ignore_is_an_error(
+    files: Files, registry: Registry, spelling: list[str]
+) -> None:
+    # uv: --default-index / UV_DEFAULT_INDEX beats -i; crane must not run uv without the
+    # private index the user asked for.
+    with pytest.raises(ConfigError) as caught:
+        plan(files, registry, ["pip", "install", *spelling, "pkg"], {"UV_DEFAULT_INDEX": MIRROR})
+    assert str(caught.value) == (
+        f"environment variable UV_DEFAULT_INDEX ({MIRROR}) overrides the private index "
+        f"{PRIVATE} given on the command line: uv would not use the private index; unset "
+        "it, or give the private index there"
+    )
+
+
+def test_the_private_index_as_the_default_index_is_in_play(
+    files: Files, registry: Registry
+) -> None:
+    result = plan(files, registry, ["pip", "install", "pkg"], {"UV_DEFAULT_INDEX": PRIVATE})
+    assert isinstance(result.mode, IndexDoorMode)
