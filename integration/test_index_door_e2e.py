@@ -448,3 +448,24 @@ def test_pip_lock_records_the_real_index_urls(stack, logged_in):
         f'url = "{private_origin}/packages/decoy_pkg-1.0-py3-none-any.whl"',
         f'url = "{public_origin}/packages/public_only_dep-1.0-py3-none-any.whl"',
     }
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_an_index_that_answers_with_a_login_page_proves_nothing(stack, logged_in, tmp_path, tool):
+    # Seen: a root that redirects to a sign-in form, and project pages that answer 404 to
+    # a token the index rejects: every private project came from the public index.
+    stack.gate.mode = "login"
+    try:
+        target = tmp_path / "target"
+        args = ["install", "--target", str(target), "-i", stack.private_url, "decoy-pkg"]
+        if tool == "uv":
+            result = logged_in.run("uv", "pip", *args, env=uv_env(logged_in.env))
+        else:
+            result = logged_in.run("pip", *args)
+    finally:
+        stack.gate.reset()
+    assert result.code == 5, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("crane: ")]
+    assert "answered 302 to an authenticated request (a redirect to " in line, line
+    assert line.endswith("crane cannot prove that the index accepts its login"), line
+    assert not (target / "decoy_pkg").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -81,27 +82,41 @@ class IndexDoor:
         """Prove that the private index accepts our credentials.
 
         Until this succeeds a 404 from the private index is no evidence of absence
-        (a server may hide forbidden projects behind 404), so nothing falls back.
-        Raises AuthError or UpstreamError with a one-line reason.
+        (a server may hide forbidden projects behind 404), so nothing falls back. Only an
+        index page proves it: answered 2xx, without leaving the index's path (or the
+        probe path), and shaped like a PEP 503/691 page. A login page, a redirect
+        elsewhere or an empty body proves nothing. Raises AuthError or UpstreamError with
+        a one-line reason.
         """
-        urls = [self.spec.url]
+        targets = [(self.spec.url, self.spec.url)]
         if self.spec.probe_path:
-            urls.insert(0, self._private_origin_url + "/" + self.spec.probe_path.lstrip("/"))
+            path = self._private_origin_url + "/" + self.spec.probe_path.lstrip("/")
+            targets.insert(0, (path, path))
         last = ""
-        for url in urls:
+        for url, within in targets:
             try:
-                answer = await self._upstream.get(url, stream=True)
+                answer = await self._upstream.get(
+                    url, headers={"Accept": _DEFAULT_ACCEPT}, within=within
+                )
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"{self.spec.url}: {_describe(exc)}") from None
-            status = answer.response.status_code
-            await answer.aclose()
-            if 200 <= status < 300:
-                self.proven = True
-                return
+            response = answer.response
+            status = response.status_code
             if status in (401, 403):
                 raise AuthError(routing.auth_failed_message(self.spec.url))
-            last = f"{self.spec.url}: the index answered {status} to an authenticated request"
-        raise UpstreamError(last)
+            if 200 <= status < 300:
+                reason = rewrite.not_index_shaped(
+                    response.content, response.headers.get("content-type", "")
+                )
+                if reason is None:
+                    self.proven = True
+                    return
+                last = f"{self.spec.url}: an authenticated request for {url} got {reason}"
+            else:
+                last = f"{self.spec.url}: the index answered {status} to an authenticated request"
+                if 300 <= status < 400:
+                    last += f" (a redirect to {_shown(response.headers.get('location', ''))})"
+        raise UpstreamError(last + "; crane cannot prove that the index accepts its login")
 
     # -- requests -------------------------------------------------------------------------
 
@@ -171,6 +186,22 @@ class IndexDoor:
         rdepot_not_found_page = rewrite.is_rdepot_not_found_page(
             response.status_code, content_type, response.content
         )
+        if response.status_code in (404, 410) and answer.url != url:
+            # Only the project's own page answering 404 means "not here": a redirect
+            # chain that ends in a 404 (a login flow, a moved index) is an error.
+            reason = (
+                f"{self.spec.url} answered {response.status_code} for {project} after a "
+                f"redirect to {_shown(answer.url)}; not falling back to the public index"
+            )
+            return routing.ProjectDecision.fail(reason), None
+        if response.status_code == 200 and not rdepot_not_found_page:
+            shape = rewrite.not_index_shaped(response.content, content_type)
+            if shape is not None:
+                reason = (
+                    f"{self.spec.url} answered 200 for {project} with {shape}; "
+                    "not taking it for the project's page"
+                )
+                return routing.ProjectDecision.fail(reason), None
         if response.status_code in (404, 410) or rdepot_not_found_page:
             await self._prove_quietly()
         # `Upstream.get` has refreshed the token and retried after a 401 already.
@@ -280,6 +311,14 @@ def _page_reply(content_type: str, body: bytes) -> Reply:
 def _bad_gateway(reason: str) -> Reply:
     log.warning("%s", reason)
     return Reply.text(502, reason + "\n")
+
+
+def _shown(url: str) -> str:
+    """A URL without userinfo, query and fragment (a login URL carries state)."""
+    parts = urlsplit(url)
+    return (
+        f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.scheme else url
+    )
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "PageError",
     "PageKind",
     "is_rdepot_not_found_page",
+    "not_index_shaped",
     "page_kind",
     "rewrite_page",
     "rewrite_root_page",
@@ -114,6 +115,47 @@ def _html_charset(content_type: str) -> str:
         return codecs.lookup(charset).name
     except LookupError:
         raise PageError(f"upstream page declares an unknown charset {charset!r}") from None
+
+
+# --- is it an index page at all? ----------------------------------------------------
+
+
+def not_index_shaped(body: bytes, content_type: str) -> str | None:
+    """Why `body` is not a simple-index page (PEP 503 HTML or PEP 691 JSON); None when it
+    is one. A login page, a form, an empty body, or any other content type is not: only an
+    index page can prove crane's credentials, or say what a project has."""
+    kind = page_kind(content_type)
+    if kind is None:
+        media = _media_type(content_type)[0] or "no content type"
+        return f"not an index page ({media})"
+    if not body.strip():
+        return "an empty page"
+    if kind == "json":
+        return _not_index_json(body)
+    try:
+        text, _ = _decode_html(body, content_type)
+        tags = _TagScanner(text, frozenset({"form", "input"})).tags
+    except (PageError, ValueError, AssertionError):
+        return "an HTML page that cannot be read"
+    names = {tag.name for tag in tags}
+    attributes = [(name, (value or "").lower()) for tag in tags for name, value in tag.attrs]
+    if "form" in names or ("type", "password") in attributes:
+        return "a page with a form (a login page?)"
+    # A page without links is an empty index (or project): allowed; what it cannot be is
+    # a page a person fills in.
+    return None
+
+
+def _not_index_json(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "JSON that does not parse"
+    if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
+        return "JSON without the PEP 691 `meta` table"
+    if not isinstance(data.get("files", data.get("projects")), list):
+        return "JSON without `files` or `projects`"
+    return None
 
 
 # --- rewriting ----------------------------------------------------------------------

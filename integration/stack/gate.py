@@ -238,6 +238,20 @@ class _Handler(BaseHTTPRequestHandler):
             auth_ok, reason, subject = False, f"check failed: {exc}", None
             auth_error = _AuthFailure(reason)
 
+        if mode == "login":
+            # A misbehaving index: the root sends everyone to a sign-in form, and every
+            # project page answers 404 (how some servers hide what a token may not see).
+            gate._record(method, path, auth_ok, had_auth, 302, "mode login", subject)
+            if path.startswith("/login"):
+                form = '<html><form action="/login" method="post"><input type="password" name="p">'
+                self._send_simple(
+                    200, form + "</form></html>\n", {"Content-Type": "text/html"}, head=head
+                )
+            elif path.rstrip("/") == gate._up_path.rstrip("/"):
+                self._send_simple(302, "", {"Location": "/login?next=" + path}, head=head)
+            else:
+                self._send_simple(404, "not found\n", head=head)
+            return
         if mode == "error500":
             gate._record(method, path, auth_ok, had_auth, 500, reason, subject)
             self._send_simple(500, "gate: simulated index failure\n", head=head)

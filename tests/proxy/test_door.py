@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import httpx
 import pytest
 
+from crane_launch.errors import UpstreamError
 from crane_launch.proxy.door import IndexDoor, IndexSpec
 from crane_launch.proxy.server import Door, ProxyServer, Reply, Request
 from crane_launch.proxy.upstream import Upstream
@@ -608,3 +609,72 @@ def test_accepted_sockets_have_tcp_nodelay() -> None:
 
     assert status == 200
     assert int(nodelay) != 0
+
+
+# -- only an index page proves the credentials or says what a project has -------------------
+
+LOGIN_PAGE = b'<html><form action="/login"><input type="password" name="p"></form></html>'
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ((200, LOGIN_PAGE, HTML_TYPE), "got a page with a form (a login page?)"),
+        ((200, b"", HTML_TYPE), "got an empty page"),
+        ((200, b"ok", {"content-type": "text/plain"}), "got not an index page (text/plain)"),
+        (
+            (200, b"[1, 2]", {"content-type": "application/vnd.pypi.simple.v1+json"}),
+            "got JSON without",
+        ),
+        ((302, b"", None), "answered 302 to an authenticated request (a redirect to "),
+    ],
+    ids=["login-page", "empty", "plain-text", "bad-json", "redirect-to-login"],
+)
+def test_a_probe_answered_with_anything_but_an_index_page_proves_nothing(
+    door: IndexDoor,
+    origins: ScriptedOrigins,
+    answer: tuple[int, bytes, dict[str, str] | None],
+    said: str,
+) -> None:
+    status, body, headers = answer
+    if status == 302:
+        login = INDEX.split("/simple/", maxsplit=1)[0] + "/login?next=x&state=s3cret"
+        origins.answer(INDEX, 302, headers={"location": login})
+    else:
+        origins.answer(INDEX, status, body, headers)
+    with pytest.raises(UpstreamError) as caught:
+        asyncio.run(door.probe())
+    message = str(caught.value)
+    assert said in message, message
+    assert message.endswith("crane cannot prove that the index accepts its login")
+    assert "s3cret" not in message
+    assert not door.proven
+
+
+def test_a_project_page_that_is_a_login_page_is_an_error_not_an_empty_project(
+    door: IndexDoor, origins: ScriptedOrigins
+) -> None:
+    prove_credentials(door, origins)
+    origins.answer(INDEX + "demo/", 200, LOGIN_PAGE, HTML_TYPE)
+    origins.answer(PUBLIC + "demo/", 200, PUBLIC_HTML, HTML_TYPE)
+
+    reply, body = ask(door, f"/{TOKEN}/simple/demo/")
+
+    line = assert_one_line_502(reply, body)
+    assert "answered 200 for demo with a page with a form" in line
+    assert origins.to("pypi.example") == []
+
+
+def test_a_redirect_chain_that_ends_in_a_404_is_an_error_not_absence(
+    door: IndexDoor, origins: ScriptedOrigins
+) -> None:
+    prove_credentials(door, origins)
+    origins.answer(INDEX + "demo/", 302, headers={"location": INDEX + "moved/demo/"})
+    origins.answer(INDEX + "moved/demo/", 404)
+    origins.answer(PUBLIC + "demo/", 200, PUBLIC_HTML, HTML_TYPE)
+
+    reply, body = ask(door, f"/{TOKEN}/simple/demo/")
+
+    line = assert_one_line_502(reply, body)
+    assert "answered 404 for demo after a redirect to" in line
+    assert origins.to("pypi.example") == []

@@ -554,9 +554,27 @@ def test_a_404_before_proof_with_a_failing_probe_is_unknown(
         ((403, b"", {}), "authentication to"),
         ((302, b"", {"location": "https://login.example/authorize?state=s3cret"}), "redirect"),
         ((302, b"", {"location": "/login?next=/pypi/simple/demo-pkg/"}), "redirect"),
-        ((200, b"", {"content-type": "text/html"}), None),
+        ((200, b"", {"content-type": "text/html"}), "an empty page"),
+        (
+            (
+                200,
+                b'<form action="/login"><input type="password"></form>',
+                {"content-type": "text/html"},
+            ),
+            "a page with a form",
+        ),
+        ((200, b"<html><body></body></html>", {"content-type": "text/html"}), None),
     ],
-    ids=["500", "502", "403", "redirect-to-login", "same-origin-login", "control"],
+    ids=[
+        "500",
+        "502",
+        "403",
+        "redirect-to-login",
+        "same-origin-login",
+        "empty-200",
+        "login-page-200",
+        "control",
+    ],
 )
 def test_an_error_answer_is_unknown(
     index_door: IndexDoor,
