@@ -193,10 +193,21 @@ class Credentials:
             if refresh_token is None or not current.can_refresh(now):
                 log.debug("%s: the login cannot be refreshed", self.url)
                 raise LoginRequiredError(self.url, EXPIRED)
-            log.debug("%s: refreshing the login at %s", self.url, self.index.token_url)
-            tokens = self._refresh_request(current, refresh_token)
-            self.store.save(self.url, tokens)
-            self._cached = tokens
+            with self.store.reserved(self.url) as commit:
+                log.debug("%s: refreshing the login at %s", self.url, self.index.token_url)
+                tokens = self._refresh_request(current, refresh_token)
+                self._cached = tokens
+                try:
+                    commit(tokens)
+                except OSError as exc:
+                    # The provider has rotated the refresh token: the new one lives in
+                    # memory only. It serves this run; the next one will need a login.
+                    log.warning(
+                        "%s: the refreshed login could not be saved (%s); it works for "
+                        "this run only, and the next run will ask you to log in again",
+                        self.store.path_for(self.url),
+                        exc.strerror or exc,
+                    )
             log.debug("%s: refreshed the login", self.url)
             return tokens.access_token
 

@@ -23,14 +23,16 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import filelock
 
 from crane_launch.config import atomic_write_text, normalise_url, state_dir
-from crane_launch.errors import AuthError, CorruptFileError, CraneError
+from crane_launch.errors import AuthError, ConfigError, CorruptFileError, CraneError
 
 from ._tokens import TokenSet
 
@@ -115,13 +117,51 @@ class TokenStore:
         """Replace the tokens for `url` atomically; the file is 0600 from its first byte."""
         key = normalise_url(url)
         path = self.path_for(key)
-        document = {"version": _FORMAT_VERSION, "index_url": key, **tokens.to_json()}
-        text = json.dumps(document, indent=2) + "\n"
         try:
             self._ensure_directory()
-            atomic_write_text(path, text, mode=0o600)
+            atomic_write_text(path, self._document(key, tokens), mode=0o600)
         except OSError as exc:
-            raise CraneError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+            raise ConfigError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+
+    def _document(self, key: str, tokens: TokenSet) -> str:
+        document = {"version": _FORMAT_VERSION, "index_url": key, **tokens.to_json()}
+        return json.dumps(document, indent=2) + "\n"
+
+    @contextmanager
+    def reserved(self, url: str) -> Iterator[Callable[[TokenSet], None]]:
+        """Room for the next tokens of `url`, taken before they exist.
+
+        A refresh consumes the refresh token it presents (providers rotate it): its result
+        must be saved, or the login is lost. So the space is claimed first: a 0600 file
+        beside the token file, filled to `_RESERVED_BYTES` and synced. Yields `commit`,
+        which writes the tokens into that room and moves it over the token file. Raises
+        `ConfigError` naming the path, before anything is asked of the provider, when the
+        room cannot be had (a full disk, a read-only directory).
+        """
+        key = normalise_url(url)
+        path = self.path_for(key)
+        try:
+            self._ensure_directory()
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".next", dir=path.parent)
+        except OSError as exc:
+            raise ConfigError(_cannot_save(path, exc)) from None
+        room = Path(tmp)
+        try:
+            with os.fdopen(fd, "r+b") as handle:
+                _claim(handle, path)
+
+                def commit(tokens: TokenSet) -> None:
+                    data = self._document(key, tokens).encode("utf-8")
+                    handle.seek(0)
+                    handle.write(data)
+                    handle.truncate(len(data))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    os.replace(room, path)
+
+                yield commit
+        finally:
+            room.unlink(missing_ok=True)
 
     def delete(self, url: str) -> bool:
         """Remove the tokens for `url`; True when there were any. The lock file stays."""
@@ -163,3 +203,24 @@ class TokenStore:
         if _POSIX and self.directory.stat().st_mode & 0o077:
             # Created by something else, or under a lax umask: tighten, since it is ours.
             os.chmod(self.directory, 0o700)
+
+
+_RESERVED_BYTES = 64 * 1024  # a token file is a few KiB; providers' JWTs stay far below this
+
+
+def _claim(handle: BinaryIO, path: Path) -> None:
+    """Fill and sync `handle` so that the space is really ours (a sparse file is not)."""
+    try:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(b"\0" * _RESERVED_BYTES)
+        handle.flush()
+        os.fsync(handle.fileno())
+    except OSError as exc:
+        raise ConfigError(_cannot_save(path, exc)) from None
+
+
+def _cannot_save(path: Path, exc: OSError) -> str:
+    return (
+        f"{path}: cannot be written ({exc.strerror or exc}); the login was not refreshed, "
+        f"so it is kept: free space in, or make writable, {path.parent}"
+    )

@@ -14,7 +14,13 @@ import pytest
 
 from crane_launch.auth import Credentials, LoginPolicy, TokenSet, TokenStore, make_client
 from crane_launch.config import PrivateIndex
-from crane_launch.errors import AuthError, CorruptFileError, LoginRequiredError, UpstreamError
+from crane_launch.errors import (
+    AuthError,
+    ConfigError,
+    CorruptFileError,
+    LoginRequiredError,
+    UpstreamError,
+)
 from tests.recording import RecordingHandler
 
 
@@ -532,3 +538,66 @@ def test_login_refresh_and_revocation_each_log_a_debug_line_without_secrets(
         "crane_launch.auth._device",
         "crane_launch.auth._http",
     }
+
+
+# -- a refresh whose result cannot be saved must not lose the login -------------------------
+
+
+def test_a_refresh_is_not_asked_for_when_its_result_could_not_be_saved(
+    credentials: Credentials,
+    store: TokenStore,
+    idp: Any,
+    clock: Any,
+    make_tokens: Callable[..., TokenSet],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = stale(clock, make_tokens)
+    store.save(credentials.url, before)
+    idp.valid_refresh.add("ref-1")
+
+    def full(*_args: object, **_kwargs: object) -> tuple[int, str]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("crane_launch.auth._store.tempfile.mkstemp", full)
+    with pytest.raises(ConfigError) as caught:
+        credentials.access_token()
+
+    message = str(caught.value)
+    assert message.startswith(f"{store.path_for(credentials.url)}: cannot be written (No space")
+    assert "the login was not refreshed, so it is kept" in message
+    assert idp.forms("/token") == []  # the refresh token was never presented
+    assert store.load(credentials.url) == before
+    assert caught.value.exit_code == 3
+
+
+def test_a_refreshed_login_that_cannot_be_written_works_for_this_run(
+    credentials: Credentials,
+    store: TokenStore,
+    idp: Any,
+    clock: Any,
+    make_tokens: Callable[..., TokenSet],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store.save(credentials.url, stale(clock, make_tokens))
+    idp.valid_refresh.add("ref-1")
+    handler = RecordingHandler()
+    logging.getLogger("crane_launch").addHandler(handler)
+    real_replace = os.replace
+
+    def refuse(src: str, dst: str) -> None:
+        if str(src).endswith(".next"):
+            raise OSError(30, "Read-only file system")
+        real_replace(src, dst)
+
+    monkeypatch.setattr("crane_launch.auth._store.os.replace", refuse)
+    try:
+        assert credentials.access_token() == "acc-2"
+        assert credentials.access_token() == "acc-2"  # from memory, not refreshed again
+    finally:
+        logging.getLogger("crane_launch").removeHandler(handler)
+    assert len(idp.forms("/token")) == 1
+    [warning] = [r.getMessage() for r in handler.records if r.levelno == logging.WARNING]
+    assert "could not be saved (Read-only file system)" in warning
+    assert "acc-2" not in warning
+    assert "ref-2" not in warning
+    assert not list(store.directory.glob("*.next"))  # the reserved room is gone
