@@ -283,9 +283,7 @@ def test_a_poetry_lock_whose_reference_names_the_public_source_is_refused(stack,
     assert not list(work.glob(".venv/lib/*/site-packages/decoy_pkg*"))  # poetry never ran
 
 
-def test_a_uv_project_that_searches_every_index_meets_the_guard(stack, logged_in):
-    # The planner only warns about this shadowing setting; the guard refuses the public
-    # page of the private project that uv asks for.
+def test_a_uv_project_that_searches_every_index_is_refused(stack, logged_in):
     work = logged_in.cwd
     (work / "pyproject.toml").write_text(
         UV_PROJECT.format(private=stack.private_url, public=stack.public_url).replace(
@@ -293,6 +291,23 @@ def test_a_uv_project_that_searches_every_index_meets_the_guard(stack, logged_in
         )
     )
     result = logged_in.run("uv", "lock", env=uv_env(logged_in.env), timeout=300)
+    assert result.code == 3, result.stderr
+    assert "uv index-strategy 'unsafe-best-match'" in result.stderr
+    assert not (work / "uv.lock").exists()
+
+
+def test_a_setting_the_planner_does_not_read_meets_the_guard(stack, logged_in, tmp_path):
+    # uv's system settings file (here under XDG_CONFIG_DIRS) is not read by crane's uv
+    # project planner: the guard still refuses the public page of the private project.
+    system = tmp_path / "xdg-system"
+    (system / "uv").mkdir(parents=True)
+    (system / "uv" / "uv.toml").write_text('index-strategy = "unsafe-best-match"\n')
+    work = logged_in.cwd
+    (work / "pyproject.toml").write_text(
+        UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
+    )
+    env = {**uv_env(logged_in.env), "XDG_CONFIG_DIRS": str(system)}
+    result = logged_in.run("uv", "lock", env=env, timeout=300)
     assert_refused(result, stack.public_url + "decoy-pkg/")
     # uv takes the 403 as "not on that index": whatever it locked came from the private one.
     lock = work / "uv.lock"
@@ -301,7 +316,7 @@ def test_a_uv_project_that_searches_every_index_meets_the_guard(stack, logged_in
         assert f'registry = "{stack.private_url}"' in entry, entry
 
 
-def test_a_poetry_project_with_the_public_source_primary_meets_the_guard(stack, logged_in):
+def test_a_poetry_project_with_the_public_source_primary_is_refused(stack, logged_in):
     work = logged_in.cwd
     env = {**logged_in.env, "POETRY_VIRTUALENVS_IN_PROJECT": "true"}
     (work / "pyproject.toml").write_text(
@@ -310,13 +325,9 @@ def test_a_poetry_project_with_the_public_source_primary_meets_the_guard(stack, 
         )
     )
     result = logged_in.run("poetry", "lock", env=env, timeout=300)
-    assert_refused(result, stack.public_url + "decoy-pkg/")
-    # poetry takes the 403 as "not in that source": whatever it locked is the private one.
-    lock = work / "poetry.lock"
-    if lock.exists():
-        entry = lock.read_text().split('name = "decoy-pkg"', 1)[1].split("[[package]]")[0]
-        assert 'version = "1.0"' in entry, entry
-        assert 'reference = "private"' in entry, entry
+    assert result.code == 3, result.stderr
+    assert "poetry source 'public'" in result.stderr, result.stderr
+    assert not (work / "poetry.lock").exists()
 
 
 # -- every place a requirement can name a location, found by attackers' reviews ------------

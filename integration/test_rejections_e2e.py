@@ -208,3 +208,66 @@ def test_pip_ignoring_the_proxy_variables_is_rejected(stack, registered, where, 
         f"{place} is not allowed under crane: it makes pip ignore the proxy variables "
         "through which every request of the tool passes crane's guard",
     )
+
+
+UV_PROJECT = """\
+[project]
+name = "demo-app"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["decoy-pkg"]
+
+[tool.uv]
+package = false
+
+[[tool.uv.index]]
+name = "private"
+url = "{private}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (
+            ["lock", "--extra-index-url", "{public}"],
+            {},
+            "command line: --extra-index-url is not allowed under crane",
+        ),
+        (["lock"], {"UV_EXTRA_INDEX_URL": "{public}"}, "environment variable UV_EXTRA_INDEX_URL"),
+        (["lock", "--index", "pub={public}"], {}, "uv index 'pub' is consulted before private"),
+        (["lock"], {"UV_INDEX": "pub={public}"}, "uv index 'pub' is consulted before private"),
+        (
+            ["add", "decoy-pkg", "--index", "pub={public}"],
+            {},
+            "uv index 'pub' is consulted before private",
+        ),
+        (
+            ["lock", "--find-links", "http://127.0.0.1:9/links/"],
+            {},
+            "command line: --find-links http://127.0.0.1:9/links/ is not allowed under crane",
+        ),
+        (["sync"], {"UV_INDEX_STRATEGY": "unsafe-best-match"}, "uv index-strategy"),
+    ],
+    ids=[
+        "extra-argv",
+        "extra-env",
+        "index-argv",
+        "index-env",
+        "add-index",
+        "find-links",
+        "strategy",
+    ],
+)
+def test_uv_project_commands_refuse_what_uv_pip_refuses(stack, registered, args, env, said):
+    work = registered.cwd
+    (work / "pyproject.toml").write_text(UV_PROJECT.format(private=stack.private_url))
+    argv = [a.format(public=stack.public_url) for a in args]
+    env = {**registered.env, **{k: v.format(public=stack.public_url) for k, v in env.items()}}
+    result = registered.run("uv", *argv, env=env)
+    assert result.code == 3, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("crane: "), line
+    assert said in line, line
+    assert not (work / "uv.lock").exists()
+    assert (work / "pyproject.toml").read_text() == UV_PROJECT.format(private=stack.private_url)

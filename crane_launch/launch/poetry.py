@@ -86,7 +86,7 @@ def plan_poetry(
             private_names[source.name] = index
     for url in _locked_legacy_urls(load_toml(project / "poetry.lock", read_text)):
         registered.check(url)
-    warnings = _shadowing_warnings(sources, private_names)
+    refusals = _shadowing_warnings(sources, private_names)
     names = {source.name: source.url for source in sources if source.url}
     references = pyproject_references(data, str(project / "pyproject.toml"), names)
     if args.command == "add":
@@ -98,7 +98,7 @@ def plan_poetry(
     return registered.plan(
         "poetry",
         argv,
-        warnings=warnings,
+        refusals=refusals,
         notes=[],
         project_dir=project,
         direct_references=references,

@@ -169,21 +169,27 @@ class RegisteredIndexes:
         tool: str,
         argv: Sequence[str],
         *,
-        warnings: list[str],
+        refusals: list[str],
         notes: list[str],
         project_dir: Path | None = None,
         direct_references: Sequence[DirectReference] = (),
     ) -> Plan:
         """The plan for `tool *argv`, whose argv is never changed: through the transparent
         door when an index was found (its lock files, in `project_dir`, verified before
-        the run), else unchanged with a note saying so after `notes`."""
+        the run), else unchanged with a note saying so after `notes`.
+
+        `refusals` are settings that would let another index provide a project of a
+        private index: the first is raised (`ConfigError`, exit 3) once an index is in play.
+        """
         command = [tool, *argv]
+        if self._found and refusals:
+            raise ConfigError(refusals[0])
         if self._found:
             mode = TransparentDoorMode(
                 privates=tuple(self._found.values()),
                 project_dir=project_dir,
                 direct_references=tuple(direct_references),
             )
-            return Plan(tool, command, mode, notes=list(notes), warnings=list(warnings))
+            return Plan(tool, command, mode, notes=list(notes))
         unchanged = f"no registered index in this project; running {tool} unchanged"
-        return Plan(tool, command, Unchanged(), notes=[*notes, unchanged], warnings=list(warnings))
+        return Plan(tool, command, Unchanged(), notes=[*notes, unchanged])

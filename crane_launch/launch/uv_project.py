@@ -35,7 +35,14 @@ from typing import Any
 
 from crane_launch.config import Registry
 from crane_launch.launch.files import ReadText
-from crane_launch.launch.plan import DirectReference, Plan
+from crane_launch.launch.plan import (
+    EXTRA_INDEX_WHY,
+    FIND_LINKS_WHY,
+    DirectReference,
+    Plan,
+    Rejection,
+    remote_links,
+)
 from crane_launch.launch.project_scan import (
     RegisteredIndexes,
     ToolArgs,
@@ -150,16 +157,16 @@ def plan_uv_project(
     if project is not None:
         for url in _project_index_urls(project, read_text):
             registered.check(url)
-    warnings: list[str] = []
+    refusals = _bypass_refusals(args, environ, layers)
     if not uv_flag(args, "--no-index", environ, "UV_NO_INDEX"):
         consulted = consulted_indexes(order)
-        warnings += _order_warnings(consulted, registry)
-        warnings += _strategy_warnings(args, environ, layers, consulted, registry)
+        refusals += _order_warnings(consulted, registry)
+        refusals += _strategy_warnings(args, environ, layers, consulted, registry)
     root = project.root if project is not None else None
     return registered.plan(
         "uv",
         argv,
-        warnings=warnings,
+        refusals=refusals,
         notes=notes,
         project_dir=root,
         direct_references=_references(project, args, argv, cwd, read_text),
@@ -308,7 +315,32 @@ def _project_index_urls(project: _UvProject, read_text: ReadText) -> Iterator[st
             yield registry_url
 
 
-# --- warnings -----------------------------------------------------------------------------
+# --- refusals: settings that would let another index provide a private project -------------
+
+
+def _bypass_refusals(
+    args: ToolArgs, environ: Mapping[str, str], layers: Sequence[SettingsLayer]
+) -> list[str]:
+    """`--extra-index-url` wherever it is set, and remote find-links pages (an index in
+    disguise), as for `crane uv pip`: each names its place."""
+    found: list[tuple[str, str, str]] = []
+    for name, value in args.options:
+        if name == "--extra-index-url" and value:
+            found.append(("command line", "--extra-index-url", EXTRA_INDEX_WHY))
+        elif name in ("--find-links", "-f") and remote_links([value]):
+            found.append(("command line", f"--find-links {value}", FIND_LINKS_WHY))
+    if environ.get("UV_EXTRA_INDEX_URL", "").strip():
+        found.append(
+            ("environment variable UV_EXTRA_INDEX_URL", "extra-index-url", EXTRA_INDEX_WHY)
+        )
+    for url in remote_links(environ.get("UV_FIND_LINKS", "").split()):
+        found.append(("environment variable UV_FIND_LINKS", f"find-links {url}", FIND_LINKS_WHY))
+    for layer in layers:
+        if strings(layer.table.get("extra-index-url")):
+            found.append((layer.place, "extra-index-url", EXTRA_INDEX_WHY))
+        for url in remote_links(strings(layer.table.get("find-links"))):
+            found.append((layer.place, f"find-links {url}", FIND_LINKS_WHY))
+    return [str(Rejection(place, setting, why).error()) for place, setting, why in found]
 
 
 def _order_warnings(consulted: list[UvIndex], registry: Registry) -> list[str]:

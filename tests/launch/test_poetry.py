@@ -66,7 +66,9 @@ def _poetry_project(*sources: str) -> str:
         pytest.param(
             {
                 "pyproject.toml": _poetry_project(
-                    _source("one", PRIVATE_2), _source("other", PUBLIC), _source("two", PRIVATE)
+                    _source("one", PRIVATE_2),
+                    _source("other", PUBLIC, "explicit"),
+                    _source("two", PRIVATE),
                 )
             },
             ["lock"],
@@ -235,14 +237,19 @@ def test_poetry_without_a_project_runs_unchanged(tmp_path: Path, registry: Regis
         ),
     ],
 )
-def test_poetry_shadowing_warnings(
+def test_poetry_shadowing_sources_are_refused(
     tmp_path: Path, registry: Registry, sources: list[str], warnings: list[str]
 ) -> None:
     write_tree(tmp_path, {"pyproject.toml": _poetry_project(*sources)})
 
-    plan = plan_poetry(["lock"], registry=registry, environ={}, cwd=tmp_path)
-
-    assert plan.warnings == warnings
+    # A source order that lets another index provide a private project is refused, not
+    # warned about: crane reaches only the private host, so private-first rests on it.
+    if not warnings:
+        plan_poetry(["lock"], registry=registry, environ={}, cwd=tmp_path)
+        return
+    with pytest.raises(ConfigError) as caught:
+        plan_poetry(["lock"], registry=registry, environ={}, cwd=tmp_path)
+    assert str(caught.value) == warnings[0]
 
 
 @pytest.mark.parametrize("name", ["pyproject.toml", "poetry.lock"])

@@ -58,12 +58,12 @@ UV_PROJECT = '[project]\nname = "app"\nversion = "1.0"\n'
         ),
         pytest.param(
             {
-                "pyproject.toml": UV_PROJECT + f'[tool.uv]\nextra-index-url = ["{PRIVATE_2}"]\n',
+                "pyproject.toml": UV_PROJECT + f'[tool.uv]\nindex-url = "{PRIVATE_2}"\n',
             },
             ["lock"],
             {},
             [PRIVATE_2],
-            id="pyproject-extra-index-url",
+            id="pyproject-index-url",
         ),
         pytest.param(
             {
@@ -78,16 +78,16 @@ UV_PROJECT = '[project]\nname = "app"\nversion = "1.0"\n'
         pytest.param(
             {"pyproject.toml": UV_PROJECT},
             ["sync"],
-            {"UV_INDEX": f"public={PUBLIC} corp={PRIVATE}"},
+            {"UV_INDEX": f"corp={PRIVATE} public={PUBLIC}"},
             [PRIVATE],
             id="env-index-named",
         ),
         pytest.param(
             {"pyproject.toml": UV_PROJECT},
             ["sync"],
-            {"UV_DEFAULT_INDEX": PRIVATE, "UV_EXTRA_INDEX_URL": PRIVATE_2},
+            {"UV_DEFAULT_INDEX": PRIVATE, "UV_INDEX": PRIVATE_2},
             [PRIVATE, PRIVATE_2],
-            id="env-default-and-extra",
+            id="env-default-and-index",
         ),
         pytest.param(
             {"pyproject.toml": UV_PROJECT},
@@ -312,8 +312,11 @@ def _strategy_warning(strategy: str, place: str, private: str) -> str:
             {"pyproject.toml": UV_PROJECT + _uv_index("corp", PRIVATE)},
             ["lock", "--extra-index-url", MIRROR],
             {},
-            [],
-            id="extra-index-url-comes-after-configured-indexes",
+            [
+                "command line: --extra-index-url is not allowed under crane: projects could "
+                "come from another index and bypass private-first routing"
+            ],
+            id="extra-index-url-is-refused-wherever-it-is-set",
         ),
         pytest.param(
             {
@@ -352,7 +355,7 @@ def _strategy_warning(strategy: str, place: str, private: str) -> str:
         ),
     ],
 )
-def test_uv_shadowing_warnings(
+def test_uv_shadowing_settings_are_refused(
     tmp_path: Path,
     registry: Registry,
     *,
@@ -362,10 +365,16 @@ def test_uv_shadowing_warnings(
     warnings: list[str],
 ) -> None:
     write_tree(tmp_path, files)
+    expected = [w.replace("{tmp}", str(tmp_path)) for w in warnings]
 
-    plan = plan_uv_project(argv, registry=registry, environ=environ, cwd=tmp_path)
-
-    assert plan.warnings == [w.replace("{tmp}", str(tmp_path)) for w in warnings]
+    # A setting that lets another index provide a private project is refused, not warned
+    # about: crane reaches only the private host, so private-first rests on uv's settings.
+    if not expected:
+        plan_uv_project(argv, registry=registry, environ=environ, cwd=tmp_path)
+        return
+    with pytest.raises(ConfigError) as caught:
+        plan_uv_project(argv, registry=registry, environ=environ, cwd=tmp_path)
+    assert str(caught.value) == expected[0]
 
 
 @pytest.mark.parametrize("name", ["pyproject.toml", "uv.toml", "uv.lock"])
