@@ -124,15 +124,27 @@ def test_a_direct_url_constraint_is_refused_for_uv(stack, logged_in, tmp_path):
     assert "decoy_pkg" not in installed(target)
 
 
-def test_a_local_find_links_page_is_refused(stack, logged_in, tmp_path):
+@pytest.mark.parametrize("where", ["command line", "requirements file"])
+def test_a_local_find_links_page_is_refused(stack, logged_in, tmp_path, where):
+    # pip parses a local HTML file like a remote page and follows its links anywhere.
     page = logged_in.cwd / "links.html"
     page.write_text(f'<a href="{decoy_url(stack)}">decoy_pkg-99.0-py3-none-any.whl</a>\n')
     target = tmp_path / "target"
-    result = logged_in.run(
-        "pip", "install", "--target", str(target), "-i", stack.private_url,
-        "-f", str(page), "decoy-pkg",
-    )  # fmt: skip
-    assert_refused(result, decoy_url(stack))
+    args = ["install", "--target", str(target), "-i", stack.private_url]
+    if where == "command line":
+        args += ["-f", str(page), "decoy-pkg"]
+        place = f"command line: --find-links {page}"
+    else:
+        (logged_in.cwd / "r.txt").write_text("--find-links links.html\ndecoy-pkg\n")
+        args += ["-r", "r.txt"]
+        place = "requirements file r.txt line 1: --find-links links.html"
+    result = logged_in.run("pip", *args)
+    assert result.code == 3, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"crane: {place} is not allowed under crane: a find-links page (remote, or a local "
+        "HTML file) is an index in disguise and could shadow private projects; use a local "
+        "directory, or publish the files to the private index"
+    ]
     assert "decoy_pkg" not in installed(target)
 
 

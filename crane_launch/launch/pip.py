@@ -42,6 +42,7 @@ from crane_launch.launch.pip_config import PipSettings, read_pip_settings, setti
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
     FIND_LINKS_WHY,
+    LEGACY_BUILD_WHY,
     NO_PROXY_ENV_WHY,
     PROXY_WHY,
     FileCopy,
@@ -389,6 +390,8 @@ def _refusals(pip: PipReading) -> tuple[Rejection, ...]:
 
 def _command_line_refusals(command_line: PipCommandLine) -> list[Rejection]:
     rejections: list[Rejection] = []
+    if "--no-use-pep517" in command_line.args:  # gone from pip 26, still in older pips
+        rejections.append(Rejection("command line", "--no-use-pep517", LEGACY_BUILD_WHY))
     for o in command_line.options:
         if o.name == "--extra-index-url" and o.value:
             rejections.append(Rejection("command line", "--extra-index-url", EXTRA_INDEX_WHY))
@@ -409,6 +412,8 @@ def _settings_refusals(settings: PipSettings) -> list[Rejection]:
             rejections.append(Rejection(value.place, "extra-index-url", EXTRA_INDEX_WHY))
         elif value.key == "proxy":
             rejections.append(Rejection(value.place, "proxy", PROXY_WHY))
+        elif value.key == "no-use-pep517" and strtobool(value.value):
+            rejections.append(Rejection(value.place, "no-use-pep517", LEGACY_BUILD_WHY))
         elif value.key == "no-proxy-env" and strtobool(value.value):
             rejections.append(Rejection(value.place, "no-proxy-env", NO_PROXY_ENV_WHY))
         elif value.key == "find-links":

@@ -31,6 +31,7 @@ from crane_launch.errors import RejectedSettingError
 __all__ = [
     "EXTRA_INDEX_WHY",
     "FIND_LINKS_WHY",
+    "LEGACY_BUILD_WHY",
     "NO_PROXY_ENV_WHY",
     "PROXY_WHY",
     "REMOTE_FILE_WHY",
@@ -48,15 +49,25 @@ __all__ = [
 
 EXTRA_INDEX_WHY = "projects could come from another index and bypass private-first routing"
 FIND_LINKS_WHY = (
-    "a remote find-links page is an index in disguise and could shadow private projects; "
-    "use a local directory, or publish the files to the private index"
+    "a find-links page (remote, or a local HTML file) is an index in disguise and could "
+    "shadow private projects; use a local directory, or publish the files to the private index"
+)
+LEGACY_BUILD_WHY = (
+    "setuptools' legacy build turns dependency_links into find-links pages of a nested pip "
+    "that crane cannot see; build with PEP 517"
 )
 
 
 def remote_links(values: Iterable[str]) -> list[str]:
-    """The find-links locations that are web pages (local directories and files are the
-    user's own and stay allowed)."""
-    return [v for v in values if v.strip().lower().startswith(("http://", "https://"))]
+    """The find-links locations that are pages of links: web pages, and local HTML files
+    (pip parses one like a remote page, and follows its links anywhere). Local
+    directories and distribution files are the user's own and stay allowed."""
+    pages = []
+    for value in values:
+        text = value.strip().lower()
+        if text.startswith(("http://", "https://")) or text.endswith((".html", ".htm")):
+            pages.append(value)
+    return pages
 
 
 NO_PROXY_ENV_WHY = (

@@ -46,11 +46,13 @@ from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_
 from crane_launch.launch.files import ReadText, display_path
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
+    FIND_LINKS_WHY,
     REMOTE_FILE_WHY,
     DirectReference,
     FileCopy,
     IndexSetting,
     Rejection,
+    remote_links,
 )
 from crane_launch.launch.references import requirement_reference
 
@@ -310,6 +312,10 @@ def _note_index_options(line: _Line, path: Path, place: str, walk: RequirementsW
             walk.rejections.append(Rejection(place, "--extra-index-url", EXTRA_INDEX_WHY))
         elif option.name == "--no-index":
             walk.no_index_places.append(place)
+        elif option.name == "--find-links" and option.value:
+            for page in remote_links([option.value]):
+                setting = f"--find-links {page}"
+                walk.rejections.append(Rejection(place, setting, FIND_LINKS_WHY))
 
 
 @dataclass(frozen=True)

@@ -691,8 +691,8 @@ def test_pip_lock_to_standard_output_is_left_alone_with_a_note(
 
 
 FIND_LINKS_WHY = (
-    "a remote find-links page is an index in disguise and could shadow private projects; "
-    "use a local directory, or publish the files to the private index"
+    "a find-links page (remote, or a local HTML file) is an index in disguise and could "
+    "shadow private projects; use a local directory, or publish the files to the private index"
 )
 LINKS = "https://files.example/links/"
 
@@ -728,3 +728,31 @@ def test_local_find_links_stay_allowed(files: Files, registry: Registry) -> None
         {"PIP_FIND_LINKS": "/opt/local-wheels"},
     )  # fmt: skip
     assert_private(result)
+
+
+@pytest.mark.parametrize("page", ["links.html", "./wheels/index.htm"])
+def test_a_local_find_links_page_is_refused_like_a_remote_one(
+    files: Files, registry: Registry, page: str
+) -> None:
+    message = _rejected(files, registry, ["install", "-i", PRIVATE, "-f", page, "pkg"], {})
+    assert (
+        message == f"command line: --find-links {page} is not allowed under crane: {FIND_LINKS_WHY}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "place"),
+    [
+        (["install", "-i", PRIVATE, "--no-use-pep517", "pkg"], {}, "command line: --no-use-pep517"),
+        (
+            ["install", "-i", PRIVATE, "pkg"],
+            {"PIP_NO_USE_PEP517": "1"},
+            "environment variable PIP_NO_USE_PEP517: no-use-pep517",
+        ),
+    ],
+)
+def test_the_legacy_setuptools_build_is_refused(
+    files: Files, registry: Registry, argv: list[str], env: dict[str, str], place: str
+) -> None:
+    message = _rejected(files, registry, argv, env)
+    assert message.startswith(f"{place} is not allowed under crane: setuptools' legacy build")

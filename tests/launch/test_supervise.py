@@ -203,7 +203,9 @@ if os.fork() == 0:          # the classic daemon: fork, setsid, fork again, pare
         os.replace(pidfile + ".tmp", pidfile)
         time.sleep(60)
     os._exit(0)
-os._exit(0)                 # the child exits at once, long before the supervisor polls
+while not os.path.exists(pidfile):  # the daemon is orphaned and known: now leave at once
+    time.sleep(0.005)
+os._exit(0)
 """
 
 

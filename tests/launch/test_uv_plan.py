@@ -333,7 +333,7 @@ def test_unparsable_uv_toml_is_named(files: Files, registry: Registry) -> None:
         ["--index-strategy", "unsafe-best-match"],
         ["--index-strategy=unsafe-first-match"],
         ["-f", "wheels"],
-        ["--find-links", "local/links.html"],
+        ["--find-links", "local/dist-1.0-py3-none-any.whl"],
     ],
 )
 def test_single_index_options_are_allowed(
@@ -354,8 +354,8 @@ def test_explicit_and_flat_indexes_are_allowed(files: Files, registry: Registry)
 
 
 FIND_LINKS_WHY = (
-    "a remote find-links page is an index in disguise and could shadow private projects; "
-    "use a local directory, or publish the files to the private index"
+    "a find-links page (remote, or a local HTML file) is an index in disguise and could "
+    "shadow private projects; use a local directory, or publish the files to the private index"
 )
 LINKS = "https://files.example/links/"
 
@@ -513,3 +513,15 @@ def test_the_private_index_as_the_default_index_is_in_play(
 ) -> None:
     result = plan(files, registry, ["pip", "install", "pkg"], {"UV_DEFAULT_INDEX": PRIVATE})
     assert isinstance(result.mode, IndexDoorMode)
+
+
+@pytest.mark.parametrize("page", ["local/links.html", "./index.HTM", "/abs/links.html"])
+def test_a_local_find_links_page_is_refused_like_a_remote_one(
+    files: Files, registry: Registry, page: str
+) -> None:
+    # pip parses a local HTML file like a remote page, and follows its links anywhere.
+    with pytest.raises(RejectedSettingError) as caught:
+        plan(files, registry, ["pip", "install", "-i", PRIVATE, "-f", page, "pkg"])
+    assert str(caught.value) == (
+        f"command line: --find-links {page} is not allowed under crane: {FIND_LINKS_WHY}"
+    )
