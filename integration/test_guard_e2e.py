@@ -308,24 +308,21 @@ def test_a_uv_project_that_searches_every_index_is_refused(stack, logged_in):
     assert not (work / "uv.lock").exists()
 
 
-def test_a_setting_the_planner_does_not_read_meets_the_guard(stack, logged_in, tmp_path):
-    # uv's system settings file (here under XDG_CONFIG_DIRS) is not read by crane's uv
-    # project planner: the guard still refuses the public page of the private project.
-    system = tmp_path / "xdg-system"
-    (system / "uv").mkdir(parents=True)
-    (system / "uv" / "uv.toml").write_text('index-strategy = "unsafe-best-match"\n')
+def test_a_child_of_a_project_command_meets_the_guard(stack, logged_in, tmp_path):
+    # `uv run` runs any command; crane does not read that command's arguments. Here it is
+    # pip, told to install the decoy from the public index: the guard refuses its page.
     work = logged_in.cwd
     (work / "pyproject.toml").write_text(
         UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
     )
-    env = {**uv_env(logged_in.env), "XDG_CONFIG_DIRS": str(system)}
-    result = logged_in.run("uv", "lock", env=env, timeout=300)
-    assert_refused(result, stack.public_url + "decoy-pkg/")
-    # uv takes the 403 as "not on that index": whatever it locked came from the private one.
-    lock = work / "uv.lock"
-    if lock.exists():
-        entry = lock.read_text().split('name = "decoy-pkg"', 1)[1].split("[[package]]")[0]
-        assert f'registry = "{stack.private_url}"' in entry, entry
+    public = stack.public_url.replace("127.0.0.1", "localhost")  # not a loopback IP literal
+    result = logged_in.run(
+        "uv", "run", "--no-project", "python", "-m", "pip", "install", "--no-cache-dir",
+        "--target", str(tmp_path / "t"), "-i", public, "decoy-pkg",
+        env=uv_env(logged_in.env), timeout=300,
+    )  # fmt: skip
+    assert_refused(result, public + "decoy-pkg/")
+    assert "decoy_pkg" not in installed(tmp_path / "t")
 
 
 def test_a_poetry_project_with_the_public_source_primary_is_refused(stack, logged_in):

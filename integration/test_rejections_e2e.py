@@ -271,3 +271,47 @@ def test_uv_project_commands_refuse_what_uv_pip_refuses(stack, registered, args,
     assert said in line, line
     assert not (work / "uv.lock").exists()
     assert (work / "pyproject.toml").read_text() == UV_PROJECT.format(private=stack.private_url)
+
+
+def _script(private: str, public: str) -> str:
+    return (
+        "# /// script\n"
+        '# dependencies = ["decoy-pkg"]\n'
+        "# [tool.uv]\n"
+        f'# extra-index-url = ["{public}"]\n'
+        "# [[tool.uv.index]]\n"
+        '# name = "private"\n'
+        f'# url = "{private}"\n'
+        "# ///\n"
+        "import decoy_pkg\n"
+        "print(decoy_pkg.ORIGIN)\n"
+    )
+
+
+@pytest.mark.parametrize("how", ["uv pip -r", "uv run"])
+def test_a_scripts_inline_settings_are_judged(stack, registered, how):
+    script = registered.cwd / "s.py"
+    script.write_text(_script(stack.private_url, stack.public_url))
+    if how == "uv run":
+        result = registered.run("uv", "run", "s.py")
+    else:
+        result = registered.run("uv", "pip", "install", "-i", stack.private_url, "-r", "s.py")
+    assert result.code == 3, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "extra-index-url is not allowed under crane" in line, line
+    assert str(script.name) in line, line
+    assert result.stdout == ""
+
+
+def test_uv_project_commands_read_the_system_settings_file(stack, registered, tmp_path):
+    system = tmp_path / "xdg-system"
+    (system / "uv").mkdir(parents=True)
+    (system / "uv" / "uv.toml").write_text(f'extra-index-url = ["{stack.public_url}"]\n')
+    (registered.cwd / "pyproject.toml").write_text(UV_PROJECT.format(private=stack.private_url))
+    env = {**registered.env, "XDG_CONFIG_DIRS": str(system)}
+    result = registered.run("uv", "lock", env=env)
+    assert_rejected(
+        result,
+        f"{system / 'uv' / 'uv.toml'}: extra-index-url is not allowed under crane: "
+        "projects could come from another index and bypass private-first routing",
+    )

@@ -48,11 +48,13 @@ from crane_launch.launch.plan import (
     remote_links,
 )
 from crane_launch.launch.reading import DoorSetup, IndexChain, Reading, finish
+from crane_launch.launch.references import script_metadata
 from crane_launch.launch.reqfiles import Root
 from crane_launch.launch.uv_pip_settings import (
     UvConfigFile,
     UvConfigValue,
     first_value,
+    script_config_file,
     uv_config_files,
 )
 
@@ -154,6 +156,7 @@ def plan_uv_pip(
         return Plan("uv", ["uv", *argv], Unchanged())
     workdir = _working_directory(command_line, environ, cwd)
     files = _config_files(command_line, environ, workdir=workdir, home=home, read_text=read_text)
+    files = _script_config_files(command_line, workdir, read_text) + files
     uv = UvPipReading(command_line, environ, tuple(files), workdir)
     return finish(
         _index_reading(uv),
@@ -210,6 +213,24 @@ def _working_directory(command_line: UvCommandLine, environ: Mapping[str, str], 
     directory = command_line.last("--directory") or environ.get("UV_WORKING_DIR") or None
     directory = directory or environ.get("UV_WORKING_DIRECTORY") or None
     return cwd / directory if directory else cwd
+
+
+def _script_config_files(
+    command_line: UvCommandLine, workdir: Path, read_text: ReadText
+) -> list[UvConfigFile]:
+    """The PEP 723 `[tool.uv]` of scripts given as requirements (`-r s.py`): uv applies
+    their settings, so crane judges their index settings like a config file's."""
+    found = []
+    for option in command_line.options:
+        if option.name == "--requirements" and (option.value or "").endswith(".py"):
+            path = workdir / (option.value or "")
+            try:
+                metadata = script_metadata(read_text(path))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if metadata is not None:
+                found.append(script_config_file(path, metadata))
+    return found
 
 
 def _config_files(

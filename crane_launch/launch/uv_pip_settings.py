@@ -27,7 +27,13 @@ from typing import Any
 from crane_launch.errors import ConfigError
 from crane_launch.launch.files import ReadText, read_optional
 
-__all__ = ["UvConfigFile", "UvConfigValue", "first_value", "uv_config_files"]
+__all__ = [
+    "UvConfigFile",
+    "UvConfigValue",
+    "first_value",
+    "script_config_file",
+    "uv_config_files",
+]
 
 
 @dataclass
@@ -144,6 +150,11 @@ def _read_toml(path: Path, read_text: ReadText) -> _Toml:
         if path.name == "pyproject.toml":
             return _Toml(True, None)  # uv warns and goes on searching
         raise ConfigError(f"uv config file {path}: cannot be parsed ({exc})") from None
+
+
+def script_config_file(path: Path, metadata: dict[str, Any]) -> UvConfigFile:
+    """A script's PEP 723 metadata as a config file: its `[tool.uv]` settings."""
+    return _config_file(path, metadata, "tool.uv")
 
 
 def _config_file(path: Path, data: dict[str, Any], prefix: str) -> UvConfigFile:

@@ -57,6 +57,7 @@ from crane_launch.launch.project_scan import (
 from crane_launch.launch.references import (
     pyproject_references,
     requirement_reference,
+    script_metadata,
     script_references,
 )
 from crane_launch.launch.uv_settings import (
@@ -150,6 +151,7 @@ def plan_uv_project(
         project_root=project.root if project else None,
         read_text=read_text,
     )
+    layers = _script_layers(args, argv, working_dir, read_text) + layers
     order = index_order(args, environ, [layer.table for layer in layers])
     registered = RegisteredIndexes(registry)
     for index in order:
@@ -224,6 +226,23 @@ def _argv_references(
     if script is not None:
         found += _file_references(cwd / script, read_text)
     return found
+
+
+def _script_layers(
+    args: ToolArgs, argv: Sequence[str], cwd: Path, read_text: ReadText
+) -> list[SettingsLayer]:
+    """A script's PEP 723 `[tool.uv]` (`uv run s.py`, `--script s.py`): uv applies it over
+    every settings file, so crane judges its index settings like theirs."""
+    given = args.last("--script") or _run_script(args, argv)
+    if not given:
+        return []
+    path = cwd / given
+    try:
+        metadata = script_metadata(read_text(path))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+    uv = table_at(metadata, "tool", "uv")
+    return [SettingsLayer(f"{path} script metadata [tool.uv]", uv)] if uv else []
 
 
 def _run_script(args: ToolArgs, argv: Sequence[str]) -> str | None:

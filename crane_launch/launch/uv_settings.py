@@ -107,7 +107,25 @@ def settings_layers(
         user_data = load_toml(user, read_text)
         if user_data is not None:
             layers.append(SettingsLayer(str(user), user_data))
+    system = _system_uv_toml(environ, read_text)
+    if system is not None:
+        layers.append(system)
     return layers
+
+
+def _system_uv_toml(environ: Mapping[str, str], read_text: ReadText) -> SettingsLayer | None:
+    """The first system settings file: `$XDG_CONFIG_DIRS/uv/uv.toml` (default
+    `/etc/xdg`), then `/etc/uv/uv.toml` (uv 0.13: `uv_settings::system_config_file`)."""
+    directories = []
+    for directory in (environ.get("XDG_CONFIG_DIRS", "") or "/etc/xdg").split(":"):
+        if not directory:
+            break
+        directories.append(Path(directory) / "uv" / "uv.toml")
+    for path in [*directories, Path("/etc/uv/uv.toml")]:
+        data = load_toml(path, read_text)
+        if data is not None:
+            return SettingsLayer(str(path), data)
+    return None
 
 
 def _project_settings(root: Path, read_text: ReadText) -> SettingsLayer | None:

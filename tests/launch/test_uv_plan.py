@@ -525,3 +525,19 @@ def test_a_local_find_links_page_is_refused_like_a_remote_one(
     assert str(caught.value) == (
         f"command line: --find-links {page} is not allowed under crane: {FIND_LINKS_WHY}"
     )
+
+
+def test_a_scripts_inline_settings_are_judged_like_a_config_file(
+    files: Files, registry: Registry
+) -> None:
+    files.write(
+        "s.py",
+        f'# /// script\n# dependencies = ["pkg"]\n# [tool.uv]\n# extra-index-url = ["{MIRROR}"]\n'
+        "# ///\n",
+    )
+    with pytest.raises(RejectedSettingError) as caught:
+        plan(files, registry, ["pip", "install", "-i", PRIVATE, "-r", "s.py"])
+    assert str(caught.value).endswith(
+        "s.py: [tool.uv]: extra-index-url is not allowed under crane: projects could come "
+        "from another index and bypass private-first routing"
+    )

@@ -473,3 +473,45 @@ def test_uv_directory_named_pyproject_toml_is_no_project_file(
     plan = plan_uv_project(["sync"], registry=registry, environ={}, cwd=tmp_path / "app")
 
     assert private_urls(plan) == [PRIVATE]
+
+
+def test_the_system_settings_file_is_read_too(tmp_path: Path, registry: Registry) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "pyproject.toml": UV_PROJECT + _uv_index("corp", PRIVATE),
+            "xdg-dirs/uv/uv.toml": 'index-strategy = "unsafe-best-match"\n',
+        },
+    )
+    environ = {"XDG_CONFIG_DIRS": str(tmp_path / "xdg-dirs"), "HOME": str(tmp_path / "home")}
+    with pytest.raises(ConfigError) as caught:
+        plan_uv_project(["lock"], registry=registry, environ=environ, cwd=tmp_path)
+    assert str(caught.value).startswith(
+        f"uv index-strategy 'unsafe-best-match' (set in {tmp_path / 'xdg-dirs/uv/uv.toml'})"
+    )
+
+
+SCRIPT = f"""\
+# /// script
+# dependencies = ["pkg"]
+# [tool.uv]
+# extra-index-url = ["{MIRROR}"]
+# [[tool.uv.index]]
+# name = "corp"
+# url = "{PRIVATE}"
+# ///
+print("hello")
+"""
+
+
+@pytest.mark.parametrize("argv", [["run", "s.py"], ["run", "--script", "s.py"]])
+def test_a_scripts_inline_settings_are_judged(
+    tmp_path: Path, registry: Registry, argv: list[str]
+) -> None:
+    write_tree(tmp_path, {"s.py": SCRIPT})
+    with pytest.raises(ConfigError) as caught:
+        plan_uv_project(argv, registry=registry, environ={}, cwd=tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path / 's.py'} script metadata [tool.uv]: extra-index-url is not allowed under "
+        "crane: projects could come from another index and bypass private-first routing"
+    )
