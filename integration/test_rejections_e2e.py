@@ -315,3 +315,22 @@ def test_uv_project_commands_read_the_system_settings_file(stack, registered, tm
         f"{system / 'uv' / 'uv.toml'}: extra-index-url is not allowed under crane: "
         "projects could come from another index and bypass private-first routing",
     )
+
+
+def test_the_site_config_of_the_pip_on_path_is_read(stack, registered, tmp_path):
+    # Seen: the pip.conf of the virtual environment whose pip came first on PATH, with
+    # VIRTUAL_ENV unset, added the public index as an extra index; the decoy came in.
+    import subprocess
+    import sys
+
+    venv = tmp_path / "other-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    (venv / "pip.conf").write_text(f"[global]\nextra-index-url = {stack.public_url}\n")
+    env = {k: v for k, v in registered.env.items() if k not in ("PIP_CONFIG_FILE", "VIRTUAL_ENV")}
+    env |= {"PATH": f"{venv / 'bin'}:{env['PATH']}", "HOME": str(tmp_path / "home")}
+    result = registered.run("pip", "install", "-i", stack.private_url, "decoy-pkg", env=env)
+    assert_rejected(
+        result,
+        f"pip config file {venv / 'pip.conf'}: [global]: extra-index-url is not allowed "
+        f"under crane: {EXTRA_WHY}",
+    )

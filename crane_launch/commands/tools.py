@@ -8,6 +8,7 @@ code. `serve` keeps an index door open until a signal.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -37,6 +38,17 @@ def _split_python(args: list[str]) -> tuple[str | None, list[str]]:
     return None, args
 
 
+def _pip_site_prefix(environ: Mapping[str, str]) -> Path | None:
+    """The `sys.prefix` of the `pip` the child will run (the first on PATH), when it is a
+    virtual environment's: pip reads that environment's pip.conf whether `VIRTUAL_ENV`
+    names it or not. None for any other pip (the planner then follows `VIRTUAL_ENV`)."""
+    found = shutil.which("pip", path=environ.get("PATH", os.defpath))
+    if found is None:
+        return None
+    prefix = Path(found).parent.parent
+    return prefix if (prefix / "pyvenv.cfg").is_file() else None
+
+
 def pip(args: list[str], *, no_input: bool) -> int:
     """`crane pip [--python PY] ARGS`: pip (or `PY -m pip`) through the index door."""
     python, rest = _split_python(args)
@@ -47,6 +59,7 @@ def pip(args: list[str], *, no_input: bool) -> int:
         cwd=Path.cwd(),
         home=Path.home(),
         python=python,
+        site_prefix=None if python else _pip_site_prefix(os.environ),
     )
     return run(plan, os.environ, no_input=no_input)
 

@@ -211,11 +211,15 @@ def plan_pip(
     command_line = read_command_line(argv)
     if command_line is None:
         return Plan("pip", [*launcher, *argv], Unchanged())
+    # pip's own `--python X` re-runs pip under X: X's environment holds the site pip.conf.
+    own_python = _last_value(command_line, "--python")
+    if own_python:
+        site_prefix = None
     settings = read_pip_settings(
         environ,
         command=command_line.command,
         isolated=command_line.isolated,
-        python=python,
+        python=own_python or python,
         site_prefix=site_prefix,
         home=home,
         cwd=cwd,
@@ -231,6 +235,11 @@ def plan_pip(
 
 
 # --- reading pip's inputs ----------------------------------------------------------------
+
+
+def _last_value(command_line: PipCommandLine, name: str) -> str | None:
+    values = [o.value for o in command_line.options if o.name == name and o.value]
+    return values[-1] if values else None
 
 
 @dataclass(frozen=True)

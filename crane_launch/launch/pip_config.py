@@ -183,11 +183,13 @@ def _user_config_dir(
 def _site_prefix(
     python: str | None, environ: Mapping[str, str], cwd: Path, read_text: ReadText
 ) -> Path | None:
-    """Where pip's site config lives: the prefix of the Python that runs pip."""
+    """Where pip's site config lives: the prefix of the Python that runs pip (`python` may
+    also name an environment's directory, as pip's own `--python` allows)."""
     if python and "/" in python:
-        candidate = (cwd / python).parent.parent
-        if read_optional(read_text, candidate / "pyvenv.cfg")[1] is not None:
-            return candidate
+        given = cwd / python
+        for candidate in (given, given.parent.parent):
+            if read_optional(read_text, candidate / "pyvenv.cfg")[1] is not None:
+                return candidate
     virtual_env = environ.get("VIRTUAL_ENV")
     return Path(virtual_env) if virtual_env else None
 
