@@ -505,3 +505,18 @@ def test_a_git_dependency_of_a_public_project_installs_through_the_guard(
     assert result.code == 0, result.stdout + result.stderr
     assert "crane: guard:" not in result.stderr
     assert "gitdep" in installed(target)
+
+
+@pytest.mark.parametrize(
+    "args", [["decoy-pkg", "--source", "public"], ["--source=public", "decoy-pkg@^1.0"]]
+)
+def test_poetry_add_pinned_to_another_source_is_refused(stack, logged_in, args):
+    work = logged_in.cwd
+    env = {**logged_in.env, "POETRY_VIRTUALENVS_IN_PROJECT": "true"}
+    (work / "pyproject.toml").write_text(
+        POETRY_PROJECT.format(private=stack.private_url, public=stack.public_url)
+    )
+    before = (work / "pyproject.toml").read_text()
+    result = logged_in.run("poetry", "add", *args, env=env)
+    assert_reference_refused(result, "command line --source public", stack)
+    assert (work / "pyproject.toml").read_text() == before

@@ -22,6 +22,7 @@ before a supplemental S; and about the implicit public index when it is on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 from crane_launch.config import PrivateIndex, Registry
 from crane_launch.launch.files import ReadText
-from crane_launch.launch.plan import Plan, Unchanged
+from crane_launch.launch.plan import DirectReference, Plan, Unchanged
 from crane_launch.launch.project_scan import (
     RegisteredIndexes,
     ToolArgs,
@@ -41,6 +42,7 @@ from crane_launch.launch.project_scan import (
     under,
 )
 from crane_launch.launch.references import pyproject_references, requirement_reference
+from crane_launch.proxy.routing import normalise_project
 
 __all__ = ["plan_poetry"]
 
@@ -90,11 +92,7 @@ def plan_poetry(
     names = {source.name: source.url for source in sources if source.url}
     references = pyproject_references(data, str(project / "pyproject.toml"), names)
     if args.command == "add":
-        # `poetry add URL`, `poetry add "name @ URL"`, `poetry add git+...`
-        added = [a for a in argv[argv.index("add") + 1 :] if not a.startswith("-")]
-        references += [
-            ref for a in added if (ref := requirement_reference(a, "command line")) is not None
-        ]
+        references += _added(argv[argv.index("add") + 1 :], names)
     return registered.plan(
         "poetry",
         argv,
@@ -108,6 +106,44 @@ def plan_poetry(
 def _start(args: ToolArgs, cwd: Path) -> Path:
     working = under(cwd, args.last("--directory", "-C"))
     return under(working, args.last("--project", "-P"))
+
+
+_ADD_VALUE_OPTIONS = frozenset({"--group", "-G", "--source", "--extras", "-E", "--python"})
+
+
+def _added(args: Sequence[str], sources: Mapping[str, str]) -> list[DirectReference]:
+    """What `poetry add` would pin: `URL`, `"name @ URL"` and `git+...` arguments, and with
+    `--source S` every added package to source S (poetry writes `source = "S"`)."""
+    packages: list[str] = []
+    source: str | None = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        if name == "--source":
+            source = value if eq else (args[i + 1] if i + 1 < len(args) else None)
+        if arg in _ADD_VALUE_OPTIONS:
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            packages.append(arg)
+        i += 1
+    found = [r for p in packages if (r := requirement_reference(p, "command line")) is not None]
+    if source is not None:
+        place = f"command line --source {source}"
+        url = sources.get(source, source)
+        found += [
+            DirectReference(normalise_project(_bare_name(p)), url, place, kind="index")
+            for p in packages
+            if requirement_reference(p, "") is None and _bare_name(p)
+        ]
+    return found
+
+
+def _bare_name(requirement: str) -> str:
+    """The project of a `poetry add` argument: `name`, `name@^1.0`, `name[extra]>=1`."""
+    match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", requirement.strip())
+    return match.group(1) if match else ""
 
 
 def _sources(pyproject: Mapping[str, Any]) -> list[_Source]:

@@ -9,7 +9,7 @@ import pytest
 
 from crane_launch.config import Registry
 from crane_launch.errors import ConfigError
-from crane_launch.launch.plan import Unchanged
+from crane_launch.launch.plan import TransparentDoorMode, Unchanged
 from crane_launch.launch.poetry import plan_poetry
 from tests.launch.fakefiles import Files
 from tests.launch.projecttrees import (
@@ -306,3 +306,32 @@ def test_poetry_project_file_that_cannot_be_read_is_a_config_error(
         plan_poetry(["install"], registry=registry, environ={}, cwd=tmp_path, read_text=read_text)
 
     assert str(caught.value) == f"{tmp_path / 'pyproject.toml'}: {reason}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["add", "corp-lib", "--source", "pub"], [("corp-lib", PUBLIC, "index")]),
+        (["add", "--source=pub", "Corp_Lib@^1.0", "-G", "dev"], [("corp-lib", PUBLIC, "index")]),
+        (["add", "corp-lib"], []),
+        (
+            ["add", "https://h.example/corp_lib-1.0-py3-none-any.whl"],
+            [("corp-lib", "https://h.example/corp_lib-1.0-py3-none-any.whl", "url")],
+        ),
+    ],
+)
+def test_poetry_add_arguments_are_references(
+    tmp_path: Path, registry: Registry, argv: list[str], expected: list[tuple[str, str, str]]
+) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "pyproject.toml": _poetry_project(
+                _source("corp", PRIVATE), _source("pub", PUBLIC, "explicit")
+            )
+        },
+    )
+    plan = plan_poetry(argv, registry=registry, environ={}, cwd=tmp_path)
+    assert isinstance(plan.mode, TransparentDoorMode)
+    found = [(r.project, r.url, r.kind) for r in plan.mode.direct_references]
+    assert [f for f in found if f[0] == "corp-lib"] == expected
