@@ -520,3 +520,41 @@ def test_poetry_add_pinned_to_another_source_is_refused(stack, logged_in, args):
     result = logged_in.run("poetry", "add", *args, env=env)
     assert_reference_refused(result, "command line --source public", stack)
     assert (work / "pyproject.toml").read_text() == before
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_local_find_links_directory_with_a_private_project_is_refused(
+    stack, logged_in, tmp_path, tool
+):
+    # The guard sees no local file: the directory is looked at before the tool runs.
+    import shutil
+
+    wheels = logged_in.cwd / "wheels"
+    wheels.mkdir()
+    shutil.copy(stack.public_dir / "decoy_pkg-99.0-py3-none-any.whl", wheels)
+    shutil.copy(stack.public_dir / "public_only_dep-1.0-py3-none-any.whl", wheels)
+    args = ["install", "--target", str(tmp_path / "t"), "-i", stack.private_url, "-f", "wheels"]
+    if tool == "uv":
+        result = logged_in.run("uv", "pip", *args, "decoy-pkg", env=uv_env(logged_in.env))
+    else:
+        result = logged_in.run("pip", *args, "decoy-pkg")
+    assert result.code == 3, result.stderr
+    assert (
+        f"crane: find-links location {wheels} holds decoy_pkg-99.0-py3-none-any.whl, a file "
+        f"of decoy-pkg, a project of private index {stack.private_url}"
+    ) in result.stderr
+    assert "decoy_pkg" not in installed(tmp_path / "t")
+
+
+def test_a_local_find_links_directory_of_public_projects_is_fine(stack, logged_in, tmp_path):
+    import shutil
+
+    wheels = logged_in.cwd / "wheels"
+    wheels.mkdir()
+    shutil.copy(stack.public_dir / "public_only_dep-1.0-py3-none-any.whl", wheels)
+    result = logged_in.run(
+        "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url,
+        "-f", "wheels", "public-only-dep",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "public_only_dep" in installed(tmp_path / "t")

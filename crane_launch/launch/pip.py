@@ -365,6 +365,7 @@ def _index_reading(pip: PipReading) -> Reading:
         cwd=pip.cwd,
         rejections=_refusals(pip),
         foreign_index_why=FOREIGN_INDEX_WHY,
+        find_links=_local_find_links(pip),
     )
 
 
@@ -395,6 +396,17 @@ def _refusals(pip: PipReading) -> tuple[Rejection, ...]:
     rejections.extend(_command_line_refusals(pip.command_line))
     rejections.extend(_settings_refusals(pip.settings))
     return tuple(rejections)
+
+
+def _local_find_links(pip: PipReading) -> tuple[str, ...]:
+    given = [o.value for o in pip.command_line.options if o.name == "--find-links" and o.value]
+    given += [
+        part
+        for value in pip.settings.highest_first()
+        if value.key == "find-links"
+        for part in value.value.split()
+    ]
+    return tuple(v for v in given if v and not remote_links([v]) and "://" not in v)
 
 
 def _command_line_refusals(command_line: PipCommandLine) -> list[Rejection]:

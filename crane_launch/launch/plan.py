@@ -135,6 +135,9 @@ class IndexDoorMode:
     takes a project of the private index from elsewhere."""
     lock_files: tuple[Path, ...] = ()
     """Lock files the tool installs from (`uv pip install -r pylock.toml`): verified first."""
+    find_links: tuple[Path, ...] = ()
+    """Local find-links directories: one holding a file of a private project is refused
+    (the guard sees no local file)."""
 
 
 @dataclass(frozen=True)

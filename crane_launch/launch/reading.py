@@ -87,6 +87,8 @@ class Reading:
     cwd: Path
     rejections: tuple[Rejection, ...]
     foreign_index_why: str
+    find_links: tuple[str, ...] = ()
+    """The local find-links locations the tool reads (directories or files)."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ def _behind_the_door(
         file_copies=door.file_copies,
         lock_output=door.lock_output,
         direct_references=references,
+        find_links=tuple(reading.cwd / value for value in reading.find_links),
         lock_files=tuple(
             reading.cwd / root.value
             for root in reading.requirements

@@ -55,7 +55,7 @@ from crane_launch.launch.plan import (
 )
 from crane_launch.launch.supervise import run_supervised
 from crane_launch.proxy.door import IndexDoor, IndexSpec
-from crane_launch.proxy.guard import Guard, NameStatus
+from crane_launch.proxy.guard import Guard, NameStatus, requested_projects
 from crane_launch.proxy.server import ProxyServer, Reply, Request
 from crane_launch.proxy.transparent import TransparentDoor
 from crane_launch.proxy.upstream import TokenSource, Upstream
@@ -99,6 +99,7 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
         doors.verify_references(mode.direct_references)
         if isinstance(mode, IndexDoorMode):
             doors.verify_lock_files(mode.lock_files)
+            doors.verify_find_links(mode.find_links)
         if isinstance(mode, TransparentDoorMode):
             doors.verify_locks(mode.project_dir)
         if isinstance(mode, IndexDoorMode):
@@ -293,6 +294,24 @@ class GuardedDoors:
                 more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
                 raise ConfigError(violations[0].message(door.private_url) + more)
 
+    def verify_find_links(self, directories: Sequence[Path]) -> None:
+        """Refuse (ConfigError, exit 3) a local find-links directory that holds a file of a
+        project one of the private indexes serves: the tool would take it from there."""
+        files = [
+            (path, project)
+            for path in _find_links_files(directories)
+            for project in requested_projects("file:///" + path.name)
+        ]
+        for door in self._index_doors:
+            served = self._served(door, sorted({project for _, project in files}))
+            for path, project in files:
+                if project in served:
+                    raise ConfigError(
+                        f"find-links location {path.parent} holds {path.name}, a file of "
+                        f"{project}, a project of private index {door.private_url}; remove "
+                        "it, or publish it to the private index"
+                    )
+
     def verify_references(self, references: Sequence[DirectReference]) -> None:
         """Refuse (ConfigError, exit 3) a requirement that takes a project one of the
         private indexes serves from a URL or an index that is not that private index."""
@@ -324,6 +343,20 @@ class GuardedDoors:
         for line in dict.fromkeys(refusal.line() for refusal in self.guard.refusals):
             say(f"guard: {line}")
         return EXIT_CONFIG
+
+
+def _find_links_files(locations: Sequence[Path]) -> list[Path]:
+    """The files local find-links locations offer: a directory's entries, or the file."""
+    files: list[Path] = []
+    for location in locations:
+        try:
+            if location.is_dir():
+                files += [location / name for name in sorted(os.listdir(location))]
+            elif location.is_file():
+                files.append(location)
+        except OSError:
+            continue
+    return files
 
 
 def _on_private_index(reference: DirectReference, private_url: str) -> bool:

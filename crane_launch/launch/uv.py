@@ -280,6 +280,7 @@ def _index_reading(uv: UvPipReading) -> Reading:
         cwd=uv.workdir,
         rejections=_refusals(uv),
         foreign_index_why=FOREIGN_INDEX_WHY,
+        find_links=_local_find_links(uv),
     )
 
 
@@ -384,6 +385,16 @@ def _refusals(uv: UvPipReading) -> tuple[Rejection, ...]:
         *_config_refusals(uv.config_files),
         *_index_entry_refusals(uv.config_files),
     )
+
+
+def _local_find_links(uv: UvPipReading) -> tuple[str, ...]:
+    given = [o.value or "" for o in uv.command_line.options if o.name == "--find-links"]
+    given += uv.environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
+    for file in uv.config_files:
+        for table in ("pip", ""):
+            links = file.table(table).get("find-links")
+            given += [v for v in links if isinstance(v, str)] if isinstance(links, list) else []
+    return tuple(v for v in given if v and not remote_links([v]) and "://" not in v)
 
 
 def _command_line_refusals(command_line: UvCommandLine) -> list[Rejection]:
