@@ -1,7 +1,7 @@
 """The one owner of crane's own output: `crane:` lines, `-v`, redaction and the logger tree.
 
 Every line crane itself prints goes to stderr with the `crane: ` prefix (the child's
-stdout and stderr pass through untouched), through `say` or `warn`. Every module logs
+stdout and stderr pass through untouched), through `say`. Every module logs
 under the `crane_launch` logger tree (`logging.getLogger(__name__)`); `setup` gives that
 tree one stderr handler whose formatter redacts anything shaped like a credential, so a
 token cannot reach the terminal through a log line whichever module wrote it.
@@ -16,7 +16,7 @@ import re
 import sys
 from typing import TextIO
 
-__all__ = ["LOGGER", "PREFIX", "Redacting", "redact", "say", "setup", "warn"]
+__all__ = ["LOGGER", "PREFIX", "Redacting", "redact", "say", "setup"]
 
 PREFIX = "crane: "
 LOGGER = "crane_launch"
@@ -58,7 +58,3 @@ def setup(verbose: int) -> None:
 def say(message: str, *, stream: TextIO | None = None) -> None:
     """One `crane: message` line on stderr (or `stream`), flushed at once."""
     print(PREFIX + message, file=stream if stream is not None else sys.stderr, flush=True)
-
-
-def warn(message: str) -> None:
-    say("warning: " + message)

@@ -162,15 +162,15 @@ Mode = Unchanged | IndexDoorMode | TransparentDoorMode
 class Plan:
     """Everything the runner needs for one tool command.
 
-    `notes` and `warnings` are one line each, without the `crane:` prefix (the console
-    adds it); they are printed before the child starts.
+    `notes` are one line each, without the `crane:` prefix (the console adds it); they are
+    printed before the child starts. (What used to be a warning is a refusal now: a
+    planner raises it.)
     """
 
     tool: str
     command: list[str]
     mode: Mode
     notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

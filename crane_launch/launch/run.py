@@ -41,7 +41,7 @@ from crane_launch.config import (
     origin_of,
     origin_url,
 )
-from crane_launch.console import say, warn
+from crane_launch.console import say
 from crane_launch.errors import EXIT_CONFIG, ConfigError, CraneError
 from crane_launch.launch.environment import guarded_environment, index_door_environment
 from crane_launch.launch.locks import find_locks, lock_violations, read_lock
@@ -62,6 +62,7 @@ from crane_launch.proxy.upstream import TokenSource, Upstream
 
 __all__ = [
     "PASS_THROUGH_VAR",
+    "GuardedDoors",
     "OpenIndexDoor",
     "credentials_for",
     "open_index_door",
@@ -84,8 +85,6 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
     command = resolve_command(plan.command, environ)
     for note in plan.notes:
         say(note)
-    for warning in plan.warnings:
-        warn(warning)
     mode = plan.mode
     if isinstance(mode, Unchanged):
         return run_supervised(command, dict(environ))
