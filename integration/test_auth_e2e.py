@@ -189,3 +189,28 @@ def test_a_needed_login_fails_at_once_in_ci(stack, crane):
     assert result.code == 4, result.stderr
     assert f"run `crane login {stack.private_url}`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_verbose_shows_the_refresh_and_never_a_token(short_stack, crane, tmp_path):
+    # -v configures the whole crane_launch logger tree: the auth package's refresh line
+    # shows, and no token text reaches the terminal (the formatter redacts every line).
+    path = _logged_in(short_stack, crane)
+    before = json.loads(path.read_text())
+    time.sleep(short_stack.access_ttl + 0.5)
+    result = crane.run(
+        "-v", "pip", "install", "--no-deps", "--target", str(tmp_path / "t"),
+        "-i", short_stack.private_url, "decoy-pkg",  # private: no public index is asked
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    after = json.loads(path.read_text())
+    assert after["access_token"] != before["access_token"]
+    assert "refreshing the login at" in result.stderr
+    assert "refreshed the login" in result.stderr
+    for secret in (
+        before["access_token"],
+        before["refresh_token"],
+        after["access_token"],
+        after["refresh_token"],
+    ):
+        assert secret not in result.stderr
+        assert secret not in result.stdout

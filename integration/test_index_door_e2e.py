@@ -469,3 +469,34 @@ def test_an_index_that_answers_with_a_login_page_proves_nothing(stack, logged_in
     assert "answered 302 to an authenticated request (a redirect to " in line, line
     assert line.endswith("crane cannot prove that the index accepts its login"), line
     assert not (target / "decoy_pkg").exists()
+
+
+def test_crane_serve_never_dumps_core(stack, logged_in, tmp_path):
+    # Seen: with `ulimit -c unlimited`, SIGQUIT to crane serve wrote a core file holding
+    # the access token, the refresh token and the door's secret.
+    import resource
+
+    def unlimited() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    proc = subprocess.Popen(
+        [*CRANE, "serve", stack.private_url],
+        env=logged_in.env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=unlimited,  # noqa: PLW1509 - the test's own child, no threads involved
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("http://127.0.0.1:")
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        core = next(line for line in limits.splitlines() if line.startswith("Max core"))
+        assert core.split()[4:6] == ["0", "0"], core
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not list(tmp_path.glob("core*"))

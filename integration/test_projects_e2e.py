@@ -275,3 +275,46 @@ def test_signals_tear_down_the_child_and_the_ca_bundle(stack, project, signum, e
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert not bundle.parent.exists()
     assert not (work / "uv.lock").exists()
+
+
+DAEMON = """
+import os, sys, time
+pidfile = sys.argv[1]
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open(pidfile + ".tmp", "w").write(str(os.getpid()))
+        os.replace(pidfile + ".tmp", pidfile)
+        time.sleep(60)
+    os._exit(0)
+while not os.path.exists(pidfile):
+    time.sleep(0.005)
+"""
+
+
+def test_a_daemon_started_under_uv_run_does_not_outlive_crane(stack, project, tmp_path):
+    crane, url, _gate = project
+    work = crane.cwd
+    (work / "pyproject.toml").write_text(
+        PROJECT + UV_INDEXES.format(private=url, public=stack.public_url)
+    )
+    pidfile = tmp_path / "daemon.pid"
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON)
+    result = crane.run("uv", "run", "--no-project", "python", str(script), str(pidfile))
+    assert result.code == 0, result.stderr
+    try:
+        daemon = psutil.Process(int(pidfile.read_text()))
+    except psutil.NoSuchProcess:
+        return  # already torn down with the run
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    else:
+        daemon.kill()
+        raise AssertionError("a daemon of the child outlived the run, with crane's proxy settings")
