@@ -318,3 +318,35 @@ def test_a_daemon_started_under_uv_run_does_not_outlive_crane(stack, project, tm
     else:
         daemon.kill()
         raise AssertionError("a daemon of the child outlived the run, with crane's proxy settings")
+
+
+POSTER = """
+import base64, os, socket, sys
+from urllib.parse import urlsplit
+proxy = urlsplit(os.environ["HTTP_PROXY"])
+auth = base64.b64encode(f"{proxy.username}:{proxy.password}".encode()).decode()
+with socket.create_connection((proxy.hostname, proxy.port)) as s:
+    head = (
+        f"POST {sys.argv[1]} HTTP/1.1\\r\\nHost: {urlsplit(sys.argv[1]).netloc}\\r\\n"
+        f"Proxy-Authorization: Basic {auth}\\r\\nContent-Length: 2\\r\\n\\r\\nhi"
+    )
+    s.sendall(head.encode())
+    print(s.recv(4096).split(b"\\r\\n")[0].decode())
+"""
+
+
+def test_only_get_and_head_go_to_a_private_http_origin(stack, crane, tmp_path):
+    # Anything else would carry crane's bearer token to the index with a body.
+    crane.register(stack, None, "--public-index", stack.public_url)
+    assert crane.login(stack).code == 0
+    work = crane.cwd
+    (work / "pyproject.toml").write_text(
+        PROJECT + UV_INDEXES.format(private=stack.private_url, public=stack.public_url)
+    )
+    poster = tmp_path / "poster.py"
+    poster.write_text(POSTER)
+    stack.gate.clear()
+    result = crane.run("uv", "run", "--no-project", "python", str(poster), stack.private_url)
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip().startswith("HTTP/1.1 405"), result.stdout
+    assert [r for r in stack.gate.records() if r.method == "POST"] == []
