@@ -334,3 +334,22 @@ def test_the_site_config_of_the_pip_on_path_is_read(stack, registered, tmp_path)
         f"pip config file {venv / 'pip.conf'}: [global]: extra-index-url is not allowed "
         f"under crane: {EXTRA_WHY}",
     )
+
+
+def test_uv_pip_and_uv_project_commands_read_the_same_settings(stack, registered, tmp_path):
+    # One model of uv's settings serves both planners: the same uv.toml (found through
+    # UV_WORKING_DIRECTORY, which uv 0.13 honours) is refused for both, at the same place.
+    project = tmp_path / "elsewhere"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(UV_PROJECT.format(private=stack.private_url))
+    (project / "uv.toml").write_text(f'extra-index-url = ["{stack.public_url}"]\n')
+    env = {**registered.env, "UV_WORKING_DIRECTORY": str(project)}
+    lines = []
+    for args in (["pip", "install", "-i", stack.private_url, "x"], ["lock"]):
+        result = registered.run("uv", *args, env=env)
+        assert result.code == 3, (args, result.stderr)
+        [line] = result.stderr.strip().splitlines()
+        lines.append(line)
+    for line in lines:
+        assert str(project / "uv.toml") in line, line
+        assert "extra-index-url is not allowed under crane" in line, line

@@ -17,8 +17,9 @@ uv's behaviour this follows (uv 0.13 source: `crates/uv/src/lib.rs`,
   defaults are ignored. So crane's proxy, set as `UV_DEFAULT_INDEX`, wins over every
   configured default and over a requirements file's `--index-url`: uv needs no file
   copies. Every non-default index is searched too, hence the rejections.
-- Config files: see `uv_pip_settings`. `--directory`/`UV_WORKING_DIR` changes the
-  working directory first; `--project`/`UV_PROJECT` where discovery starts.
+- Config files: see `uv_settings`, the one model of uv's settings. `--directory` (else
+  `UV_WORKING_DIR`, else `UV_WORKING_DIRECTORY`) changes the working directory first;
+  `--project`/`UV_PROJECT` where discovery starts.
 - `[[index]]` entries with `explicit = true` serve only the packages pinned to them in
   `[tool.uv.sources]`, and `format = "flat"` entries are find-links; neither competes
   for other projects, so crane allows them like `--find-links`.
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crane_launch.config import Registry
-from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_options, strtobool
+from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_options
 from crane_launch.launch.files import ReadText
 from crane_launch.launch.plan import (
     EXTRA_INDEX_WHY,
@@ -50,12 +51,14 @@ from crane_launch.launch.plan import (
 from crane_launch.launch.reading import DoorSetup, IndexChain, Reading, finish
 from crane_launch.launch.references import script_metadata
 from crane_launch.launch.reqfiles import Root
-from crane_launch.launch.uv_pip_settings import (
+from crane_launch.launch.uv_settings import (
     UvConfigFile,
     UvConfigValue,
     first_value,
     script_config_file,
+    split_index_value,
     uv_config_files,
+    working_directory,
 )
 
 __all__ = [
@@ -154,7 +157,7 @@ def plan_uv_pip(
     command_line = read_command_line(argv)
     if command_line is None:
         return Plan("uv", ["uv", *argv], Unchanged())
-    workdir = _working_directory(command_line, environ, cwd)
+    workdir = working_directory(cwd, command_line.last("--directory"), environ)
     files = _config_files(command_line, environ, workdir=workdir, home=home, read_text=read_text)
     files = _script_config_files(command_line, workdir, read_text) + files
     uv = UvPipReading(command_line, environ, tuple(files), workdir)
@@ -209,12 +212,6 @@ def read_command_line(argv: Sequence[str]) -> UvCommandLine | None:
     return UvCommandLine(args, words[1], tuple(found), words)
 
 
-def _working_directory(command_line: UvCommandLine, environ: Mapping[str, str], cwd: Path) -> Path:
-    directory = command_line.last("--directory") or environ.get("UV_WORKING_DIR") or None
-    directory = directory or environ.get("UV_WORKING_DIRECTORY") or None
-    return cwd / directory if directory else cwd
-
-
 def _script_config_files(
     command_line: UvCommandLine, workdir: Path, read_text: ReadText
 ) -> list[UvConfigFile]:
@@ -241,18 +238,13 @@ def _config_files(
     home: Path,
     read_text: ReadText,
 ) -> list[UvConfigFile]:
-    no_config = (
-        command_line.has("--no-config")
-        or command_line.has("--isolated")
-        or bool(strtobool(environ.get("UV_NO_CONFIG", "")))
-    )
     return uv_config_files(
         environ,
         cwd=workdir,
         home=home,
-        config_file=command_line.last("--config-file") or environ.get("UV_CONFIG_FILE") or None,
-        no_config=no_config,
-        project=command_line.last("--project") or environ.get("UV_PROJECT") or None,
+        config_file=command_line.last("--config-file"),
+        no_config=command_line.has("--no-config") or command_line.has("--isolated"),
+        project=command_line.last("--project"),
         read_text=read_text,
     )
 
@@ -460,8 +452,7 @@ def _env_list(environ: Mapping[str, str], name: str) -> list[str]:
 
 def _index_url(value: str) -> str:
     """The URL of `[name=]url`, as uv's `Index::from_str` splits it."""
-    name, eq, url = value.partition("=")
-    return url if eq and ":" not in name else value
+    return split_index_value(value)[1]
 
 
 # --- the run behind the index door ---------------------------------------------------------

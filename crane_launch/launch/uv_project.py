@@ -27,10 +27,9 @@ Not covered: inline script metadata (`uv run script.py` with a `# /// script` bl
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from crane_launch.config import Registry
@@ -69,6 +68,8 @@ from crane_launch.launch.uv_settings import (
     index_strategy,
     settings_layers,
     uv_flag,
+    working_directory,
+    workspace_root,
 )
 
 __all__ = ["UV_PROJECT_COMMANDS", "is_uv_project_command", "plan_uv_project"]
@@ -140,17 +141,11 @@ def plan_uv_project(
     file that cannot be read or parsed. See the module docstring for the warnings.
     """
     args = parse_tool_args(argv, _VALUE_OPTIONS)
-    working_dir = under(cwd, args.last("--directory") or environ.get("UV_WORKING_DIR"))
+    working_dir = working_directory(cwd, args.last("--directory"), environ)
     start = under(working_dir, args.last("--project") or environ.get("UV_PROJECT"))
     project = _find_project(start, read_text)
     notes = [] if project else [f"no uv project found in {start} or its parents"]
-    layers = settings_layers(
-        args,
-        environ,
-        working_dir=working_dir,
-        project_root=project.root if project else None,
-        read_text=read_text,
-    )
+    layers = settings_layers(args, environ, working_dir=working_dir, read_text=read_text)
     layers = _script_layers(args, argv, working_dir, read_text) + layers
     order = index_order(args, environ, [layer.table for layer in layers])
     registered = RegisteredIndexes(registry)
@@ -159,11 +154,7 @@ def plan_uv_project(
     if project is not None:
         for url in _project_index_urls(project, read_text):
             registered.check(url)
-    refusals = _bypass_refusals(args, environ, layers)
-    if not uv_flag(args, "--no-index", environ, "UV_NO_INDEX"):
-        consulted = consulted_indexes(order)
-        refusals += _order_warnings(consulted, registry)
-        refusals += _strategy_warnings(args, environ, layers, consulted, registry)
+    refusals = _refusals(args, environ, layers, order, registry)
     root = project.root if project is not None else None
     return registered.plan(
         "uv",
@@ -279,46 +270,19 @@ class _UvProject:
 
 
 def _find_project(start: Path, read_text: ReadText) -> _UvProject | None:
-    """The nearest project and its workspace root: a `[tool.uv.workspace]` in the nearest
-    pyproject.toml above the project whose `members` match it and `exclude` does not."""
+    """The nearest project and its workspace root, as `uv_settings.workspace_root` finds
+    it. The project's own pyproject.toml must parse (uv needs it); the root's too."""
     found = nearest_pyproject(start, read_text)
     if found is None:
         return None
     project, data = found
     pyprojects = [(project / "pyproject.toml", data)]
-    if table_at(data, "tool", "uv", "workspace"):
-        return _UvProject(project, pyprojects)
-    for directory in project.parents:
-        above = load_toml(directory / "pyproject.toml", read_text)
-        workspace = table_at(above, "tool", "uv", "workspace")
-        if above is None or not workspace:
-            continue
-        if _is_member(directory, workspace, project):
-            pyprojects.append((directory / "pyproject.toml", above))
-            return _UvProject(directory, pyprojects)
-        break
-    return _UvProject(project, pyprojects)
-
-
-def _is_member(root: Path, workspace: Mapping[str, Any], project: Path) -> bool:
-    try:
-        relative = PurePosixPath(project.relative_to(root).as_posix())
-    except ValueError:
-        return False
-
-    def matches(pattern: str) -> bool:
-        pattern = pattern.strip("/")
-        if "**" in pattern:
-            return fnmatch.fnmatchcase(str(relative), pattern)
-        parts = PurePosixPath(pattern).parts
-        return len(parts) == len(relative.parts) and all(
-            fnmatch.fnmatchcase(name, part)
-            for name, part in zip(relative.parts, parts, strict=True)
-        )
-
-    members = strings(workspace.get("members"))
-    excluded = strings(workspace.get("exclude"))
-    return any(map(matches, members)) and not any(map(matches, excluded))
+    root = workspace_root(project, read_text)
+    if root != project:
+        above = load_toml(root / "pyproject.toml", read_text)
+        if above is not None:
+            pyprojects.append((root / "pyproject.toml", above))
+    return _UvProject(root, pyprojects)
 
 
 def _project_index_urls(project: _UvProject, read_text: ReadText) -> Iterator[str]:
@@ -335,6 +299,22 @@ def _project_index_urls(project: _UvProject, read_text: ReadText) -> Iterator[st
 
 
 # --- refusals: settings that would let another index provide a private project -------------
+
+
+def _refusals(
+    args: ToolArgs,
+    environ: Mapping[str, str],
+    layers: list[SettingsLayer],
+    order: list[UvIndex],
+    registry: Registry,
+) -> list[str]:
+    """The refusals, then (unless `--no-index` / `UV_NO_INDEX`) the warnings."""
+    refusals = _bypass_refusals(args, environ, layers)
+    if not uv_flag(args, "--no-index", environ, "UV_NO_INDEX"):
+        consulted = consulted_indexes(order)
+        refusals += _order_warnings(consulted, registry)
+        refusals += _strategy_warnings(args, environ, layers, consulted, registry)
+    return refusals
 
 
 def _bypass_refusals(

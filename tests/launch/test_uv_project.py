@@ -385,7 +385,11 @@ def test_uv_malformed_toml_is_a_config_error(tmp_path: Path, registry: Registry,
         plan_uv_project(["sync"], registry=registry, environ={}, cwd=tmp_path)
 
     message = str(caught.value)
-    assert message.startswith(f"{tmp_path / name}: is not valid TOML (")
+    # A settings file is named as `uv pip` names it: one error policy (`uv_settings`).
+    if name == "uv.toml":
+        assert message.startswith(f"uv config file {tmp_path / name}: cannot be parsed (")
+    else:
+        assert message.startswith(f"{tmp_path / name}: is not valid TOML (")
     assert "\n" not in message
 
 
