@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -57,7 +58,12 @@ def test_login_status_logout(stack, crane, tool_env):
 
     out = crane.run("logout", stack.private_url)
     assert out.code == 0, out.stderr
-    assert "(tokens revoked)" in out.stderr
+    # oidc-provider's access tokens are JWTs: it answers 200 to their revocation but cannot
+    # revoke them, so crane says how long the access token stays valid.
+    assert (
+        "refresh token revoked; the access token is self-contained (a JWT) and stays "
+        "valid until it expires, "
+    ) in out.stderr
     assert stack.wait_for_event("token.revoked", start=mark)
     assert not path.exists()
     assert "logged in:             no" in crane.run("status").stdout
@@ -214,3 +220,33 @@ def test_verbose_shows_the_refresh_and_never_a_token(short_stack, crane, tmp_pat
     ):
         assert secret not in result.stderr
         assert secret not in result.stdout
+
+
+def test_a_refresh_that_cannot_be_saved_does_not_lose_the_login(short_stack, crane, tmp_path):
+    # Seen: disk full during a due refresh; that run failed, and every later run said the
+    # login had expired (the provider had rotated the only valid refresh token).
+    chattr = shutil.which("chattr")
+    assert chattr is not None, "chattr (e2fsprogs) makes a directory unwritable even for root"
+    path = _logged_in(short_stack, crane)
+    before = json.loads(path.read_text())
+    time.sleep(short_stack.access_ttl + 0.5)  # the next run must refresh
+    mark = short_stack.event_mark()
+    install = [
+        "pip", "install", "--no-deps", "--target", str(tmp_path / "t"),
+        "-i", short_stack.private_url, "decoy-pkg",
+    ]  # fmt: skip
+    subprocess.run([chattr, "+i", str(path.parent)], check=True)
+    try:
+        refused = crane.run(*install)
+    finally:
+        subprocess.run([chattr, "-i", str(path.parent)], check=True)
+    assert refused.code == 3, refused.stderr
+    assert f"{path}: cannot be written (" in refused.stderr
+    assert "the login was not refreshed, so it is kept" in refused.stderr
+    assert json.loads(path.read_text()) == before
+    assert not short_stack.wait_for_event("token.issued refresh_token", timeout=0.5, start=mark)
+
+    again = crane.run(*install)  # the kept refresh token still works
+    assert again.code == 0, again.stderr
+    assert json.loads(path.read_text())["refresh_token"] != before["refresh_token"]
+    assert not short_stack.wait_for_event("grant.revoked", timeout=0.5, start=mark)

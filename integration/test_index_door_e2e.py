@@ -500,3 +500,31 @@ def test_crane_serve_never_dumps_core(stack, logged_in, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert not list(tmp_path.glob("core*"))
+
+
+def test_a_crane_killed_outright_leaves_neither_its_child_nor_its_files(stack, logged_in, tmp_path):
+    # SIGKILL gives crane no teardown: the kernel's parent-death signal stops pip, and the
+    # next run removes the per-run folder (the CA bundle) the killed one left.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    logged_in.env["TMPDIR"] = str(scratch)
+    proc = _slow_install(stack, logged_in, tmp_path)
+    try:
+        pip = _wait_for_child(proc, "pip")
+        left = list(scratch.glob(f"crane-run-{proc.pid}-*"))
+        assert left, list(scratch.iterdir())
+        proc.kill()
+        proc.communicate(timeout=30)
+        deadline = time.monotonic() + 10
+        while pip.is_running() and pip.status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "pip kept running against a dead proxy"
+            time.sleep(0.05)
+    finally:
+        stack.gate.reset()
+    assert all(path.exists() for path in left)
+    again = logged_in.run(
+        "pip", "install", "--no-deps", "--target", str(tmp_path / "t2"), "-i", stack.private_url,
+        "decoy-pkg",
+    )  # fmt: skip
+    assert again.code == 0, again.stderr
+    assert not any(path.exists() for path in left)

@@ -20,6 +20,7 @@ and the next refresh gets `invalid_grant`, i.e. `LoginRequiredError`.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import webbrowser
@@ -73,6 +74,10 @@ class LogoutResult(NamedTuple):
     """The access token's revocation: confirmed, refused, or None (none attempted)."""
     access_expires_at: float | None = None
     """When the access token stops working by itself (what a failed revocation leaves)."""
+    access_self_contained: bool = False
+    """The access token is a JWT: a provider that accepts its revocation may still not be
+    able to revoke it (oidc-provider answers 200 and ignores it), so it stays valid until
+    it expires whatever the answer."""
 
 
 class Credentials:
@@ -305,7 +310,8 @@ class Credentials:
         refresh = self._revoke(url, tokens.refresh_token, "refresh_token")
         access = self._revoke(url, tokens.access_token, "access_token")
         revoked = refresh is not False and access is not False
-        return LogoutResult(removed, revoked, refresh, access, expires)
+        jwt = _looks_like_jwt(tokens.access_token)
+        return LogoutResult(removed, revoked, refresh, access, expires, jwt)
 
     def _revoke(self, url: str, token: str | None, hint: str) -> bool | None:
         if not token:
@@ -348,3 +354,12 @@ class Credentials:
             has_refresh_token=tokens.refresh_token is not None,
             scope=tokens.scope,
         )
+
+
+def _looks_like_jwt(token: str) -> bool:
+    """Three base64url parts: a self-contained (structured) access token."""
+    parts = token.split(".")
+    return len(parts) == 3 and all(part and _B64URL.fullmatch(part) for part in parts)
+
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")

@@ -85,9 +85,14 @@ def logout(index: PrivateIndex) -> str:
     if not result.removed:
         return f"not logged in to {index.url}"
     done = f"logged out of {index.url}"
-    if result.revoked and result.refresh_revoked is not None:
-        return f"{done} (tokens revoked)"
     until = f"which expires {describe_expiry(result.access_expires_at)}"
+    if result.revoked and result.refresh_revoked is not None:
+        if result.access_self_contained:
+            return (
+                f"{done}: refresh token revoked; the access token is self-contained (a JWT) "
+                f"and stays valid until it expires, {until.removeprefix('which expires ')}"
+            )
+        return f"{done} (tokens revoked)"
     if not index.revocation_url:
         return (
             f"{done}: tokens deleted here; the index names no revocation endpoint, so the "

@@ -189,6 +189,11 @@ def test_index_lines_without_tokens_show_no_expiry(registry: Registry) -> None:
         (LogoutResult(False, False), "not logged in to {url}"),
         (LogoutResult(True, True, True, True, NOW + 600), "logged out of {url} (tokens revoked)"),
         (
+            LogoutResult(True, True, True, True, NOW + 600, access_self_contained=True),
+            "logged out of {url}: refresh token revoked; the access token is self-contained "
+            "(a JWT) and stays valid until it expires, 2023-11-14 22:23:20 UTC (in 10 min)",
+        ),
+        (
             LogoutResult(True, False, True, False, NOW + 600),
             "logged out of {url}: refresh token revoked; this provider did not revoke the "
             "access token, which expires 2023-11-14 22:23:20 UTC (in 10 min)",
