@@ -350,3 +350,41 @@ def test_only_get_and_head_go_to_a_private_http_origin(stack, crane, tmp_path):
     assert result.code == 0, result.stderr
     assert result.stdout.strip().startswith("HTTP/1.1 405"), result.stdout
     assert [r for r in stack.gate.records() if r.method == "POST"] == []
+
+
+REFUSER = """
+import os, socket, ssl
+from urllib.parse import urlsplit
+import base64
+proxy = urlsplit(os.environ["HTTPS_PROXY"])
+auth = base64.b64encode(f"{proxy.username}:{proxy.password}".encode()).decode()
+s = socket.create_connection((proxy.hostname, proxy.port))
+s.sendall(f"CONNECT other.example:443 HTTP/1.1\\r\\nHost: other.example:443\\r\\n"
+          f"Proxy-Authorization: Basic {auth}\\r\\n\\r\\n".encode())
+assert s.recv(4096).startswith(b"HTTP/1.1 200")
+context = ssl.create_default_context(cafile=os.environ["ORIGINAL_CERT"])  # not crane's CA
+try:
+    context.wrap_socket(s, server_hostname="other.example")
+except ssl.SSLError:
+    print("refused")
+"""
+
+
+def test_a_child_that_refuses_cranes_certificate_gets_one_line(stack, project, tls_front):
+    crane, url, _gate = project
+    (crane.cwd / "pyproject.toml").write_text(
+        PROJECT + UV_INDEXES.format(private=url, public=stack.public_url)
+    )
+    probe = crane.cwd / "refuser.py"
+    probe.write_text(REFUSER)
+    env = {**crane.env, "ORIGINAL_CERT": str(tls_front.ca_path)}
+    result = crane.run("uv", "run", "--no-project", "python", str(probe), env=env)
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip() == "refused"
+    lines = [line for line in result.stderr.splitlines() if "other.example" in line]
+    assert lines == [
+        "crane: the child refused crane's certificate for other.example "
+        f"({lines[0].split('(', 1)[1].split(')', 1)[0]}); if it pins that host's own "
+        "certificate, list the host in CRANE_PASS_THROUGH"
+    ], result.stderr
+    assert "Traceback" not in result.stderr
