@@ -528,3 +528,23 @@ def test_a_crane_killed_outright_leaves_neither_its_child_nor_its_files(stack, l
     )  # fmt: skip
     assert again.code == 0, again.stderr
     assert not any(path.exists() for path in left)
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_project_page_that_is_a_sign_in_form_is_an_error(stack, logged_in, tmp_path, tool):
+    # Not an empty project (pip would say "no matching distribution"), and never a reason
+    # to ask the public index.
+    stack.gate.mode = "project-login"
+    try:
+        args = ["install", "--target", str(tmp_path / "t"), "-i", stack.private_url, "decoy-pkg"]
+        if tool == "uv":
+            result = logged_in.run("uv", "pip", *args, env=uv_env(logged_in.env))
+        else:
+            result = logged_in.run("pip", *args)
+    finally:
+        stack.gate.reset()
+    assert result.code != 0
+    assert "answered 200 for decoy-pkg with a page with a form (a login page?)" in (
+        result.stdout + result.stderr
+    )
+    assert not (tmp_path / "t" / "decoy_pkg").exists()

@@ -209,7 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         data = body.encode()
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        if "Content-Type" not in (headers or {}):
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -251,6 +252,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_simple(302, "", {"Location": "/login?next=" + path}, head=head)
             else:
                 self._send_simple(404, "not found\n", head=head)
+            return
+        if mode == "project-login" and path.rstrip("/") != gate._up_path.rstrip("/"):
+            # The root is a real index page, but every project page is a sign-in form
+            # answered 200 (not an empty project).
+            gate._record(method, path, auth_ok, had_auth, 200, "mode project-login", subject)
+            form = '<html><form action="/login"><input type="password" name="p"></form></html>'
+            self._send_simple(200, form + "\n", {"Content-Type": "text/html"}, head=head)
             return
         if mode == "error500":
             gate._record(method, path, auth_ok, had_auth, 500, reason, subject)
