@@ -11,6 +11,7 @@ installing.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -558,3 +559,53 @@ def test_a_local_find_links_directory_of_public_projects_is_fine(stack, logged_i
     )  # fmt: skip
     assert result.code == 0, result.stderr
     assert "public_only_dep" in installed(tmp_path / "t")
+
+
+def test_a_project_commands_local_find_links_with_a_private_project_is_refused(stack, logged_in):
+    import shutil
+
+    work = logged_in.cwd
+    (work / "links").mkdir()
+    shutil.copy(stack.public_dir / "decoy_pkg-99.0-py3-none-any.whl", work / "links")
+    (work / "pyproject.toml").write_text(
+        UV_PROJECT.format(private=stack.private_url, public=stack.public_url).replace(
+            "package = false", 'package = false\nfind-links = ["./links"]'
+        )
+    )
+    result = logged_in.run("uv", "sync", env=uv_env(logged_in.env), timeout=300)
+    assert result.code == 3, result.stderr
+    assert "holds decoy_pkg-99.0-py3-none-any.whl, a file of decoy-pkg" in result.stderr
+    assert not (work / ".venv").exists()
+
+
+def test_a_script_is_found_behind_uv_runs_value_options(stack, logged_in):
+    script = logged_in.cwd / "s.py"
+    script.write_text(
+        '# /// script\n# dependencies = ["decoy-pkg"]\n# [[tool.uv.index]]\n'
+        f'# name = "mirror"\n# url = "{stack.public_url}"\n# [[tool.uv.index]]\n'
+        f'# name = "private"\n# url = "{stack.private_url}"\n# ///\n'
+        "import decoy_pkg\nprint(decoy_pkg.ORIGIN)\n"
+    )
+    python = str(Path(sys.executable))
+    result = logged_in.run("uv", "run", "--python", python, "s.py", env=uv_env(logged_in.env))
+    assert result.code == 3, result.stdout + result.stderr
+    assert "uv index 'mirror' is consulted before private index" in result.stderr
+    assert "public" not in result.stdout
+
+
+def test_the_site_config_of_a_symlinked_pip_is_read(stack, logged_in, tmp_path):
+    import subprocess
+
+    venv = tmp_path / "venv2"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    (venv / "pip.conf").write_text(f"[global]\nextra-index-url = {stack.public_url}\n")
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "pip").symlink_to(venv / "bin" / "pip")
+    empty = tmp_path / "empty.conf"
+    empty.write_text("")
+    env = {k: v for k, v in logged_in.env.items() if k != "VIRTUAL_ENV"}
+    env |= {"PATH": f"{shim}:{env['PATH']}", "PIP_CONFIG_FILE": str(empty)}
+    result = logged_in.run("pip", "install", "-i", stack.private_url, "decoy-pkg", env=env)
+    assert result.code == 3, result.stderr
+    assert f"pip config file {venv / 'pip.conf'}: [global]: extra-index-url" in result.stderr

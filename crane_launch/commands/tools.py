@@ -39,14 +39,40 @@ def _split_python(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def _pip_site_prefix(environ: Mapping[str, str]) -> Path | None:
-    """The `sys.prefix` of the `pip` the child will run (the first on PATH), when it is a
-    virtual environment's: pip reads that environment's pip.conf whether `VIRTUAL_ENV`
-    names it or not. None for any other pip (the planner then follows `VIRTUAL_ENV`)."""
+    """The `sys.prefix` of the `pip` the child will run (the first on PATH), whose
+    `pip.conf` pip reads whether `VIRTUAL_ENV` names it or not: symlinks are followed,
+    then the script's own environment or the interpreter its `#!` line names. None when
+    that cannot be told (a version manager's shell shim): the planner then follows
+    `VIRTUAL_ENV`."""
     found = shutil.which("pip", path=environ.get("PATH", os.defpath))
     if found is None:
         return None
-    prefix = Path(found).parent.parent
-    return prefix if (prefix / "pyvenv.cfg").is_file() else None
+    script = Path(found).resolve()
+    if (script.parent.parent / "pyvenv.cfg").is_file():
+        return script.parent.parent
+    interpreter = _shebang_interpreter(script, environ)
+    if interpreter is None:
+        return None
+    if (interpreter.parent.parent / "pyvenv.cfg").is_file():
+        return interpreter.parent.parent
+    return interpreter.resolve().parent.parent
+
+
+def _shebang_interpreter(script: Path, environ: Mapping[str, str]) -> Path | None:
+    try:
+        with script.open("rb") as handle:
+            first = handle.readline(512).decode("utf-8", "replace")
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    if words[:1] == ["/usr/bin/env"] and len(words) > 1:
+        found = shutil.which(words[1], path=environ.get("PATH", os.defpath))
+        words = [found] if found else []
+    if not words or "python" not in Path(words[0]).name:
+        return None  # a shell shim (pyenv, asdf): its Python cannot be told from here
+    return Path(words[0])
 
 
 def pip(args: list[str], *, no_input: bool) -> int:

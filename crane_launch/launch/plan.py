@@ -149,6 +149,8 @@ class TransparentDoorMode:
     privates: tuple[PrivateIndex, ...]
     project_dir: Path | None = None
     direct_references: tuple[DirectReference, ...] = ()
+    find_links: tuple[Path, ...] = ()
+    """Local find-links locations: one holding a file of a private project is refused."""
 
     @property
     def private_hosts(self) -> list[str]:

@@ -42,6 +42,8 @@ class ToolArgs:
 
     command: str | None = None
     options: list[tuple[str, str]] = field(default_factory=list)
+    target: str | None = None
+    """For `run`: the command (or script) it runs, the first argument after its options."""
 
     def values(self, *names: str) -> list[str]:
         return [value for name, value in self.options if name in names]
@@ -67,6 +69,8 @@ def parse_tool_args(argv: Sequence[str], value_options: frozenset[str]) -> ToolA
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
+            if args.command == "run" and i + 1 < len(argv):
+                args.target = argv[i + 1]
             break
         if arg.startswith("--"):
             name, eq, value = arg.partition("=")
@@ -87,6 +91,7 @@ def parse_tool_args(argv: Sequence[str], value_options: frozenset[str]) -> ToolA
         elif args.command is None:
             args.command = arg
         elif args.command == "run":
+            args.target = arg
             break
         i += 1
     return args
@@ -173,6 +178,7 @@ class RegisteredIndexes:
         notes: list[str],
         project_dir: Path | None = None,
         direct_references: Sequence[DirectReference] = (),
+        find_links: Sequence[Path] = (),
     ) -> Plan:
         """The plan for `tool *argv`, whose argv is never changed: through the transparent
         door when an index was found (its lock files, in `project_dir`, verified before
@@ -189,6 +195,7 @@ class RegisteredIndexes:
                 privates=tuple(self._found.values()),
                 project_dir=project_dir,
                 direct_references=tuple(direct_references),
+                find_links=tuple(find_links),
             )
             return Plan(tool, command, mode, notes=list(notes))
         unchanged = f"no registered index in this project; running {tool} unchanged"

@@ -96,9 +96,9 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
         say(f"guard: tunnelling {', '.join(sorted(pass_through))} blind ({PASS_THROUGH_VAR})")
     with GuardedDoors(indexes, public_url, pass_through=pass_through) as doors:
         doors.verify_references(mode.direct_references)
+        doors.verify_find_links(mode.find_links)
         if isinstance(mode, IndexDoorMode):
             doors.verify_lock_files(mode.lock_files)
-            doors.verify_find_links(mode.find_links)
         if isinstance(mode, TransparentDoorMode):
             doors.verify_locks(mode.project_dir)
         if isinstance(mode, IndexDoorMode):

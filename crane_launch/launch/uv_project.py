@@ -163,6 +163,7 @@ def plan_uv_project(
         notes=notes,
         project_dir=root,
         direct_references=_references(project, args, argv, cwd, read_text),
+        find_links=_local_find_links(args, environ, layers, working_dir),
     )
 
 
@@ -236,13 +237,31 @@ def _script_layers(
     return [SettingsLayer(f"{path} script metadata [tool.uv]", uv)] if uv else []
 
 
+def _local_find_links(
+    args: ToolArgs, environ: Mapping[str, str], layers: Sequence[SettingsLayer], cwd: Path
+) -> list[Path]:
+    """Every local find-links location uv is given (command line, `UV_FIND_LINKS`, the
+    settings files and scripts, local `format = "flat"` indexes): the runner refuses one
+    that holds a file of a private project, which no request would show the guard."""
+    given = [value for name, value in args.options if name in ("--find-links", "-f")]
+    given += environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
+    for layer in layers:
+        given += strings(layer.table.get("find-links"))
+        given += [
+            str(index.get("url"))
+            for index in tables(layer.table.get("index"))
+            if index.get("format") == "flat" and isinstance(index.get("url"), str)
+        ]
+    local = [v for v in given if v and "://" not in v and not remote_links([v])]
+    return [cwd / value for value in local]
+
+
 def _run_script(args: ToolArgs, argv: Sequence[str]) -> str | None:
-    """The script `uv run` runs, when its first argument after the options is a .py file."""
-    if args.command != "run":
-        return None
-    after = list(argv[argv.index("run") + 1 :]) if "run" in argv else []
-    positional = [a for a in after if not a.startswith("-")]
-    return positional[0] if positional and positional[0].endswith(".py") else None
+    """The script `uv run` runs, when its first argument after the options (their values
+    skipped, as uv's parser does) is a .py file."""
+    del argv  # the parser has already found it
+    target = args.target if args.command == "run" else None
+    return target if target is not None and target.endswith(".py") else None
 
 
 def _file_references(path: Path, read_text: ReadText) -> list[DirectReference]:

@@ -106,7 +106,7 @@ class IndexDoor:
                 raise AuthError(routing.auth_failed_message(self.spec.url))
             if 200 <= status < 300:
                 reason = rewrite.not_index_shaped(
-                    response.content, response.headers.get("content-type", "")
+                    response.content, response.headers.get("content-type", ""), proof=True
                 )
                 if reason is None:
                     self.proven = True

@@ -120,10 +120,15 @@ def _html_charset(content_type: str) -> str:
 # --- is it an index page at all? ----------------------------------------------------
 
 
-def not_index_shaped(body: bytes, content_type: str) -> str | None:
+def not_index_shaped(body: bytes, content_type: str, *, proof: bool = False) -> str | None:
     """Why `body` is not a simple-index page (PEP 503 HTML or PEP 691 JSON); None when it
     is one. A login page, a form, an empty body, or any other content type is not: only an
-    index page can prove crane's credentials, or say what a project has."""
+    index page can prove crane's credentials, or say what a project has.
+
+    With `proof` (the credential probe), an HTML page must also carry a link or PEP 629's
+    `pypi:repository-version` meta: a sign-in shell, an "access denied" page or a script
+    that draws a login button proves nothing. An empty index proves itself through the
+    probe path set at registration."""
     kind = page_kind(content_type)
     if kind is None:
         media = _media_type(content_type)[0] or "no content type"
@@ -134,15 +139,16 @@ def not_index_shaped(body: bytes, content_type: str) -> str | None:
         return _not_index_json(body)
     try:
         text, _ = _decode_html(body, content_type)
-        tags = _TagScanner(text, frozenset({"form", "input"})).tags
+        tags = _TagScanner(text, frozenset({"form", "input", "a", "meta"})).tags
     except (PageError, ValueError, AssertionError):
         return "an HTML page that cannot be read"
     names = {tag.name for tag in tags}
     attributes = [(name, (value or "").lower()) for tag in tags for name, value in tag.attrs]
     if "form" in names or ("type", "password") in attributes:
         return "a page with a form (a login page?)"
-    # A page without links is an empty index (or project): allowed; what it cannot be is
-    # a page a person fills in.
+    if proof and "a" not in names and ("name", "pypi:repository-version") not in attributes:
+        return "an HTML page without a single link"
+    # Outside the probe, a page without links is an empty project: allowed.
     return None
 
 

@@ -106,8 +106,12 @@ def header(reply: Reply, name: str) -> str | None:
     return next((value for key, value in reply.headers if key.lower() == name), None)
 
 
+# The index root the probe gets: a simple index with one project link.
+INDEX_ROOT = b'<!DOCTYPE html><html><body><a href="demo/">demo</a></body></html>'
+
+
 def prove_credentials(door: IndexDoor, origins: ScriptedOrigins) -> None:
-    origins.answer(INDEX, 200, b"<html><body></body></html>", HTML_TYPE)
+    origins.answer(INDEX, 200, INDEX_ROOT, HTML_TYPE)
     asyncio.run(door.probe())
     assert door.proven
 
@@ -178,7 +182,7 @@ def test_a_project_missing_privately_comes_from_the_public_index_without_credent
     if probe_at_start:
         prove_credentials(door, origins)
     else:
-        origins.answer(INDEX, 200, b"<html></html>", HTML_TYPE)
+        origins.answer(INDEX, 200, INDEX_ROOT, HTML_TYPE)
     origins.answer(INDEX + "demo/", *private_answer)
     origins.answer(PUBLIC + "demo/", 200, PUBLIC_HTML, HTML_TYPE)
 
@@ -678,3 +682,34 @@ def test_a_redirect_chain_that_ends_in_a_404_is_an_error_not_absence(
     line = assert_one_line_502(reply, body)
     assert "answered 404 for demo after a redirect to" in line
     assert origins.to("pypi.example") == []
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        b"<html><title>Sign in</title><div id=root></div><script src=login.js></script></html>",
+        b"<html><body><h1>403 Forbidden</h1><p>Access denied</p></body></html>",
+        b"<html><body></body></html>",
+    ],
+    ids=["sign-in-shell", "access-denied", "empty"],
+)
+def test_a_root_page_without_a_single_link_proves_nothing(
+    door: IndexDoor, origins: ScriptedOrigins, page: bytes
+) -> None:
+    # An empty index proves itself through the probe path set at registration instead.
+    origins.answer(INDEX, 200, page, HTML_TYPE)
+    with pytest.raises(UpstreamError) as caught:
+        asyncio.run(door.probe())
+    assert "an HTML page without a single link" in str(caught.value) or "an empty page" in str(
+        caught.value
+    )
+    assert not door.proven
+
+
+def test_a_repository_version_meta_proves_an_empty_index(
+    door: IndexDoor, origins: ScriptedOrigins
+) -> None:
+    page = b'<html><head><meta name="pypi:repository-version" content="1.0"></head></html>'
+    origins.answer(INDEX, 200, page, HTML_TYPE)
+    asyncio.run(door.probe())
+    assert door.proven

@@ -470,7 +470,7 @@ PUBLIC = "https://pypi.example/simple/"
 TOKEN = "t0ken-abc"
 HTML_TYPE = {"content-type": "text/html; charset=utf-8"}
 PAGE = b'<!DOCTYPE html><html><body><a href="/repo/demo/demo-1.0.tar.gz">x</a></body></html>'
-EMPTY_ROOT = b"<!DOCTYPE html><html><body></body></html>"
+EMPTY_ROOT = b'<!DOCTYPE html><html><body><a href="demo-pkg/">demo-pkg</a></body></html>'
 
 
 @pytest.fixture
