@@ -353,3 +353,21 @@ def test_uv_pip_and_uv_project_commands_read_the_same_settings(stack, registered
     for line in lines:
         assert str(project / "uv.toml") in line, line
         assert "extra-index-url is not allowed under crane" in line, line
+
+
+@pytest.mark.parametrize("how", ["argv", "env"])
+def test_a_private_default_index_replaced_on_a_project_command_is_refused(stack, registered, how):
+    pyproject = UV_PROJECT.format(private=stack.private_url).replace(
+        'url = "' + stack.private_url + '"', 'url = "' + stack.private_url + '"\ndefault = true'
+    )
+    (registered.cwd / "pyproject.toml").write_text(pyproject)
+    env = dict(registered.env)
+    args = ["lock"]
+    if how == "argv":
+        args.append(f"--default-index={stack.public_url}")
+    else:
+        env["UV_DEFAULT_INDEX"] = stack.public_url
+    result = registered.run("uv", *args, env=env)
+    assert result.code == 3, result.stderr
+    assert f"replaces private index {stack.private_url} as the default index" in result.stderr
+    assert not (registered.cwd / "uv.lock").exists()

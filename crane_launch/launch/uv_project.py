@@ -331,9 +331,33 @@ def _refusals(
     refusals = _bypass_refusals(args, environ, layers)
     if not uv_flag(args, "--no-index", environ, "UV_NO_INDEX"):
         consulted = consulted_indexes(order)
+        refusals += _replaced_defaults(order, consulted, registry)
         refusals += _order_warnings(consulted, registry)
         refusals += _strategy_warnings(args, environ, layers, consulted, registry)
     return refusals
+
+
+def _replaced_defaults(
+    order: list[UvIndex], consulted: list[UvIndex], registry: Registry
+) -> list[str]:
+    """A private default index that uv drops for another default (`--default-index`,
+    `UV_DEFAULT_INDEX`, an earlier `default = true`): its projects would come from the
+    other one."""
+    kept = {index.url for index in consulted}
+    winner = next((index for index in consulted if index.default), None)
+    if winner is not None and registry.find(winner.url) is not None:
+        return []  # another private index is the default: nothing public wins
+    found = []
+    for index in order:
+        private = registry.find(index.url)
+        if index.default and private is not None and index.url not in kept:
+            other = f"'{winner.label}'" if winner is not None else "another default index"
+            found.append(
+                f"uv index {other} replaces private index {private.url} as the default "
+                "index, so its projects would come from elsewhere; drop the other default "
+                "index or make the private one the default there"
+            )
+    return found
 
 
 def _bypass_refusals(

@@ -519,3 +519,23 @@ def test_a_scripts_inline_settings_are_judged(
         f"{tmp_path / 's.py'} script metadata [tool.uv]: extra-index-url is not allowed under "
         "crane: projects could come from another index and bypass private-first routing"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        (["lock", f"--default-index={MIRROR}"], {}),
+        (["lock"], {"UV_DEFAULT_INDEX": MIRROR}),
+    ],
+)
+def test_a_private_default_index_replaced_by_another_is_refused(
+    tmp_path: Path, registry: Registry, argv: list[str], environ: dict[str, str]
+) -> None:
+    write_tree(tmp_path, {"pyproject.toml": UV_PROJECT + _uv_index("corp", PRIVATE, default=True)})
+    with pytest.raises(ConfigError) as caught:
+        plan_uv_project(argv, registry=registry, environ=environ, cwd=tmp_path)
+    assert str(caught.value) == (
+        f"uv index '{MIRROR}' replaces private index {PRIVATE} as the default index, so its "
+        "projects would come from elsewhere; drop the other default index or make the "
+        "private one the default there"
+    )
