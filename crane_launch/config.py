@@ -38,6 +38,7 @@ __all__ = [
     "normalise_url",
     "origin_of",
     "origin_url",
+    "shown_url",
     "state_dir",
 ]
 
@@ -142,6 +143,15 @@ def origin_url(origin: Origin) -> str:
     if origin.port == _DEFAULT_PORTS.get(origin.scheme):
         return f"{origin.scheme}://{shown}"
     return f"{origin.scheme}://{shown}:{origin.port}"
+
+
+def shown_url(url: str) -> str:
+    """`url` as crane prints it: without userinfo, query and fragment, which may carry a
+    secret or a login flow's state. A text without a scheme is returned as it is."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return url
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def closest(url: str, candidates: Iterable[str]) -> str | None:

@@ -252,3 +252,17 @@ def test_origin_of_lowers_the_names_and_fills_in_the_default_port(url: str, orig
 def test_origin_of_refuses_a_port_out_of_range() -> None:
     with pytest.raises(ValueError, match=r"."):
         origin_of("https://index.example:99999/")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://u:p@login.example/authorize?state=s3cret#f", "https://login.example/authorize"),
+        ("http://127.0.0.1:8080/simple/", "http://127.0.0.1:8080/simple/"),
+        ("relative/path?q=1", "relative/path?q=1"),
+    ],
+)
+def test_shown_url_drops_what_may_carry_a_secret(url: str, shown: str) -> None:
+    from crane_launch.config import shown_url
+
+    assert shown_url(url) == shown

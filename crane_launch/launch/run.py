@@ -29,7 +29,6 @@ import tempfile
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import psutil
 
@@ -40,6 +39,7 @@ from crane_launch.config import (
     normalise_url,
     origin_of,
     origin_url,
+    shown_url,
 )
 from crane_launch.console import say
 from crane_launch.errors import EXIT_CONFIG, ConfigError, CraneError
@@ -319,15 +319,15 @@ class GuardedDoors:
             nameless = next((ref for ref in foreign if not ref.project), None)
             if nameless is not None:
                 raise ConfigError(
-                    f"{nameless.place}: {_shown(nameless.url)} does not say which project it "
-                    f"is; write it as `name @ {_shown(nameless.url)}` so that crane can check "
+                    f"{nameless.place}: {shown_url(nameless.url)} does not say which project it "
+                    f"is; write it as `name @ {shown_url(nameless.url)}` so that crane can check "
                     f"it is not a project of private index {door.private_url}"
                 )
             served = self._served(door, sorted({ref.project for ref in foreign}))
             for ref in foreign:
                 if ref.project in served:
                     raise ConfigError(
-                        f"{ref.place}: {ref.project} would come from {_shown(ref.url)}, but "
+                        f"{ref.place}: {ref.project} would come from {shown_url(ref.url)}, but "
                         f"{ref.project} is a project of private index {door.private_url}; "
                         "remove the URL or the pin to install it from the private index"
                     )
@@ -373,12 +373,6 @@ def _on_private_index(reference: DirectReference, private_url: str) -> bool:
         return origin_of(reference.url) == origin_of(private_url)
     except ValueError:
         return False
-
-
-def _shown(url: str) -> str:
-    """A URL without its userinfo, query and fragment (they may carry a secret)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 async def _served_names(door: IndexDoor, names: Sequence[str]) -> set[str]:

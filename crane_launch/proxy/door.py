@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
-from crane_launch.config import origin_of, origin_url
+from crane_launch.config import origin_of, origin_url, shown_url
 from crane_launch.errors import AuthError, CraneError, UpstreamError
 from crane_launch.proxy import rewrite, routing
 from crane_launch.proxy.guard import NameStatus
@@ -115,7 +115,8 @@ class IndexDoor:
             else:
                 last = f"{self.spec.url}: the index answered {status} to an authenticated request"
                 if 300 <= status < 400:
-                    last += f" (a redirect to {_shown(response.headers.get('location', ''))})"
+                    location = urljoin(url, response.headers.get("location", ""))
+                    last += f" (a redirect to {shown_url(location)})"
         raise UpstreamError(last + "; crane cannot prove that the index accepts its login")
 
     # -- requests -------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class IndexDoor:
             # chain that ends in a 404 (a login flow, a moved index) is an error.
             reason = (
                 f"{self.spec.url} answered {response.status_code} for {project} after a "
-                f"redirect to {_shown(answer.url)}; not falling back to the public index"
+                f"redirect to {shown_url(answer.url)}; not falling back to the public index"
             )
             return routing.ProjectDecision.fail(reason), None
         if response.status_code == 200 and not rdepot_not_found_page:
@@ -311,14 +312,6 @@ def _page_reply(content_type: str, body: bytes) -> Reply:
 def _bad_gateway(reason: str) -> Reply:
     log.warning("%s", reason)
     return Reply.text(502, reason + "\n")
-
-
-def _shown(url: str) -> str:
-    """A URL without userinfo, query and fragment (a login URL carries state)."""
-    parts = urlsplit(url)
-    return (
-        f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.scheme else url
-    )
 
 
 def _describe(exc: httpx.HTTPError) -> str:

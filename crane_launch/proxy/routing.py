@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import unquote, urljoin, urlsplit
 
-from crane_launch.config import Origin, origin_of
+from crane_launch.config import Origin, origin_of, shown_url
 
 __all__ = [
     "Decision",
@@ -280,10 +280,8 @@ def _redirect_reason(
     where = "elsewhere"
     if location:
         try:
-            target = urlsplit(urljoin(index_url, location.strip()))
             origin = private_origin if private_origin is not None else origin_of(index_url)
-            # Userinfo, query and fragment are left out: a login URL carries state.
-            shown = f"{target.scheme}://{target.netloc.rpartition('@')[2]}{target.path}"
+            shown = shown_url(urljoin(index_url, location.strip()))
             same = origin_of(shown) == origin
             where = f"to {shown}" if same else f"to another origin, {shown}"
         except ValueError:
