@@ -55,7 +55,7 @@ from crane_launch.launch.plan import (
 )
 from crane_launch.launch.supervise import run_supervised
 from crane_launch.proxy.door import IndexDoor, IndexSpec
-from crane_launch.proxy.guard import Guard, NameStatus, requested_projects
+from crane_launch.proxy.guard import Guard, NameStatus, distribution_projects
 from crane_launch.proxy.server import ProxyServer, Reply, Request
 from crane_launch.proxy.transparent import TransparentDoor
 from crane_launch.proxy.upstream import TokenSource, Upstream
@@ -299,7 +299,7 @@ class GuardedDoors:
         files = [
             (path, project)
             for path in _find_links_files(directories)
-            for project in requested_projects("file:///" + path.name)
+            for project in distribution_projects(path.name)
         ]
         for door in self._index_doors:
             served = self._served(door, sorted({project for _, project in files}))

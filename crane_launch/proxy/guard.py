@@ -38,7 +38,14 @@ from urllib.parse import unquote, urlsplit
 from crane_launch.config import Origin, origin_of
 from crane_launch.proxy.routing import normalise_project
 
-__all__ = ["Guard", "NameStatus", "ProjectLookup", "Refusal", "requested_projects"]
+__all__ = [
+    "Guard",
+    "NameStatus",
+    "ProjectLookup",
+    "Refusal",
+    "distribution_projects",
+    "requested_projects",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +82,7 @@ def requested_projects(
     `..` there), and names as packaging compares them (Unicode NFKC first: a Kelvin sign
     is a `k`); a last segment that could be both a file and a page is both.
     """
-    base = filename.replace("\\", "/").rsplit("/", 1)[-1] if filename else ""
-    extra = _file_projects(_nfkc(base)) if base else ()
+    extra = distribution_projects(filename) if filename else ()
     if page and (named := _name(_nfkc(unquote(page)))) is not None:
         extra += (named,)
     segments = _resolved_segments(_nfkc(unquote(urlsplit(url).path)))
@@ -85,6 +91,13 @@ def requested_projects(
     page = _page_project(segments)
     found = _file_projects(segments[-1]) + ((page,) if page is not None else ()) + extra
     return tuple(dict.fromkeys(found))
+
+
+def distribution_projects(filename: str) -> tuple[str, ...]:
+    """The normalised projects a file name (its last path part) may be a distribution of:
+    how a tool names, and judges, a file it saves or finds in a local directory."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return _file_projects(_nfkc(base)) if base else ()
 
 
 def _nfkc(text: str) -> str:
