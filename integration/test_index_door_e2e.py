@@ -106,7 +106,11 @@ def _wait_for_child(proc: subprocess.Popen, name: str, timeout: float = 20) -> p
     while time.monotonic() < deadline:
         for child in _descendants(proc):
             try:
-                if any(name in part for part in child.cmdline()):
+                cmdline = child.cmdline()
+                # A child between fork and exec still shows crane's own command line.
+                if any("crane_launch" in part for part in cmdline):
+                    continue
+                if any(name in part for part in cmdline):
                     return child
             except psutil.Error:
                 continue
