@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from crane_launch import __version__, console
-from crane_launch.config import Registry
+from crane_launch.config import AUTH_SCHEMES, Registry
 from crane_launch.console import say
 from crane_launch.errors import EXIT_FAILURE, EXIT_USAGE, CraneError
 from crane_launch.process import harden
@@ -63,7 +63,19 @@ def index() -> None:
 @index.command("register")
 @click.argument("url")
 @click.argument("endpoints", nargs=-1, metavar="[CLIENT_ID TOKEN_URL DEVICE_URL]")
+@click.option(
+    "--auth",
+    type=click.Choice(AUTH_SCHEMES),
+    help="How to authenticate: device (OAuth device flow, the default), client-credentials "
+    "(OAuth, for CI), token (a static bearer token), basic (username and password).",
+)
 @click.option("--client-id", help="The OAuth client id registered for crane.")
+@click.option(
+    "--client-secret-env",
+    metavar="VAR",
+    help="The variable holding the OAuth client secret (client-credentials, or a "
+    "confidential device client). Read at run time, never stored.",
+)
 @click.option("--issuer", help="Discover the endpoints from this OIDC / RFC 8414 issuer.")
 @click.option("--token-url", help="Token endpoint (instead of discovery).")
 @click.option("--device-url", help="Device authorization endpoint (instead of discovery).")
@@ -76,6 +88,17 @@ def index() -> None:
 )
 @click.option("--resource", help="RFC 8707 resource indicator to request.")
 @click.option("--audience", help="Audience to request (providers that use `audience`).")
+@click.option("--token-env", metavar="VAR", help="--auth token: the variable holding the token.")
+@click.option(
+    "--token-file", metavar="PATH", help="--auth token: a file holding the token (read per run)."
+)
+@click.option("--username", help="--auth basic: the username.")
+@click.option(
+    "--password-env",
+    metavar="VAR",
+    help="--auth basic: the variable holding the password. Without it, crane asks once on "
+    "a terminal and keeps the password in its 0600 store.",
+)
 @click.option(
     "--public-index",
     help="Where projects this index lacks come from. Default: the tool's own index.",
@@ -94,7 +117,7 @@ def index_register(url: str, endpoints: tuple[str, ...], **options: Any) -> None
     request = index.Registration(url=url, positional=endpoints, scopes=scopes, **options)
     entry, existed = index.register(registry, request)
     registry.save()
-    say(f"{'updated' if existed else 'registered'} {entry.url}")
+    say(f"{'updated' if existed else 'registered'} {entry.url} ({index.describe(entry)})")
 
 
 @index.command("list")
@@ -102,12 +125,12 @@ def index_list() -> None:
     """The registered indexes and whether you are logged in to each."""
     from crane_launch.commands import session
 
-    rows = session.statuses(Registry.load())
+    rows = session.statuses(Registry.for_run(os.environ), os.environ)
     if not rows:
         say("no index registered; add one with `crane index register URL ...`")
         return
     for row in rows:
-        click.echo(f"{row.url}\t{'logged in' if row.logged_in else 'not logged in'}")
+        click.echo(f"{row.url}\t{row.scheme}\t{row.state}")
 
 
 @index.command("remove")
@@ -130,34 +153,39 @@ def index_remove(url: str) -> None:
 @click.option("--no-browser", is_flag=True, help="Print the URL and code; do not open a browser.")
 @click.pass_obj
 def login(obj: Context, url: str, no_browser: bool) -> None:
-    """Log in to URL now with the OAuth device flow."""
+    """Log in to URL now: the OAuth device flow, or the password of a Basic index."""
     from crane_launch.commands import session
 
-    entry = Registry.load().get(url)
-    session.login(entry, open_browser=not no_browser, environ=os.environ, no_input=obj.no_input)
-    say(f"logged in to {entry.url}")
+    entry = Registry.for_run(os.environ).get(url)
+    say(
+        session.login(entry, open_browser=not no_browser, environ=os.environ, no_input=obj.no_input)
+    )
 
 
 @cli.command()
 @click.argument("url")
 def logout(url: str) -> None:
-    """Remove the tokens for URL (and revoke them where the provider allows)."""
+    """Remove the tokens or password stored for URL (revoking tokens where possible)."""
     from crane_launch.commands import session
 
-    say(session.logout(Registry.load().get(url)))
+    say(session.logout(Registry.for_run(os.environ).get(url)))
 
 
 @cli.command()
 def status() -> None:
-    """Per index: logged in or not, and when the tokens expire."""
+    """Per index: its scheme, logged in or not, and when the tokens expire."""
     from crane_launch.commands import session
 
-    rows = session.statuses(Registry.load())
+    rows = session.statuses(Registry.for_run(os.environ), os.environ)
     if not rows:
         say("no index registered; add one with `crane index register URL ...`")
         return
     for row in rows:
         click.echo(row.url)
+        click.echo(f"  authentication:        {row.scheme_detail}")
+        if row.scheme != "device":
+            click.echo(f"  credentials:           {row.state}")
+            continue
         click.echo(f"  logged in:             {'yes' if row.logged_in else 'no'}")
         if row.logged_in:
             click.echo(f"  access token expires:  {row.access_expires}")

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,10 +24,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
-from crane_launch.errors import CorruptFileError, UnknownIndexError, UsageError
+from crane_launch.errors import ConfigError, CorruptFileError, UnknownIndexError, UsageError
 
 __all__ = [
+    "AUTH_SCHEMES",
     "DEFAULT_SCOPES",
+    "ENVIRONMENT_VARIABLES",
     "Origin",
     "PrivateIndex",
     "Registry",
@@ -35,6 +37,7 @@ __all__ = [
     "builtin_public_index",
     "closest",
     "config_dir",
+    "environment_index",
     "normalise_url",
     "origin_of",
     "origin_url",
@@ -159,14 +162,39 @@ def closest(url: str, candidates: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+AUTH_SCHEMES: tuple[str, ...] = ("device", "client-credentials", "token", "basic")
+"""How crane authenticates to an index: the OAuth 2.0 device flow (a person logs in), OAuth
+2.0 client credentials (a CI job), a static bearer token, or HTTP Basic."""
+
+
+_NEEDED: dict[str, tuple[str, ...]] = {
+    "device": ("client_id", "token_url", "device_url"),
+    "client-credentials": ("client_id", "token_url", "client_secret_env"),
+    "token": (),
+    "basic": ("username",),
+}
+"""What a saved index of each scheme must have."""
+
+
 @dataclass(frozen=True)
 class PrivateIndex:
-    """How to authenticate to one private index. Holds no secret."""
+    """How to authenticate to one private index. Holds no secret: a secret is read at run
+    time from the variable (or file) named here, or from the 0600 token store."""
 
     url: str
-    client_id: str
-    token_url: str
-    device_url: str
+    client_id: str = ""
+    token_url: str = ""
+    device_url: str = ""
+    auth: str = "device"
+    """One of `AUTH_SCHEMES`."""
+    client_secret_env: str | None = None
+    """The variable holding the OAuth client secret (client credentials, or a confidential
+    device-flow client)."""
+    token_env: str | None = None
+    token_file: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    """None with `auth == "basic"`: the password is asked for once and kept in the store."""
     issuer: str | None = None
     scopes: tuple[str, ...] = DEFAULT_SCOPES
     resource: str | None = None
@@ -175,20 +203,40 @@ class PrivateIndex:
     revocation_url: str | None = None
     probe_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    from_environment: bool = field(default=False, compare=False)
+    """Described by `CRANE_INDEX_URL` and its companions for this run; never saved."""
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["scopes"] = list(self.scopes)
         extra = data.pop("extra")
-        return {k: v for k, v in {**extra, **data}.items() if v is not None}
+        del data["from_environment"]
+        return {k: v for k, v in {**extra, **data}.items() if v is not None and v != ""}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PrivateIndex:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "from_environment"}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names}
         known["scopes"] = tuple(known.get("scopes", DEFAULT_SCOPES))
+        auth = known.get("auth", "device")
+        if auth not in AUTH_SCHEMES:
+            raise ValueError(f"unknown auth scheme {auth!r} (written by a newer crane?)")
+        for name in ("url", "client_id", "token_url", "device_url"):
+            if not isinstance(known.get(name, ""), str):
+                raise ValueError(f"{name} is not a string")
+        for name in _NEEDED[auth]:
+            if not known.get(name):
+                raise ValueError(f"an index with auth {auth!r} has no {name}")
+        if auth == "token" and not (known.get("token_env") or known.get("token_file")):
+            raise ValueError("an index with auth 'token' has neither token_env nor token_file")
         return cls(**known, extra=extra)
+
+    @property
+    def secret_variables(self) -> frozenset[str]:
+        """The environment variables this index reads a secret from."""
+        names = (self.client_secret_env, self.token_env, self.password_env)
+        return frozenset(name for name in names if name)
 
 
 def atomic_write_text(path: Path, text: str, *, mode: int = 0o600) -> None:
@@ -211,12 +259,140 @@ def atomic_write_text(path: Path, text: str, *, mode: int = 0o600) -> None:
         raise
 
 
+ENVIRONMENT_VARIABLES: tuple[str, ...] = (
+    "CRANE_INDEX_URL",
+    "CRANE_AUTH",
+    "CRANE_CLIENT_ID",
+    "CRANE_CLIENT_SECRET",
+    "CRANE_TOKEN_URL",
+    "CRANE_ISSUER",
+    "CRANE_SCOPE",
+    "CRANE_RESOURCE",
+    "CRANE_AUDIENCE",
+    "CRANE_TOKEN",
+    "CRANE_TOKEN_FILE",
+    "CRANE_USERNAME",
+    "CRANE_PASSWORD",
+    "CRANE_PUBLIC_INDEX",
+)
+"""The variables that describe one index for one run, without a registry (CI)."""
+
+_ENVIRONMENT_SCHEMES = ("client-credentials", "token", "basic")
+
+
+def _environment_value(environ: Mapping[str, str], name: str) -> str | None:
+    text = environ.get(name, "").strip()
+    return text or None
+
+
+def _environment_url(environ: Mapping[str, str], name: str) -> str:
+    try:
+        return normalise_url(environ[name])
+    except UsageError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _environment_scheme(environ: Mapping[str, str]) -> str:
+    """`CRANE_AUTH`, or the scheme the variables that are set imply."""
+    auth = _environment_value(environ, "CRANE_AUTH")
+    if auth is None:
+        if _environment_value(environ, "CRANE_CLIENT_ID"):
+            return "client-credentials"
+        if _environment_value(environ, "CRANE_TOKEN") or _environment_value(
+            environ, "CRANE_TOKEN_FILE"
+        ):
+            return "token"
+        if _environment_value(environ, "CRANE_USERNAME"):
+            return "basic"
+        raise ConfigError(
+            "CRANE_INDEX_URL is set but not how to authenticate: set CRANE_AUTH to "
+            "client-credentials, token or basic"
+        )
+    auth = auth.lower()
+    if auth not in _ENVIRONMENT_SCHEMES:
+        raise ConfigError(
+            f"CRANE_AUTH={auth!r}: a run without a registry authenticates with "
+            "client-credentials, token or basic (the device flow needs `crane index register`)"
+        )
+    return auth
+
+
+def _environment_fields(environ: Mapping[str, str], auth: str) -> dict[str, Any]:
+    """The scheme's part of the index the environment describes."""
+
+    def required(name: str) -> str:
+        text = _environment_value(environ, name)
+        if text is None:
+            raise ConfigError(f"CRANE_AUTH={auth} needs {name}; set it")
+        return text
+
+    if auth == "token":
+        token_file = _environment_value(environ, "CRANE_TOKEN_FILE")
+        return {"token_file": token_file} if token_file else {"token_env": "CRANE_TOKEN"}
+    if auth == "basic":
+        return {"username": required("CRANE_USERNAME"), "password_env": "CRANE_PASSWORD"}
+    token_url = _environment_value(environ, "CRANE_TOKEN_URL")
+    issuer = _environment_value(environ, "CRANE_ISSUER")
+    if not (token_url or issuer):
+        raise ConfigError("CRANE_AUTH=client-credentials needs CRANE_TOKEN_URL or CRANE_ISSUER")
+    if token_url and not token_url.startswith(("https://", "http://")):
+        raise ConfigError(f"CRANE_TOKEN_URL={token_url!r} is not an http(s) URL")
+    return {
+        "client_id": required("CRANE_CLIENT_ID"),
+        "client_secret_env": "CRANE_CLIENT_SECRET",
+        "token_url": token_url or "",
+        "issuer": issuer,
+        "resource": _environment_value(environ, "CRANE_RESOURCE"),
+        "audience": _environment_value(environ, "CRANE_AUDIENCE"),
+    }
+
+
+def environment_index(environ: Mapping[str, str]) -> PrivateIndex | None:
+    """The index `CRANE_INDEX_URL` and its companions describe; None when it is not set.
+
+    `CRANE_AUTH` names the scheme; without it the scheme follows from the variables set
+    (`CRANE_CLIENT_ID`: client credentials, `CRANE_TOKEN`/`CRANE_TOKEN_FILE`: a token,
+    `CRANE_USERNAME`: Basic). Secrets stay in the environment: the index names the
+    variables they are read from when they are needed. Raises `ConfigError` naming the
+    variable that is missing or wrong.
+    """
+    url = _environment_value(environ, "CRANE_INDEX_URL")
+    if url is None:
+        if _environment_value(environ, "CRANE_AUTH"):
+            raise ConfigError("CRANE_AUTH is set but CRANE_INDEX_URL is not: set both")
+        return None
+    url = _environment_url(environ, "CRANE_INDEX_URL")
+    public_index = None
+    if _environment_value(environ, "CRANE_PUBLIC_INDEX"):
+        public_index = _environment_url(environ, "CRANE_PUBLIC_INDEX")
+    auth = _environment_scheme(environ)
+    scopes = tuple((_environment_value(environ, "CRANE_SCOPE") or "").replace(",", " ").split())
+    return PrivateIndex(
+        url=url,
+        auth=auth,
+        scopes=scopes,
+        public_index=public_index,
+        from_environment=True,
+        **_environment_fields(environ, auth),
+    )
+
+
 class Registry:
     """The registered indexes, keyed by normalised URL. Load, change, then `save()`."""
 
     def __init__(self, path: Path, indexes: dict[str, PrivateIndex] | None = None) -> None:
         self.path = path
         self._indexes: dict[str, PrivateIndex] = dict(indexes or {})
+
+    @classmethod
+    def for_run(cls, environ: Mapping[str, str]) -> Registry:
+        """The registry a tool run sees: the saved one, and the index the environment
+        describes (`environment_index`), which replaces a saved one of the same URL."""
+        registry = cls.load()
+        described = environment_index(environ)
+        if described is not None:
+            registry._indexes[described.url] = described
+        return registry
 
     @classmethod
     def default_path(cls) -> Path:
@@ -238,18 +414,15 @@ class Registry:
             if not all(isinstance(item, dict) for item in data["indexes"]):
                 raise ValueError("an index entry is not an object")
             indexes = [PrivateIndex.from_json(item) for item in data["indexes"]]
-            if not all(isinstance(index.url, str) for index in indexes):
-                raise ValueError("an index url is not a string")
             by_url = {normalise_url(index.url): index for index in indexes}
         except (ValueError, TypeError, UsageError) as exc:
             raise CorruptFileError(path, f"is not a valid crane index registry ({exc})") from None
         return cls(path, by_url)
 
     def save(self) -> None:
-        data = {
-            "version": _REGISTRY_VERSION,
-            "indexes": [index.to_json() for index in self._indexes.values()],
-        }
+        """Write the registry; an index described by the environment is never written."""
+        saved = [index for index in self._indexes.values() if not index.from_environment]
+        data = {"version": _REGISTRY_VERSION, "indexes": [index.to_json() for index in saved]}
         atomic_write_text(self.path, json.dumps(data, indent=2) + "\n", mode=0o600)
 
     def __iter__(self) -> Iterator[PrivateIndex]:
@@ -257,6 +430,10 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._indexes)
+
+    def secret_variables(self) -> frozenset[str]:
+        """Every variable a registered index reads a secret from."""
+        return frozenset(name for index in self for name in index.secret_variables)
 
     def find(self, url: str) -> PrivateIndex | None:
         """The registered index for `url`, in any spelling; None when not registered."""

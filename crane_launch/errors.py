@@ -102,9 +102,13 @@ class AuthError(CraneError):
 
 
 class LoginRequiredError(AuthError):
-    def __init__(self, index_url: str, reason: str = "not logged in") -> None:
-        super().__init__(f"{index_url}: {reason}; run `crane login {index_url}`")
+    def __init__(
+        self, index_url: str, reason: str = "not logged in", hint: str | None = None
+    ) -> None:
+        tail = f"; {hint}" if hint else ""
+        super().__init__(f"{index_url}: {reason}; run `crane login {index_url}`{tail}")
         self.index_url = index_url
+        self.reason = reason
 
 
 class UpstreamError(CraneError):

@@ -75,7 +75,7 @@ def discovered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A fake discovery: records the issuers asked for, answers with fixed endpoints."""
     asked: list[str] = []
 
-    def discover(issuer: str, client: httpx.Client) -> Endpoints:
+    def discover(issuer: str, client: httpx.Client, *, need_device: bool = True) -> Endpoints:
         asked.append(issuer)
         return Endpoints(
             issuer=issuer.rstrip("/"),
@@ -133,8 +133,8 @@ def test_version(crane: Crane) -> None:
         (["index", "register"], "Register URL (or update it)"),
         (["index", "list"], "registered indexes and whether you are logged in"),
         (["index", "remove"], "Forget URL and its stored tokens"),
-        (["login"], "Log in to URL now with the OAuth device flow"),
-        (["logout"], "Remove the tokens for URL"),
+        (["login"], "Log in to URL now: the OAuth device flow, or the password"),
+        (["logout"], "Remove the tokens or password stored for URL"),
         (["status"], "logged in or not, and when the tokens expire"),
         (["serve"], "Serve URL's private-first index on 127.0.0.1"),
     ],
@@ -162,13 +162,16 @@ def test_register_positional_form_stores_the_normalised_url(crane: Crane) -> Non
     )
 
     assert result.code == 0
-    assert one_crane_line(result) == "crane: registered https://host.example/simple/"
+    assert one_crane_line(result) == (
+        "crane: registered https://host.example/simple/ (OAuth device flow)"
+    )
     assert stored() == [
         {
             "url": "https://host.example/simple/",
             "client_id": "cid",
             "token_url": TOKEN_URL,
             "device_url": DEVICE_URL,
+            "auth": "device",
             "scopes": ["openid", "offline_access"],
         }
     ]
@@ -227,7 +230,7 @@ def test_registering_again_updates_in_place_and_keeps_other_fields(
     again = crane("index", "register", "HTTPS://PKGS.example.test:443/simple/", "--scope", "s1")
 
     assert again.code == 0
-    assert one_crane_line(again) == f"crane: updated {URL}"
+    assert one_crane_line(again) == f"crane: updated {URL} (OAuth device flow)"
     assert discovered == [ISSUER]  # the update needed no discovery
     assert stored() == [{**before, "scopes": ["s1"]}]
     assert before["public_index"] == "https://mirror.example.test/simple/"
@@ -308,7 +311,10 @@ def test_list_shows_each_index_and_its_login_state(crane: Crane) -> None:
     result = crane("index", "list")
 
     assert result.code == 0
-    assert result.out.splitlines() == [f"{URL}\tlogged in", f"{other}\tnot logged in"]
+    assert result.out.splitlines() == [
+        f"{URL}\tdevice\tlogged in",
+        f"{other}\tdevice\tnot logged in",
+    ]
     assert "secret" not in result.out + result.err
 
 
@@ -351,7 +357,11 @@ def test_status_when_not_logged_in(crane: Crane) -> None:
     assert crane("index", "register", *POSITIONAL).code == 0
     result = crane("status")
     assert result.code == 0
-    assert result.out.splitlines() == [URL, "  logged in:             no"]
+    assert result.out.splitlines() == [
+        URL,
+        "  authentication:        OAuth device flow",
+        "  logged in:             no",
+    ]
 
 
 def status_fields(out: str) -> dict[str, str]:
@@ -421,7 +431,7 @@ def test_logout_removes_the_tokens(crane: Crane) -> None:
     assert DATE.search(line), line
     assert line.endswith("(in 10 min)"), line
     assert TokenStore().load(URL) is None
-    assert crane("index", "list").out == f"{URL}\tnot logged in\n"
+    assert crane("index", "list").out == f"{URL}\tdevice\tnot logged in\n"
 
 
 # -- files crane cannot use ---------------------------------------------------------------

@@ -34,8 +34,8 @@ import httpx
 from crane_launch.config import PrivateIndex, normalise_url
 from crane_launch.errors import AuthError, CorruptFileError, LoginRequiredError, UpstreamError
 
-from ._device import DeviceFlow, DeviceFlowUI, TerminalUI
-from ._http import make_client, post_form
+from ._device import DeviceFlow, DeviceFlowUI, TerminalUI, oauth_error_hint
+from ._http import basic_credentials, make_client, post_form
 from ._policy import LoginPolicy
 from ._store import TokenStore
 from ._tokens import TokenSet
@@ -99,8 +99,10 @@ class Credentials:
         skew: float = DEFAULT_SKEW,
         sleep: Callable[[float], object] = time.sleep,
         browser: Callable[[str], object] = webbrowser.open,
+        client_secret: str | None = None,
     ) -> None:
         self.index = index
+        self._client_secret = client_secret
         self.url = normalise_url(index.url)
         self.store = store
         self._http = http
@@ -227,7 +229,7 @@ class Credentials:
             form["resource"] = index.resource
         if index.audience:
             form["audience"] = index.audience
-        reply = post_form(self.http, index.token_url, form)
+        reply = post_form(self.http, index.token_url, form, client_secret=self._client_secret)
         if reply.ok:
             try:
                 return TokenSet.from_response(reply.body, self._clock(), previous=current)
@@ -235,8 +237,9 @@ class Credentials:
                 raise UpstreamError(f"{index.token_url}: unusable token answer ({exc})") from None
         if reply.error == "invalid_grant":
             raise LoginRequiredError(self.url, f"{EXPIRED}: {reply.describe_error()}")
+        hint = oauth_error_hint(index, reply.error)
         raise AuthError(
-            f"{self.url}: refreshing the login failed: {reply.describe_error()}; "
+            f"{self.url}: refreshing the login failed: {reply.describe_error()}{hint}; "
             f"run `crane login {self.url}`"
         )
 
@@ -275,7 +278,12 @@ class Credentials:
         `TerminalUI` on stderr. The lock is not held while the user is away, only to store.
         """
         flow = DeviceFlow(
-            self.index, self.http, sleep=self._sleep, clock=self._clock, browser=self._browser
+            self.index,
+            self.http,
+            sleep=self._sleep,
+            clock=self._clock,
+            browser=self._browser,
+            client_secret=self._client_secret,
         )
         tokens = flow.run(ui if ui is not None else TerminalUI(), open_browser=open_browser)
         with self._lock, self.store.lock(self.url):
@@ -320,8 +328,13 @@ class Credentials:
         # so that the redacting log formatter has nothing that looks like `name=value`.
         kind = hint.replace("_", " ")
         form = {"token": token, "token_type_hint": hint, "client_id": self.index.client_id}
+        headers = {}
+        if self._client_secret is not None:
+            headers["Authorization"] = basic_credentials(
+                self.index.client_id, self._client_secret, form_encoded=True
+            )
         try:
-            response = self.http.post(url, data=form, follow_redirects=False)
+            response = self.http.post(url, data=form, headers=headers, follow_redirects=False)
         except httpx.HTTPError as exc:
             log.debug("%s: revoking the %s failed: %s", url, kind, type(exc).__name__)
             return False

@@ -28,6 +28,7 @@ from crane_launch.config import PrivateIndex
 from crane_launch.console import PREFIX
 from crane_launch.errors import AuthError, UpstreamError
 
+from ._discovery import DEVICE_CODE_GRANT
 from ._http import OAuthReply, post_form, printable
 from ._tokens import TokenSet, parse_seconds
 
@@ -41,11 +42,11 @@ __all__ = [
     "TerminalUI",
     "browser_available",
     "format_remaining",
+    "oauth_error_hint",
 ]
 
 log = logging.getLogger(__name__)
 
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_INTERVAL = 5.0
 SLOW_DOWN_STEP = 5.0
 # RFC 8628 requires expires_in; for a provider that omits it, its own expired_token ends
@@ -196,6 +197,25 @@ def browser_available(environ: Mapping[str, str], platform: str) -> bool:
     return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
 
 
+def oauth_error_hint(index: PrivateIndex, error: str | None) -> str:
+    """What to change, for the OAuth errors a registration can cause: "" for others.
+
+    `invalid_scope` names the scopes that were asked for (the default, `openid
+    offline_access`, suits OpenID Connect providers only); `invalid_client` and
+    `unauthorized_client` name the client and where its secret comes from.
+    """
+    if error == "invalid_scope":
+        asked = " ".join(index.scopes) or "(none)"
+        return (
+            f"; crane asked for the scopes {asked!r}: register the index again with the "
+            f"scopes this provider offers, e.g. `crane index register {index.url} --scope S`"
+        )
+    if error in ("invalid_client", "unauthorized_client"):
+        where = f" and the secret in ${index.client_secret_env}" if index.client_secret_env else ""
+        return f"; check the client id {index.client_id!r}{where}"
+    return ""
+
+
 class DeviceFlow:
     """One device login to `index`, using `client` for every request."""
 
@@ -209,9 +229,11 @@ class DeviceFlow:
         browser: Callable[[str], object] = webbrowser.open,
         environ: Mapping[str, str] | None = None,
         platform: str | None = None,
+        client_secret: str | None = None,
     ) -> None:
         self.index = index
         self.client = client
+        self._client_secret = client_secret
         self._sleep = sleep
         self._clock = clock
         self._browser = browser
@@ -251,11 +273,11 @@ class DeviceFlow:
         if index.audience:
             form["audience"] = index.audience
         log.debug("%s: asking %s for a device code", index.url, index.device_url)
-        reply = post_form(self.client, index.device_url, form)
+        reply = post_form(self.client, index.device_url, form, client_secret=self._client_secret)
         if not reply.ok:
             raise AuthError(
                 f"{index.url}: the identity provider refused to start a login: "
-                f"{reply.describe_error()}"
+                f"{reply.describe_error()}{oauth_error_hint(index, reply.error)}"
             )
         try:
             authorization = DeviceAuthorization.from_response(reply.body)
@@ -301,7 +323,9 @@ class DeviceFlow:
             if self._clock() >= deadline:
                 log.debug("%s: the device code expired while waiting", url)
                 raise expired
-            reply = post_form(self.client, self.index.token_url, form)
+            reply = post_form(
+                self.client, self.index.token_url, form, client_secret=self._client_secret
+            )
             if reply.ok:
                 log.debug("%s: the login was approved", url)
                 return self._tokens_from(reply)
@@ -328,7 +352,8 @@ class DeviceFlow:
             return AuthError(f"{url}: the login was denied")
         if reply.error == "expired_token":
             return expired
-        return AuthError(f"{url}: the login failed: {reply.describe_error()}")
+        hint = oauth_error_hint(self.index, reply.error)
+        return AuthError(f"{url}: the login failed: {reply.describe_error()}{hint}")
 
     def _wait(self, seconds: float, deadline: float, ui: DeviceFlowUI) -> None:
         """Sleep `seconds` in steps of at most one second, telling `ui` each step."""

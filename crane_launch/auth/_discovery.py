@@ -24,6 +24,8 @@ from crane_launch.errors import ConfigError, UpstreamError, UsageError
 
 from ._http import describe_transport_error, make_client
 
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
 __all__ = ["Endpoints", "discover", "discovery_urls"]
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,10 @@ class Endpoints:
     issuer: str
     token_url: str
     device_url: str
+    """"" when the provider names no device endpoint and none was needed."""
     revocation_url: str | None = None
+    scopes_supported: tuple[str, ...] | None = None
+    """What the metadata lists as `scopes_supported`; None when it lists nothing."""
 
 
 def _split_issuer(issuer: str) -> tuple[str, str, str]:
@@ -79,7 +84,34 @@ def _metadata_url(document: dict[str, Any], name: str, source: str) -> str | Non
     return value
 
 
-def _endpoints_from(document: dict[str, Any], issuer: str, source: str) -> Endpoints:
+def _device_missing(document: dict[str, Any], issuer: str, source: str) -> ConfigError:
+    """The error for metadata without `device_authorization_endpoint`: what is missing,
+    and how to give it (django-oauth-toolkit lists the grant but not its endpoint)."""
+    grants = document.get("grant_types_supported")
+    if isinstance(grants, list) and DEVICE_CODE_GRANT in grants:
+        return ConfigError(
+            f"{source} lists the device authorization grant but no "
+            "device_authorization_endpoint; give the endpoint with --device-url URL "
+            f"(with --issuer {issuer})"
+        )
+    return ConfigError(
+        f"{source} has no device_authorization_endpoint, so the identity provider {issuer} "
+        "may not offer the device authorization grant (RFC 8628): give its endpoint with "
+        "--device-url URL, ask its administrator to enable the device flow for crane's "
+        "client, or use --auth client-credentials"
+    )
+
+
+def _scopes_supported(document: dict[str, Any]) -> tuple[str, ...] | None:
+    scopes = document.get("scopes_supported")
+    if isinstance(scopes, list) and scopes and all(isinstance(s, str) for s in scopes):
+        return tuple(scopes)
+    return None
+
+
+def _endpoints_from(
+    document: dict[str, Any], issuer: str, source: str, *, need_device: bool
+) -> Endpoints:
     named = document.get("issuer")
     if not isinstance(named, str):
         raise ConfigError(f"{source} names no issuer; it is not a valid discovery document")
@@ -92,30 +124,30 @@ def _endpoints_from(document: dict[str, Any], issuer: str, source: str) -> Endpo
     if token_url is None:
         raise ConfigError(f"{source} has no token_endpoint")
     device_url = _metadata_url(document, "device_authorization_endpoint", source)
-    if device_url is None:
-        raise ConfigError(
-            f"the identity provider {issuer} does not offer the device authorization grant "
-            f"({source} has no device_authorization_endpoint); ask its administrator to "
-            "enable the device flow (RFC 8628) for crane's client"
-        )
+    if device_url is None and need_device:
+        raise _device_missing(document, issuer, source)
     return Endpoints(
         issuer=named,
         token_url=token_url,
-        device_url=device_url,
+        device_url=device_url or "",
         revocation_url=_metadata_url(document, "revocation_endpoint", source),
+        scopes_supported=_scopes_supported(document),
     )
 
 
-def discover(issuer: str, client: httpx.Client | None = None) -> Endpoints:
+def discover(
+    issuer: str, client: httpx.Client | None = None, *, need_device: bool = True
+) -> Endpoints:
     """Fetch the provider's metadata and return its endpoints.
 
-    Raises `ConfigError` when no document is found or it lacks the device endpoint,
-    `UpstreamError` (naming the URL) when the provider cannot be reached or fails with 5xx.
+    Raises `ConfigError` when no document is found or it lacks the device endpoint (unless
+    not `need_device`), `UpstreamError` (naming the URL) when the provider cannot be
+    reached or fails with 5xx.
     """
     urls = discovery_urls(issuer)
     if client is None:
         with make_client() as own:
-            return discover(issuer, own)
+            return discover(issuer, own, need_device=need_device)
     failures: list[str] = []
     for url in urls:
         try:
@@ -135,7 +167,7 @@ def discover(issuer: str, client: httpx.Client | None = None) -> Endpoints:
             continue
         if isinstance(document, dict):
             log.debug("discovery: using the metadata at %s", url)
-            return _endpoints_from(document, issuer, url)
+            return _endpoints_from(document, issuer, url, need_device=need_device)
     if failures:
         raise UpstreamError(f"discovery for {issuer} failed: {'; '.join(failures)}")
     raise ConfigError(

@@ -8,11 +8,13 @@ URL and the failure, never a request or response body: a body may carry a token.
 
 from __future__ import annotations
 
+import base64
 import logging
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -22,6 +24,7 @@ from crane_launch.errors import UpstreamError
 __all__ = [
     "DEFAULT_TIMEOUT",
     "OAuthReply",
+    "basic_credentials",
     "describe_transport_error",
     "make_client",
     "post_form",
@@ -95,14 +98,41 @@ class OAuthReply:
         return code
 
 
-def post_form(client: httpx.Client, url: str, form: Mapping[str, str]) -> OAuthReply:
+def basic_credentials(user: str, password: str, *, form_encoded: bool = False) -> str:
+    """The value of an `Authorization: Basic` header for `user` and `password`.
+
+    `form_encoded` applies RFC 6749 section 2.3.1 (OAuth client authentication): the
+    client id and secret are form-urlencoded before they are joined, so a secret with a
+    colon or a non-ASCII character reaches the provider as it was typed.
+    """
+    if form_encoded:
+        user, password = quote_plus(user), quote_plus(password)
+    raw = f"{user}:{password}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def post_form(
+    client: httpx.Client,
+    url: str,
+    form: Mapping[str, str],
+    *,
+    client_secret: str | None = None,
+) -> OAuthReply:
     """POST `form` to an OAuth endpoint and return its JSON answer.
 
+    With `client_secret`, the client authenticates with HTTP Basic (`client_secret_basic`,
+    RFC 6749 section 2.3.1) as `form["client_id"]`; the id stays in the form as well, which
+    providers accept when the two agree.
     Raises `UpstreamError` for transport failures, redirects (never followed: the form may
     carry a refresh token), 5xx, and answers that are not an OAuth JSON object.
     """
+    headers = {}
+    if client_secret is not None:
+        headers["Authorization"] = basic_credentials(
+            form.get("client_id", ""), client_secret, form_encoded=True
+        )
     try:
-        response = client.post(url, data=dict(form), follow_redirects=False)
+        response = client.post(url, data=dict(form), headers=headers, follow_redirects=False)
     except httpx.HTTPError as exc:
         raise UpstreamError(f"{url}: {describe_transport_error(exc)}") from None
     status = response.status_code

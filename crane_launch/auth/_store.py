@@ -4,6 +4,8 @@ Layout (`<state dir>/tokens/`, mode 0700)::
 
     <slug>-<hash>.json     {"version": 1, "index_url": ..., <TokenSet.to_json()>}  mode 0600
     <slug>-<hash>.lock     the cross-process lock for that index (filelock)
+    <slug>-<hash>.password.json   {"version": 1, "index_url": ..., "password": ...}  0600
+                           (HTTP Basic indexes registered without --password-env)
 
 `hash` is the start of the SHA-256 of the normalised index URL, so every spelling of a URL
 finds the same file; `slug` only makes the directory readable. The file records the URL it
@@ -27,7 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import filelock
 
@@ -71,15 +73,13 @@ class TokenStore:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
         return self.directory / f"{_slug(key)}-{digest}.json"
 
-    def load(self, url: str, *, allow_insecure: bool = False) -> TokenSet | None:
-        """The stored tokens for `url`; None when there are none.
+    def password_path_for(self, url: str) -> Path:
+        """The file of the stored HTTP Basic password for `url` (which need not exist)."""
+        path = self.path_for(url)
+        return path.with_name(path.stem + ".password.json")
 
-        Raises `CorruptFileError` (naming the file, which is left untouched) when the file
-        cannot be read, is not a crane token file for `url`, or — unless `allow_insecure`,
-        which only logout uses, to revoke such tokens — is accessible to other users.
-        """
-        key = normalise_url(url)
-        path = self.path_for(key)
+    def _read(self, path: Path, key: str, allow_insecure: bool) -> dict[str, Any] | None:
+        """The JSON document at `path`, checked to be crane's and `key`'s; None if absent."""
         try:
             with path.open("rb") as handle:
                 mode = os.fstat(handle.fileno()).st_mode
@@ -87,8 +87,8 @@ class TokenStore:
                     raise CorruptFileError(
                         path,
                         f"is accessible to other users (mode {stat.filemode(mode)}), so its "
-                        f"tokens may have leaked; run `chmod 600 {path}` to keep them, or "
-                        f"`crane logout {key}` to revoke them",
+                        f"secrets may have leaked; run `chmod 600 {path}` to keep them, or "
+                        f"`crane logout {key}` to remove them",
                     )
                 raw = handle.read()
         except FileNotFoundError:
@@ -107,11 +107,52 @@ class TokenStore:
             recorded = data.get("index_url")
             if recorded != key:
                 raise ValueError(f"it belongs to {recorded!r}, not {key}")
-            return TokenSet.from_json(data)
         except ValueError as exc:
             # JSONDecodeError and UnicodeDecodeError are ValueErrors; neither quotes the
-            # document, and TokenSet.from_json names fields, never values.
+            # document.
             raise CorruptFileError(path, f"is not a valid crane token file ({exc})") from None
+        return data
+
+    def load(self, url: str, *, allow_insecure: bool = False) -> TokenSet | None:
+        """The stored tokens for `url`; None when there are none.
+
+        Raises `CorruptFileError` (naming the file, which is left untouched) when the file
+        cannot be read, is not a crane token file for `url`, or — unless `allow_insecure`,
+        which only logout uses, to revoke such tokens — is accessible to other users.
+        """
+        key = normalise_url(url)
+        path = self.path_for(key)
+        data = self._read(path, key, allow_insecure)
+        if data is None:
+            return None
+        try:
+            return TokenSet.from_json(data)
+        except ValueError as exc:
+            # TokenSet.from_json names fields, never values.
+            raise CorruptFileError(path, f"is not a valid crane token file ({exc})") from None
+
+    def load_password(self, url: str) -> str | None:
+        """The HTTP Basic password stored for `url`; None when none is. Errors as `load`."""
+        key = normalise_url(url)
+        path = self.password_path_for(key)
+        data = self._read(path, key, allow_insecure=False)
+        if data is None:
+            return None
+        password = data.get("password")
+        if not isinstance(password, str) or not password:
+            raise CorruptFileError(path, "is not a valid crane password file (no password)")
+        return password
+
+    def save_password(self, url: str, password: str) -> None:
+        """Store the HTTP Basic password for `url`; the file is 0600 from its first byte."""
+        key = normalise_url(url)
+        path = self.password_path_for(key)
+        document = {"version": _FORMAT_VERSION, "index_url": key, "password": password}
+        try:
+            self._ensure_directory()
+            atomic_write_text(path, json.dumps(document, indent=2) + "\n", mode=0o600)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
     def save(self, url: str, tokens: TokenSet) -> None:
         """Replace the tokens for `url` atomically; the file is 0600 from its first byte."""
@@ -164,15 +205,18 @@ class TokenStore:
             room.unlink(missing_ok=True)
 
     def delete(self, url: str) -> bool:
-        """Remove the tokens for `url`; True when there were any. The lock file stays."""
-        path = self.path_for(url)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise CraneError(f"{path}: cannot be removed ({exc.strerror or exc})") from None
-        return True
+        """Remove the tokens and the stored password for `url`; True when there were any.
+        The lock file stays."""
+        removed = False
+        for path in (self.path_for(url), self.password_path_for(url)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise CraneError(f"{path}: cannot be removed ({exc.strerror or exc})") from None
+            removed = True
+        return removed
 
     @contextmanager
     def lock(self, url: str) -> Iterator[None]:

@@ -7,6 +7,7 @@ code. `serve` keeps an index door open until a signal.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from crane_launch.auth import Credentials, LoginPolicy, TerminalUI
+from crane_launch.auth import Authorizer, LoginPolicy, TerminalUI, TokenStore, authorizer_for
 from crane_launch.config import PrivateIndex, Registry, builtin_public_index, normalise_url
 from crane_launch.console import say
 from crane_launch.errors import LoginRequiredError, UsageError
@@ -75,25 +76,32 @@ def _shebang_interpreter(script: Path, environ: Mapping[str, str]) -> Path | Non
     return Path(words[0])
 
 
+def _run(plan: Plan, registry: Registry, *, no_input: bool) -> int:
+    """Run `plan` with every registered index's secret variables hidden from the child."""
+    hidden = plan.hidden | registry.secret_variables()
+    return run(dataclasses.replace(plan, hidden=hidden), os.environ, no_input=no_input)
+
+
 def pip(args: list[str], *, no_input: bool) -> int:
     """`crane pip [--python PY] ARGS`: pip (or `PY -m pip`) through the index door."""
     python, rest = _split_python(args)
+    registry = Registry.for_run(os.environ)
     plan = plan_pip(
         rest,
-        registry=Registry.load(),
+        registry=registry,
         environ=os.environ,
         cwd=Path.cwd(),
         home=Path.home(),
         python=python,
         site_prefix=None if python else _pip_site_prefix(os.environ),
     )
-    return run(plan, os.environ, no_input=no_input)
+    return _run(plan, registry, no_input=no_input)
 
 
 def uv(args: list[str], *, no_input: bool) -> int:
     """`crane uv ARGS`: `uv pip` through the index door, project commands through the
     transparent door, anything else unchanged."""
-    registry = Registry.load()
+    registry = Registry.for_run(os.environ)
     if args[:1] == ["pip"]:
         plan = plan_uv_pip(
             args, registry=registry, environ=os.environ, cwd=Path.cwd(), home=Path.home()
@@ -108,13 +116,14 @@ def uv(args: list[str], *, no_input: bool) -> int:
         plan = Plan("uv", ["uv", *args], Unchanged(), notes=[note])
     else:
         plan = Plan("uv", ["uv", *args], Unchanged(), notes=["this uv command uses no index"])
-    return run(plan, os.environ, no_input=no_input)
+    return _run(plan, registry, no_input=no_input)
 
 
 def poetry(args: list[str], *, no_input: bool) -> int:
     """`crane poetry ARGS`: poetry with its private sources behind the transparent door."""
-    plan = plan_poetry(args, registry=Registry.load(), environ=os.environ, cwd=Path.cwd())
-    return run(plan, os.environ, no_input=no_input)
+    registry = Registry.for_run(os.environ)
+    plan = plan_poetry(args, registry=registry, environ=os.environ, cwd=Path.cwd())
+    return _run(plan, registry, no_input=no_input)
 
 
 def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:
@@ -129,37 +138,51 @@ def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: 
 
 
 class _ServeTokens:
-    """Tokens for a long-lived door: log in again when a person can answer."""
+    """The authorizer of a long-lived door: log in again when a person can answer."""
 
-    def __init__(self, credentials: Credentials, *, interactive: bool) -> None:
-        self._credentials = credentials
+    def __init__(
+        self, authorizer: Authorizer, relogin: Callable[[], Authorizer], *, interactive: bool
+    ) -> None:
+        self._authorizer = authorizer
+        self._relogin = relogin
         self._interactive = interactive
         self._lock = threading.Lock()
 
-    def _or_relogin(self, get: Callable[[], str]) -> str:
+    def _or_relogin(self, get: Callable[[Authorizer], str]) -> str:
         try:
-            return get()
+            return get(self._authorizer)
         except LoginRequiredError as exc:
             if not self._interactive:
                 say(str(exc))
                 raise
             with self._lock:
-                return self._credentials.ensure(LoginPolicy.RUN_LIVE, TerminalUI(live=True), True)
+                self._authorizer = self._relogin()
+                return self._authorizer.authorization()
 
-    def access_token(self) -> str:
-        return self._or_relogin(self._credentials.access_token)
+    def authorization(self) -> str:
+        return self._or_relogin(lambda authorizer: authorizer.authorization())
 
-    def refreshed_token(self, stale: str) -> str:
-        return self._or_relogin(lambda: self._credentials.refreshed_token(stale))
+    def reauthorized(self, stale: str) -> str:
+        return self._or_relogin(lambda authorizer: authorizer.reauthorized(stale))
 
 
 def serve(url: str, *, port: int, no_input: bool) -> int:
     """`crane serve URL`: the index door for URL until SIGINT or SIGTERM; prints its URL."""
-    registry = Registry.load()
+    registry = Registry.for_run(os.environ)
     index = registry.get(url)
-    credentials = credentials_for(index, os.environ, no_input=no_input)
+    authorizer = credentials_for(index, os.environ, no_input=no_input)
     interactive = sys.stdin.isatty() and sys.stderr.isatty() and not no_input
-    tokens = _ServeTokens(credentials, interactive=interactive)
+
+    def relogin() -> Authorizer:
+        return authorizer_for(
+            index,
+            os.environ,
+            store=TokenStore(),
+            policy=LoginPolicy.RUN_LIVE,
+            ui=TerminalUI(live=True),
+        )
+
+    tokens = _ServeTokens(authorizer, relogin, interactive=interactive)
     public_url = public_index_for(index, os.environ, registry)
     stop = threading.Event()
 

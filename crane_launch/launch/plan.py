@@ -29,6 +29,7 @@ from crane_launch.config import PrivateIndex, origin_of
 from crane_launch.errors import RejectedSettingError
 
 __all__ = [
+    "ALWAYS_HIDDEN",
     "EXTRA_INDEX_WHY",
     "FIND_LINKS_WHY",
     "LEGACY_BUILD_WHY",
@@ -173,6 +174,14 @@ class Plan:
     command: list[str]
     mode: Mode
     notes: list[str] = field(default_factory=list)
+    hidden: frozenset[str] = frozenset()
+    """Variables that hold crane's secrets (client secrets, tokens, passwords): removed
+    from the child's environment, so that no build backend or hook of the tool sees them.
+    `ALWAYS_HIDDEN` is removed whatever this says."""
+
+
+ALWAYS_HIDDEN: frozenset[str] = frozenset({"CRANE_CLIENT_SECRET", "CRANE_TOKEN", "CRANE_PASSWORD"})
+"""The secrets of an index described by the environment (`config.environment_index`)."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,14 @@ from typing import Any, TypeVar
 
 import psutil
 
-from crane_launch.auth import Credentials, TerminalUI, TokenStore, login_policy
+from crane_launch.auth import (
+    Authorizer,
+    TerminalUI,
+    TokenStore,
+    authorizer_for,
+    describe_scheme,
+    login_policy,
+)
 from crane_launch.config import (
     PrivateIndex,
     atomic_write_text,
@@ -46,6 +53,7 @@ from crane_launch.errors import EXIT_CONFIG, ConfigError, CraneError
 from crane_launch.launch.environment import guarded_environment, index_door_environment
 from crane_launch.launch.locks import find_locks, lock_violations, read_lock
 from crane_launch.launch.plan import (
+    ALWAYS_HIDDEN,
     DirectReference,
     FileCopy,
     IndexDoorMode,
@@ -86,10 +94,13 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
     for note in plan.notes:
         say(note)
     mode = plan.mode
+    hidden = plan.hidden | ALWAYS_HIDDEN
+    child_environ = {name: value for name, value in environ.items() if name not in hidden}
     if isinstance(mode, Unchanged):
-        return run_supervised(command, dict(environ))
+        return run_supervised(command, child_environ)
     privates = (mode.private,) if isinstance(mode, IndexDoorMode) else mode.privates
     indexes = [(index, credentials_for(index, environ, no_input=no_input)) for index in privates]
+    environ = child_environ  # the secrets are read: from here on, only the child's view
     public_url = mode.public_url if isinstance(mode, IndexDoorMode) else ""
     pass_through = pass_through_hosts(environ)
     if pass_through:
@@ -130,17 +141,31 @@ def resolve_command(command: Sequence[str], environ: Mapping[str, str]) -> list[
 
 def credentials_for(
     index: PrivateIndex, environ: Mapping[str, str], *, no_input: bool
-) -> Credentials:
-    """Credentials with a valid token now, logging in first when needed and allowed."""
-    credentials = Credentials(index, TokenStore())
+) -> Authorizer:
+    """The index's authorizer, ready now: logged in first when needed and allowed, its
+    secret read, its first client-credentials token fetched (`auth.authorizer_for`)."""
     policy = login_policy(
         explicit=False,
         no_input=no_input,
         environ=environ,
         stderr_isatty=sys.stderr.isatty(),
     )
-    credentials.ensure(policy, TerminalUI(live=sys.stderr.isatty()), True)
-    return credentials
+    return authorizer_for(
+        index,
+        environ,
+        store=TokenStore(),
+        policy=policy,
+        ui=TerminalUI(live=sys.stderr.isatty()),
+    )
+
+
+def index_spec(index: PrivateIndex, public_url: str) -> IndexSpec:
+    """What the proxy is told of `index`: its URLs, its probe path, and what to do when it
+    refuses crane's credentials."""
+    advice = None
+    if index.auth != "device":
+        advice = f"check the index's credentials: {describe_scheme(index)}"
+    return IndexSpec(index.url, public_url, index.probe_path, auth_advice=advice)
 
 
 class OpenIndexDoor:
@@ -163,7 +188,7 @@ def open_index_door(
     """An index door alone for `index` on 127.0.0.1 (`crane serve`), its credentials
     proven by a probe of the index; stopped, and its port closed, on exit."""
     upstream = Upstream(index.url, tokens)
-    door = IndexDoor(IndexSpec(index.url, public_url, index.probe_path), upstream)
+    door = IndexDoor(index_spec(index, public_url), upstream)
     server = ProxyServer(door, port=port)
     server.start()
     try:
@@ -195,7 +220,7 @@ class GuardedDoors:
 
         self._upstreams = [Upstream(index.url, tokens) for index, tokens in indexes]
         self._index_doors = [
-            IndexDoor(IndexSpec(index.url, public_url, index.probe_path), upstream)
+            IndexDoor(index_spec(index, public_url), upstream)
             for (index, _tokens), upstream in zip(indexes, self._upstreams, strict=True)
         ]
         self._ca = InterceptionCA.create_for_guard()

@@ -50,6 +50,8 @@ class IndexSpec:
     probe_path: str | None = None
     """A path on the private origin that proves the credentials, for an index whose
     root page cannot be fetched; None: the index root is probed."""
+    auth_advice: str | None = None
+    """What to do when the index refuses crane's credentials; None: log in again."""
 
 
 class IndexDoor:
@@ -103,7 +105,7 @@ class IndexDoor:
             response = answer.response
             status = response.status_code
             if status in (401, 403):
-                raise AuthError(routing.auth_failed_message(self.spec.url))
+                raise AuthError(routing.auth_failed_message(self.spec.url, self.spec.auth_advice))
             if 200 <= status < 300:
                 reason = rewrite.not_index_shaped(
                     response.content, response.headers.get("content-type", ""), proof=True
@@ -213,6 +215,7 @@ class IndexDoor:
             private_origin=self._private_origin,
             rdepot_not_found_page=rdepot_not_found_page,
             index_url=self.spec.url,
+            auth_advice=self.spec.auth_advice,
         )
         if decision.kind is not routing.Decision.FAIL:
             self._served[project] = decision.kind is routing.Decision.SERVE_PRIVATE
@@ -292,7 +295,9 @@ class IndexDoor:
         if status not in _PASSED_FILE_STATUSES:
             await answer.aclose()
             if status in (401, 403):
-                return _bad_gateway(routing.auth_failed_message(self.spec.url))
+                return _bad_gateway(
+                    routing.auth_failed_message(self.spec.url, self.spec.auth_advice)
+                )
             return _bad_gateway(f"{self.spec.url}: a file request was answered {status}")
         return streamed_reply(answer.response)
 

@@ -221,9 +221,10 @@ class ProjectDecision:
         return cls(Decision.FAIL, reason)
 
 
-def auth_failed_message(index_url: str) -> str:
-    """The 502 body line when the private index refuses crane's credentials."""
-    return f"authentication to {index_url} failed: run `crane login {index_url}`"
+def auth_failed_message(index_url: str, advice: str | None = None) -> str:
+    """The 502 body line when the private index refuses crane's credentials; `advice`
+    says what to do (default: log in again)."""
+    return f"authentication to {index_url} failed: {advice or f'run `crane login {index_url}`'}"
 
 
 def decide(
@@ -234,6 +235,7 @@ def decide(
     redirect_location: str | None = None,
     rdepot_not_found_page: bool = False,
     private_origin: Origin | None = None,
+    auth_advice: str | None = None,
 ) -> ProjectDecision:
     """What to do with the private index's final answer to a project page request.
 
@@ -244,7 +246,7 @@ def decide(
       Crane/RDepot index server builds), which counts as a 404.
     - 404, 410: fall back to the public index only when `credentials_proven`;
       otherwise fail, since a refused request looks the same.
-    - 401, 403: fail with `auth_failed_message(index_url)`.
+    - 401, 403: fail with `auth_failed_message(index_url, auth_advice)`.
     - 3xx: fail. This redirect leads to a login page or another origin;
       `redirect_location` only shapes the message.
     - Anything else (5xx, other 4xx, other 2xx, 1xx): fail.
@@ -265,7 +267,7 @@ def decide(
             "not falling back to the public index"
         )
     if status in (401, 403):
-        return ProjectDecision.fail(auth_failed_message(index_url))
+        return ProjectDecision.fail(auth_failed_message(index_url, auth_advice))
     if 300 <= status < 400:
         reason = _redirect_reason(status, index_url, redirect_location, private_origin)
         return ProjectDecision.fail(reason)

@@ -50,11 +50,12 @@ _TOKEN_REUSE_SECONDS = 5.0
 
 
 class TokenSource(Protocol):
-    """What the proxy needs from authentication (`crane_launch.auth.Credentials` fits)."""
+    """What the proxy needs from authentication: whole `Authorization` header values
+    (`crane_launch.auth.Authorizer`: a bearer token, HTTP Basic, ...)."""
 
-    def access_token(self) -> str: ...
+    def authorization(self) -> str: ...
 
-    def refreshed_token(self, stale: str) -> str: ...
+    def reauthorized(self, stale: str) -> str: ...
 
 
 @dataclass
@@ -71,7 +72,7 @@ class UpstreamResponse:
 
 class Upstream:
     """Requests for one private origin (that of `private_url`, any URL on it) and for
-    whatever else the proxy must ask; `tokens` supplies the private origin's bearer token.
+    whatever else the proxy must ask; `tokens` supplies the private origin's `Authorization`.
     """
 
     def __init__(
@@ -107,7 +108,7 @@ class Upstream:
         async with self._token_lock:
             now = time.monotonic()
             if self._token is None or now - self._token_at > _TOKEN_REUSE_SECONDS:
-                self._token = await asyncio.to_thread(self._tokens.access_token)
+                self._token = await asyncio.to_thread(self._tokens.authorization)
                 self._token_at = now
             return self._token
 
@@ -115,7 +116,7 @@ class Upstream:
         async with self._token_lock:
             if self._token is not None and self._token != stale:
                 return self._token
-            self._token = await asyncio.to_thread(self._tokens.refreshed_token, stale)
+            self._token = await asyncio.to_thread(self._tokens.reauthorized, stale)
             self._token_at = time.monotonic()
             return self._token
 
@@ -169,7 +170,7 @@ class Upstream:
         # The Authorization header is built per hop, so it never leaves the private origin.
         send_headers = dict(headers)
         if token is not None:
-            send_headers["Authorization"] = f"Bearer {token}"
+            send_headers["Authorization"] = token
         request = self._client.build_request(method, url, headers=send_headers)
         return await self._client.send(request, stream=True)
 

@@ -45,11 +45,11 @@ def bench_index(upstream: str) -> PrivateIndex:
 class FakeTokens:
     """A TokenSource for an upstream that checks no token."""
 
-    def access_token(self) -> str:
-        return "x"
+    def authorization(self) -> str:
+        return "Bearer x"
 
-    def refreshed_token(self, stale: str) -> str:
-        return "x"
+    def reauthorized(self, stale: str) -> str:
+        return "Bearer x"
 
 
 def main() -> int:

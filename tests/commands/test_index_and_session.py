@@ -32,7 +32,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
 def discovered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     asked: list[str] = []
 
-    def discover(issuer: str, client: httpx.Client) -> Endpoints:
+    def discover(issuer: str, client: httpx.Client, *, need_device: bool = True) -> Endpoints:
         asked.append(issuer)
         return Endpoints(
             issuer=ISSUER,
@@ -180,7 +180,9 @@ def test_removing_an_unknown_index_changes_nothing(registry: Registry) -> None:
 
 def test_index_lines_without_tokens_show_no_expiry(registry: Registry) -> None:
     index_command.register(registry, positional())
-    assert session.statuses(registry) == [IndexStatus(URL, False, "-", "-")]
+    assert session.statuses(registry, {}) == [
+        IndexStatus(URL, False, "-", "-", "device", "OAuth device flow", "not logged in")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -21,16 +21,16 @@ class FakeTokens:
         self.current = "tok-1"
         self.access_calls = 0
         self.refreshed: list[str] = []
-        """The stale token passed to each `refreshed_token` call."""
+        """The stale token in each `reauthorized` call (without `Bearer `)."""
 
-    def access_token(self) -> str:
+    def authorization(self) -> str:
         self.access_calls += 1
-        return self.current
+        return f"Bearer {self.current}"
 
-    def refreshed_token(self, stale: str) -> str:
-        self.refreshed.append(stale)
+    def reauthorized(self, stale: str) -> str:
+        self.refreshed.append(stale.removeprefix("Bearer "))
         self.current = f"tok-{len(self.refreshed) + 1}"
-        return self.current
+        return f"Bearer {self.current}"
 
 
 class ScriptedOrigins:

@@ -69,10 +69,10 @@ class World:
 
 
 class _Tokens:
-    def access_token(self) -> str:
-        return "tok-1"
+    def authorization(self) -> str:
+        return "Bearer tok-1"
 
-    def refreshed_token(self, stale: str) -> str:
+    def reauthorized(self, stale: str) -> str:
         raise AssertionError("no upstream here answers 401")
 
 
