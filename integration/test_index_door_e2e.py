@@ -435,9 +435,14 @@ def test_a_needed_login_in_ci_fails_before_running_pip(stack, crane, tmp_path):
         "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url, "x"
     )
     assert result.code == 4
-    assert result.stderr.strip() == (
-        f"crane: {stack.private_url}: not logged in; run `crane login {stack.private_url}`"
+    line = result.stderr.strip()
+    assert "\n" not in line
+    assert line.startswith(
+        f"crane: {stack.private_url}: not logged in; run `crane login {stack.private_url}`; "
+        "the device flow needs a person at a terminal; in CI, "
     )
+    for what_works in ("--auth client-credentials", "CRANE_AUTH=client-credentials", "CRANE_TOKEN"):
+        assert what_works in line
 
 
 def test_pip_lock_records_the_real_index_urls(stack, logged_in):

@@ -134,7 +134,7 @@ def finish(
     choice = choose_indexes(
         tool=reading.tool,
         registry=registry,
-        chain=reading.chain,
+        chain=_with_environment_index(reading.chain, index_lines.registered, registry),
         file_lines=index_lines.registered,
         public_default=builtin_public_index,
     )
@@ -146,6 +146,20 @@ def finish(
     references = _references(reading, walk, environ, read_text)
     door = open_door(walk)
     return _behind_the_door(reading, choice.private, choice.public_url, door, references)
+
+
+def _with_environment_index(
+    chain: Sequence[IndexSetting], file_lines: Sequence[IndexSetting], registry: Registry
+) -> Sequence[IndexSetting]:
+    """`chain`, or, when the tool names no index at all (it would use its built-in
+    default), the index `CRANE_INDEX_URL` describes: in CI the variable is how a job says
+    which index its tools use."""
+    if chain or file_lines:
+        return chain
+    described = next((index for index in registry if index.from_environment), None)
+    if described is None:
+        return chain
+    return [IndexSetting(described.url, "CRANE_INDEX_URL")]
 
 
 def _walk(reading: Reading, environ: Mapping[str, str], read_text: ReadText) -> RequirementsWalk:
