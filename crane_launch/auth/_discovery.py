@@ -135,6 +135,61 @@ def _endpoints_from(
     )
 
 
+class _ServerFailure(Exception):
+    """A metadata URL answered 5xx."""
+
+
+def _fetch_document(client: httpx.Client, url: str) -> dict[str, Any] | None:
+    """The JSON object at `url`; None when there is none (4xx, not JSON). Raises
+    `UpstreamError` when unreachable and `_ServerFailure` on 5xx."""
+    try:
+        # A GET of public metadata: following redirects is safe here.
+        response = client.get(url, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"{url}: {describe_transport_error(exc)}") from None
+    if response.status_code >= 500:
+        raise _ServerFailure(f"{url} answered HTTP {response.status_code}")
+    if response.status_code != 200:
+        log.debug("discovery: %s answered HTTP %s", url, response.status_code)
+        return None
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+_COMPLETING = ("device_authorization_endpoint", "revocation_endpoint", "grant_types_supported")
+"""Fields an OpenID Connect document may lack that the RFC 8414 document of the same
+issuer has (django-oauth-toolkit: its OIDC document names no revocation endpoint, no
+grants, no device endpoint). The first two are looked for; the grants come along, for the
+message that says a device endpoint is missing."""
+
+
+def _completed(
+    document: dict[str, Any], issuer: str, client: httpx.Client, later: list[str]
+) -> dict[str, Any]:
+    """`document`, with the fields of `_COMPLETING` it lacks taken from the later metadata
+    documents of the same issuer. A later document that cannot be had is passed over."""
+    merged = dict(document)
+    for url in later:
+        if all(name in merged for name in _COMPLETING[:2]):
+            break
+        try:
+            other = _fetch_document(client, url)
+        except (UpstreamError, _ServerFailure) as exc:
+            log.debug("discovery: passing over %s (%s)", url, exc)
+            continue
+        named = None if other is None else other.get("issuer")
+        if other is None or not isinstance(named, str) or not _same_issuer(named, issuer):
+            continue
+        for name in _COMPLETING:
+            if name not in merged and name in other:
+                log.debug("discovery: %s from %s", name, url)
+                merged[name] = other[name]
+    return merged
+
+
 def discover(
     issuer: str, client: httpx.Client | None = None, *, need_device: bool = True
 ) -> Endpoints:
@@ -149,25 +204,18 @@ def discover(
         with make_client() as own:
             return discover(issuer, own, need_device=need_device)
     failures: list[str] = []
-    for url in urls:
+    for position, url in enumerate(urls):
         try:
-            # A GET of public metadata: following redirects is safe here.
-            response = client.get(url, follow_redirects=True)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"{url}: {describe_transport_error(exc)}") from None
-        if response.status_code >= 500:
-            failures.append(f"{url} answered HTTP {response.status_code}")
+            document = _fetch_document(client, url)
+        except _ServerFailure as exc:
+            failures.append(str(exc))
             continue
-        if response.status_code != 200:
-            log.debug("discovery: %s answered HTTP %s", url, response.status_code)
-            continue
-        try:
-            document = response.json()
-        except ValueError:
-            continue
-        if isinstance(document, dict):
+        if document is not None:
             log.debug("discovery: using the metadata at %s", url)
-            return _endpoints_from(document, issuer, url, need_device=need_device)
+            merged = document
+            if need_device:  # a device login also revokes: both endpoints matter
+                merged = _completed(document, issuer, client, urls[position + 1 :])
+            return _endpoints_from(merged, issuer, url, need_device=need_device)
     if failures:
         raise UpstreamError(f"discovery for {issuer} failed: {'; '.join(failures)}")
     raise ConfigError(

@@ -120,3 +120,38 @@ def test_server_errors_are_upstream_errors() -> None:
     client = make_client(transport=httpx.MockTransport(fail))
     with pytest.raises(UpstreamError, match="503"):
         discover("https://idp.example.test", client)
+
+
+def test_an_oidc_document_without_device_and_revocation_is_completed_by_rfc8414() -> None:
+    # django-oauth-toolkit 3.4: its OIDC document names neither; its RFC 8414 one does.
+    issuer = "https://idp.example.test/o"
+    oidc = f"{issuer}/.well-known/openid-configuration"
+    rfc = "https://idp.example.test/.well-known/oauth-authorization-server/o"
+    thin = metadata(issuer, device_authorization_endpoint=None, revocation_endpoint=None)
+    seen: list[str] = []
+    endpoints = discover(issuer, serving({oidc: thin, rfc: metadata(issuer)}, seen))
+    assert endpoints.device_url == f"{issuer}/device"
+    assert endpoints.revocation_url is not None
+    assert seen == [oidc, rfc]
+
+
+def test_a_later_document_of_another_issuer_completes_nothing() -> None:
+    issuer = "https://idp.example.test/o"
+    oidc = f"{issuer}/.well-known/openid-configuration"
+    rfc = "https://idp.example.test/.well-known/oauth-authorization-server/o"
+    thin = metadata(issuer, device_authorization_endpoint=None)
+    other = metadata("https://evil.example.test/o")
+    with pytest.raises(ConfigError, match="--device-url"):
+        discover(issuer, serving({oidc: thin, rfc: other}, []))
+
+
+def test_the_missing_device_endpoint_message_names_device_url_when_grants_list_it() -> None:
+    issuer = "https://idp.example.test"
+    url = f"{issuer}/.well-known/openid-configuration"
+    document = metadata(issuer, device_authorization_endpoint=None)
+    document["grant_types_supported"] = ["urn:ietf:params:oauth:grant-type:device_code"]
+    with pytest.raises(ConfigError) as info:
+        discover(issuer, serving({url: document}, []))
+    message = str(info.value)
+    assert "lists the device authorization grant but no device_authorization_endpoint" in message
+    assert "--device-url" in message
