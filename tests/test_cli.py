@@ -75,7 +75,9 @@ def discovered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A fake discovery: records the issuers asked for, answers with fixed endpoints."""
     asked: list[str] = []
 
-    def discover(issuer: str, client: httpx.Client, *, need_device: bool = True) -> Endpoints:
+    def discover(
+        issuer: str, client: httpx.Client, *, need_device: bool = True, complete: bool = True
+    ) -> Endpoints:
         asked.append(issuer)
         return Endpoints(
             issuer=issuer.rstrip("/"),

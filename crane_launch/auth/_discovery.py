@@ -191,10 +191,16 @@ def _completed(
 
 
 def discover(
-    issuer: str, client: httpx.Client | None = None, *, need_device: bool = True
+    issuer: str,
+    client: httpx.Client | None = None,
+    *,
+    need_device: bool = True,
+    complete: bool | None = None,
 ) -> Endpoints:
     """Fetch the provider's metadata and return its endpoints.
 
+    `complete` (default: `need_device`) completes a document that lacks the device or
+    revocation endpoint from the issuer's later documents (`_completed`).
     Raises `ConfigError` when no document is found or it lacks the device endpoint (unless
     not `need_device`), `UpstreamError` (naming the URL) when the provider cannot be
     reached or fails with 5xx.
@@ -202,7 +208,7 @@ def discover(
     urls = discovery_urls(issuer)
     if client is None:
         with make_client() as own:
-            return discover(issuer, own, need_device=need_device)
+            return discover(issuer, own, need_device=need_device, complete=complete)
     failures: list[str] = []
     for position, url in enumerate(urls):
         try:
@@ -213,7 +219,7 @@ def discover(
         if document is not None:
             log.debug("discovery: using the metadata at %s", url)
             merged = document
-            if need_device:  # a device login also revokes: both endpoints matter
+            if need_device if complete is None else complete:
                 merged = _completed(document, issuer, client, urls[position + 1 :])
             return _endpoints_from(merged, issuer, url, need_device=need_device)
     if failures:

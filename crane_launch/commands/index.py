@@ -266,7 +266,10 @@ def _discovered(given: _Endpoints, *, need_device: bool) -> _Endpoints:
         return given
     with httpx.Client(trust_env=True, timeout=30.0) as client:
         found: Endpoints = discover(
-            given.issuer, client, need_device=need_device and not given.device_url
+            given.issuer,
+            client,
+            need_device=need_device and not given.device_url,
+            complete=need_device,  # a device login also revokes at logout
         )
     return _Endpoints(
         client_id=given.client_id,

@@ -32,7 +32,9 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
 def discovered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     asked: list[str] = []
 
-    def discover(issuer: str, client: httpx.Client, *, need_device: bool = True) -> Endpoints:
+    def discover(
+        issuer: str, client: httpx.Client, *, need_device: bool = True, complete: bool = True
+    ) -> Endpoints:
         asked.append(issuer)
         return Endpoints(
             issuer=ISSUER,
