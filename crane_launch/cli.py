@@ -168,7 +168,7 @@ def logout(url: str) -> None:
     """Remove the tokens or password stored for URL (revoking tokens where possible)."""
     from crane_launch.commands import session
 
-    say(session.logout(Registry.for_run(os.environ).get(url)))
+    say(session.logout(Registry.for_run(os.environ).get(url), os.environ))
 
 
 @cli.command()

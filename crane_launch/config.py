@@ -330,7 +330,10 @@ def _environment_fields(environ: Mapping[str, str], auth: str) -> dict[str, Any]
         token_file = _environment_value(environ, "CRANE_TOKEN_FILE")
         return {"token_file": token_file} if token_file else {"token_env": "CRANE_TOKEN"}
     if auth == "basic":
-        return {"username": required("CRANE_USERNAME"), "password_env": "CRANE_PASSWORD"}
+        username = required("CRANE_USERNAME")
+        if ":" in username or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in username):
+            raise ConfigError("CRANE_USERNAME cannot hold a colon or a control character")
+        return {"username": username, "password_env": "CRANE_PASSWORD"}
     token_url = _environment_value(environ, "CRANE_TOKEN_URL")
     issuer = _environment_value(environ, "CRANE_ISSUER")
     if not (token_url or issuer):
@@ -383,6 +386,8 @@ class Registry:
     def __init__(self, path: Path, indexes: dict[str, PrivateIndex] | None = None) -> None:
         self.path = path
         self._indexes: dict[str, PrivateIndex] = dict(indexes or {})
+        self._replaced_secrets: frozenset[str] = frozenset()
+        """The secret variables of saved indexes `for_run` replaced: still hidden."""
 
     @classmethod
     def for_run(cls, environ: Mapping[str, str]) -> Registry:
@@ -391,6 +396,9 @@ class Registry:
         registry = cls.load()
         described = environment_index(environ)
         if described is not None:
+            replaced = registry._indexes.get(described.url)
+            if replaced is not None:
+                registry._replaced_secrets |= replaced.secret_variables
             registry._indexes[described.url] = described
         return registry
 
@@ -420,7 +428,8 @@ class Registry:
         return cls(path, by_url)
 
     def save(self) -> None:
-        """Write the registry; an index described by the environment is never written."""
+        """Write the registry; an index described by the environment is never written
+        (save a registry from `load`, not from `for_run`)."""
         saved = [index for index in self._indexes.values() if not index.from_environment]
         data = {"version": _REGISTRY_VERSION, "indexes": [index.to_json() for index in saved]}
         atomic_write_text(self.path, json.dumps(data, indent=2) + "\n", mode=0o600)
@@ -432,8 +441,10 @@ class Registry:
         return len(self._indexes)
 
     def secret_variables(self) -> frozenset[str]:
-        """Every variable a registered index reads a secret from."""
-        return frozenset(name for index in self for name in index.secret_variables)
+        """Every variable a registered index reads a secret from (and those of a saved
+        index the environment replaced for this run)."""
+        named = frozenset(name for index in self for name in index.secret_variables)
+        return named | self._replaced_secrets
 
     def find(self, url: str) -> PrivateIndex | None:
         """The registered index for `url`, in any spelling; None when not registered."""

@@ -206,6 +206,8 @@ def oauth_error_hint(index: PrivateIndex, error: str | None) -> str:
     """
     if error == "invalid_scope":
         asked = " ".join(index.scopes) or "(none)"
+        if index.from_environment:
+            return f"; crane asked for the scopes {asked!r}: set CRANE_SCOPE to ones it offers"
         return (
             f"; crane asked for the scopes {asked!r}: register the index again with the "
             f"scopes this provider offers, e.g. `crane index register {index.url} --scope S`"

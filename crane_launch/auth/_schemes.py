@@ -325,21 +325,26 @@ def _basic_password(
     return password, STORED
 
 
-def ask_password(index: PrivateIndex, store: TokenStore, ask: Callable[[str], str]) -> str:
-    """Ask for the Basic password of `index` on the terminal and keep it in the store."""
+def ask_password(
+    index: PrivateIndex, store: TokenStore, ask: Callable[[str], str], *, keep: bool = True
+) -> str:
+    """Ask for the Basic password of `index` on the terminal; `keep` stores it."""
     try:
         password = ask(f"crane: password for {index.username} at {index.url}: ")
     except (EOFError, getpass.GetPassWarning):
         raise AuthError(f"{index.url}: no password was typed") from None
     if not password:
         raise AuthError(f"{index.url}: no password was typed")
-    store.save_password(index.url, password)
+    if keep:
+        store.save_password(index.url, password)
     return password
 
 
 def check_basic_password(index: PrivateIndex, password: str, store: TokenStore) -> None:
     """Ask the index whether it takes `password` (a GET of its root, or of its probe
-    path); a refusal forgets the stored password again and raises `AuthError`."""
+    path) and keep it in the store only when it is accepted (a 2xx answer). A refusal is
+    `AuthError`; anything else (a redirect to a login page, a server error) proves
+    nothing and is `UpstreamError`; either way nothing is stored."""
     authorization = basic_credentials(index.username or "", password)
     target = index.url
     if index.probe_path:
@@ -349,12 +354,18 @@ def check_basic_password(index: PrivateIndex, password: str, store: TokenStore) 
             response = client.get(target, headers={"Authorization": authorization})
     except httpx.HTTPError as exc:
         raise UpstreamError(f"{index.url}: {describe_transport_error(exc)}") from None
-    if response.status_code in (401, 403):
-        store.delete(index.url)
+    status = response.status_code
+    if status in (401, 403):
         raise AuthError(
             f"{index.url} refused the username {index.username!r} with that password "
-            f"(HTTP {response.status_code}); nothing was stored"
+            f"(HTTP {status}); nothing was stored"
         )
+    if not 200 <= status < 300:
+        raise UpstreamError(
+            f"{index.url} answered HTTP {status} to the password check, which proves "
+            "nothing; nothing was stored"
+        )
+    store.save_password(index.url, password)
 
 
 def authorizer_for(

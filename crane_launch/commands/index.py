@@ -176,7 +176,7 @@ def _oauth_index(
     endpoints = _discovered(given, need_device=device)
     default_scopes = DEFAULT_SCOPES if device else ()
     scopes = req.scopes or (existing.scopes if existing is not None else default_scopes)
-    _check_scopes(url, scopes, endpoints.scopes_supported, given_scopes=req.scopes is not None)
+    _check_scopes(url, scopes, endpoints.scopes_supported, given_scopes=scopes != default_scopes)
     base = existing or PrivateIndex(url=url)
     index = replace(
         base,

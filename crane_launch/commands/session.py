@@ -24,6 +24,7 @@ from crane_launch.auth import (
     login_policy,
 )
 from crane_launch.config import PrivateIndex, Registry
+from crane_launch.console import say
 from crane_launch.errors import AuthError
 
 __all__ = ["IndexStatus", "describe_expiry", "login", "logout", "statuses"]
@@ -140,7 +141,7 @@ def login(
                 "here; register the index with --password-env VAR to read it from a variable"
             )
         store = TokenStore()
-        password = ask_password(index, store, getpass.getpass)
+        password = ask_password(index, store, getpass.getpass, keep=False)
         check_basic_password(index, password, store)
         return f"logged in to {index.url} (the password is kept in crane's 0600 store)"
     return (
@@ -149,7 +150,7 @@ def login(
     )
 
 
-def logout(index: PrivateIndex) -> str:
+def logout(index: PrivateIndex, environ: Mapping[str, str]) -> str:
     """Delete the tokens of `index`, revoking them where the provider allows, and say
     what happened in one line (what was revoked, and what stays valid until when)."""
     if index.auth != "device":
@@ -157,7 +158,15 @@ def logout(index: PrivateIndex) -> str:
         if removed:
             return f"forgot the password stored for {index.url}"
         return f"nothing stored for {index.url} ({describe_scheme(index)})"
-    result = Credentials(index, TokenStore()).logout()
+    secret = None
+    if index.client_secret_env:
+        secret = environ.get(index.client_secret_env, "").strip() or None
+        if secret is None:
+            say(
+                f"${index.client_secret_env} is not set: revoking without client "
+                "authentication, which a provider of confidential clients may refuse"
+            )
+    result = Credentials(index, TokenStore(), client_secret=secret).logout()
     if not result.removed:
         return f"not logged in to {index.url}"
     done = f"logged out of {index.url}"

@@ -221,4 +221,4 @@ def test_logout_says_what_was_revoked_and_what_stays_valid(
     )
     monkeypatch.setattr("crane_launch.commands.session.Credentials.logout", lambda self: result)
     monkeypatch.setattr(session, "describe_expiry", lambda at: describe_expiry(at, now=NOW))
-    assert session.logout(index) == said.format(url=URL)
+    assert session.logout(index, {}) == said.format(url=URL)
