@@ -188,11 +188,17 @@ class RegisteredIndexes:
         private index: the first is raised (`ConfigError`, exit 3) once an index is in play.
         """
         command = [tool, *argv]
-        if self._found and refusals:
+        found = dict(self._found)
+        described = next((index for index in self._registry if index.from_environment), None)
+        if described is not None:
+            # The index CRANE_INDEX_URL describes is in play whether the project names it
+            # or not: the guard and the lock check keep its projects its own.
+            found.setdefault(described.url, described)
+        if found and refusals:
             raise ConfigError(refusals[0])
-        if self._found:
+        if found:
             mode = TransparentDoorMode(
-                privates=tuple(self._found.values()),
+                privates=tuple(found.values()),
                 project_dir=project_dir,
                 direct_references=tuple(direct_references),
                 find_links=tuple(find_links),

@@ -151,15 +151,17 @@ def finish(
 def _with_environment_index(
     chain: Sequence[IndexSetting], file_lines: Sequence[IndexSetting], registry: Registry
 ) -> Sequence[IndexSetting]:
-    """`chain`, or, when the tool names no index at all (it would use its built-in
-    default), the index `CRANE_INDEX_URL` describes: in CI the variable is how a job says
-    which index its tools use."""
-    if chain or file_lines:
-        return chain
+    """`chain` with the index `CRANE_INDEX_URL` describes in front: in CI the variable is
+    how a job says which index is private, so it is in play whatever the tool's own
+    settings (environment, config files) name, which become the public index it falls
+    back to. Only the command line (`-i`) and requirements files keep their own say: an
+    unregistered index there is an error, another registered one a conflict."""
     described = next((index for index in registry if index.from_environment), None)
     if described is None:
         return chain
-    return [IndexSetting(described.url, "CRANE_INDEX_URL")]
+    if chain and chain[0].explicit:
+        return chain
+    return [IndexSetting(described.url, "CRANE_INDEX_URL"), *chain]
 
 
 def _walk(reading: Reading, environ: Mapping[str, str], read_text: ReadText) -> RequirementsWalk:

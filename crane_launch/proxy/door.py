@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 import httpx
 
 from crane_launch.config import origin_of, origin_url, shown_url
-from crane_launch.errors import AuthError, CraneError, UpstreamError
+from crane_launch.errors import AuthError, ConfigError, CraneError, UpstreamError
 from crane_launch.proxy import rewrite, routing
 from crane_launch.proxy.guard import NameStatus
 from crane_launch.proxy.server import Reply, Request
@@ -111,6 +111,7 @@ class IndexDoor:
                     response.content, response.headers.get("content-type", ""), proof=True
                 )
                 if reason is None:
+                    await self._refuse_open_page(url, within)
                     self.proven = True
                     return
                 last = f"{self.spec.url}: an authenticated request for {url} got {reason}"
@@ -120,6 +121,30 @@ class IndexDoor:
                     location = urljoin(url, response.headers.get("location", ""))
                     last += f" (a redirect to {shown_url(location)})"
         raise UpstreamError(last + "; crane cannot prove that the index accepts its login")
+
+    async def _refuse_open_page(self, url: str, within: str) -> None:
+        """A page that anybody gets proves nothing of crane's credentials: a wrong token
+        would pass the probe, and the 404 such an index then gives for every project
+        would send them all to the public index. Raises ConfigError for an index page
+        that answers without credentials too."""
+        try:
+            answer = await self._upstream.get(
+                url, headers={"Accept": _DEFAULT_ACCEPT}, within=within, anonymous=True
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{self.spec.url}: {_describe(exc)}") from None
+        response = answer.response
+        if not 200 <= response.status_code < 300:
+            return
+        content_type = response.headers.get("content-type", "")
+        if rewrite.not_index_shaped(response.content, content_type, proof=True) is not None:
+            return
+        raise ConfigError(
+            f"{self.spec.url}: {shown_url(url)} answers without credentials too, so it cannot "
+            "prove that the index accepts crane's, and a 404 cannot be told from a refusal; "
+            "register the index with --probe-path PATH, a page only an authenticated "
+            "request gets"
+        )
 
     # -- requests -------------------------------------------------------------------------
 
@@ -164,7 +189,7 @@ class IndexDoor:
 
     async def _project(self, request: Request, route: routing.ProjectPage) -> Reply:
         accept = request.header("accept") or _DEFAULT_ACCEPT
-        decision, answer = await self._ask(route.project, accept)
+        decision, answer = await self._ask(route.project, accept, request.header("user-agent"))
         if decision.kind is routing.Decision.SERVE_PRIVATE and answer is not None:
             log.debug("project %s: private", route.project)
             content_type = answer.response.headers.get("content-type", "")
@@ -175,12 +200,17 @@ class IndexDoor:
         return _bad_gateway(decision.reason)
 
     async def _ask(
-        self, project: str, accept: str
+        self, project: str, accept: str, user_agent: str | None = None
     ) -> tuple[routing.ProjectDecision, UpstreamResponse | None]:
         """The private index's answer for `project`, decided; remembered for the guard."""
         url = routing.private_project_url(self.spec.url, project)
+        headers = {"Accept": accept}
+        if user_agent:
+            # devpi adds a "refresh mirror links" form to the HTML page of a mirrored
+            # project for any client that does not look like an installer.
+            headers["User-Agent"] = user_agent
         try:
-            answer = await self._upstream.get(url, headers={"Accept": accept}, within=self.spec.url)
+            answer = await self._upstream.get(url, headers=headers, within=self.spec.url)
         except httpx.HTTPError as exc:
             reason = routing.fail_for_exception(self.spec.url, _describe(exc))
             return routing.ProjectDecision.fail(reason), None

@@ -129,19 +129,22 @@ class Upstream:
         stream: bool = False,
         follow_foreign: bool = False,
         within: str | None = None,
+        anonymous: bool = False,
     ) -> UpstreamResponse:
         """Send `method url`; credentials for the private origin, one refresh on 401.
 
         A redirect to another origin is returned as it is unless `follow_foreign`; with
         `within`, so is a same-origin redirect that leaves that URL prefix (an index page
         that redirects to a login page is an error, not an empty project).
+        `anonymous` sends no credentials at all (what does the index show to anybody?).
         Raises httpx.HTTPError on transport failures: the caller decides what that means.
         """
         base_headers = dict(headers or {})
         refreshed = False
         hops = 0
         while True:
-            token = await self._current_token() if self.is_private(url) else None
+            private = self.is_private(url) and not anonymous
+            token = await self._current_token() if private else None
             response = await self._send(method, url, base_headers, token)
             if response.status_code == 401 and token is not None and not refreshed:
                 await response.aclose()

@@ -38,14 +38,23 @@ class ScriptedOrigins:
 
     An answer is a function of the request, or a `httpx.TransportError` subclass to raise
     (a timeout, a refused connection). Every request is recorded, answered or not.
+
+    The origins in `closed_origins` (the private index's, `https://crane.example`) answer
+    401 to any request without an `Authorization` header, as a real private index does;
+    empty it to play an index that shows its pages to anybody.
     """
 
     def __init__(self) -> None:
         self.answers: dict[str, Answer] = {}
         self.requests: list[httpx.Request] = []
+        self.closed_origins: set[str] = {"https://crane.example:443"}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        url = request.url
+        origin = f"{url.scheme}://{url.host}:{url.port or {'https': 443, 'http': 80}[url.scheme]}"
+        if origin in self.closed_origins and "authorization" not in request.headers:
+            return httpx.Response(401, headers={"www-authenticate": "Bearer"})
         answer = self.answers.get(str(request.url.copy_with(query=None)))
         if answer is None:
             raise AssertionError(f"crane asked an unscripted URL: {request.method} {request.url}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import httpx
 import pytest
 
-from crane_launch.errors import UpstreamError
+from crane_launch.errors import ConfigError, UpstreamError
 from crane_launch.proxy.door import IndexDoor, IndexSpec
 from crane_launch.proxy.server import Door, ProxyServer, Reply, Request
 from crane_launch.proxy.upstream import Upstream
@@ -713,3 +713,47 @@ def test_a_repository_version_meta_proves_an_empty_index(
     origins.answer(INDEX, 200, page, HTML_TYPE)
     asyncio.run(door.probe())
     assert door.proven
+
+
+# -- an index page anybody gets ---------------------------------------------------------------
+
+
+def test_an_index_page_anybody_gets_proves_nothing(
+    door: IndexDoor, origins: ScriptedOrigins
+) -> None:
+    # A wrong token would pass such a probe, and the 404 the index then gives for every
+    # project would send them all to the public index.
+    origins.closed_origins.clear()
+    origins.answer(INDEX, 200, INDEX_ROOT, HTML_TYPE)
+    with pytest.raises(ConfigError, match="answers without credentials too") as info:
+        asyncio.run(door.probe())
+    assert "--probe-path" in str(info.value)
+    assert not door.proven
+    anonymous = [r for r in origins.requests if "authorization" not in r.headers]
+    assert [str(r.url) for r in anonymous] == [INDEX]
+
+
+def test_a_probe_path_only_credentials_open_proves_them(
+    origins: ScriptedOrigins, tokens: FakeTokens
+) -> None:
+    origins.closed_origins.clear()
+    origins.answer(INDEX, 200, INDEX_ROOT, HTML_TYPE)
+    probe = "https://crane.example/pypi/simple/demo/"
+
+    def closed(request: httpx.Request) -> httpx.Response:
+        if "authorization" not in request.headers:
+            return httpx.Response(401)
+        return httpx.Response(200, headers=HTML_TYPE, content=INDEX_ROOT)
+
+    origins.answers[probe] = closed
+    upstream = Upstream(INDEX, tokens, client=origins.client())
+    door = IndexDoor(IndexSpec(INDEX, PUBLIC, "/pypi/simple/demo/"), upstream, token=TOKEN)
+    asyncio.run(door.probe())
+    assert door.proven
+
+
+def test_a_closed_index_page_is_asked_once_more_without_credentials(
+    door: IndexDoor, origins: ScriptedOrigins
+) -> None:
+    prove_credentials(door, origins)
+    assert [bool(r.headers.get("authorization")) for r in origins.requests] == [True, False]
