@@ -38,6 +38,7 @@ __all__ = [
     "closest",
     "config_dir",
     "environment_index",
+    "is_http_url",
     "normalise_url",
     "origin_of",
     "origin_url",
@@ -78,6 +79,8 @@ def normalise_url(url: str) -> str:
     embedded credentials (they would end up in argv and logs), a query or a fragment.
     """
     text = url.strip()
+    if _AMBIGUOUS.search(text):
+        raise UsageError("an index URL cannot hold whitespace, a backslash or a control character")
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
@@ -140,6 +143,19 @@ def origin_of(url: str) -> Origin:
     return Origin(scheme, (parts.hostname or "").lower(), port)
 
 
+def is_http_url(text: str) -> bool:
+    """Whether `text` is an absolute http(s) URL with a host that every parser reads the
+    same way (no whitespace, backslash or control character, a valid port)."""
+    if _AMBIGUOUS.search(text):
+        return False
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in _DEFAULT_PORTS and bool(parts.hostname)
+
+
 def origin_url(origin: Origin) -> str:
     """`scheme://host[:port]` for `origin`: brackets for IPv6, no default port."""
     shown = f"[{origin.host}]" if ":" in origin.host else origin.host
@@ -166,6 +182,21 @@ AUTH_SCHEMES: tuple[str, ...] = ("device", "client-credentials", "token", "basic
 """How crane authenticates to an index: the OAuth 2.0 device flow (a person logs in), OAuth
 2.0 client credentials (a CI job), a static bearer token, or HTTP Basic."""
 
+
+_OPTIONAL_TEXT = (
+    "auth",
+    "client_secret_env",
+    "token_env",
+    "token_file",
+    "username",
+    "password_env",
+    "issuer",
+    "resource",
+    "audience",
+    "public_index",
+    "revocation_url",
+    "probe_path",
+)
 
 _NEEDED: dict[str, tuple[str, ...]] = {
     "device": ("client_id", "token_url", "device_url"),
@@ -225,6 +256,11 @@ class PrivateIndex:
         for name in ("url", "client_id", "token_url", "device_url"):
             if not isinstance(known.get(name, ""), str):
                 raise ValueError(f"{name} is not a string")
+        for name in _OPTIONAL_TEXT:
+            if known.get(name) is not None and not isinstance(known[name], str):
+                raise ValueError(f"{name} is not a string")
+        if not all(isinstance(scope, str) for scope in known["scopes"]):
+            raise ValueError("scopes is not a list of strings")
         for name in _NEEDED[auth]:
             if not known.get(name):
                 raise ValueError(f"an index with auth {auth!r} has no {name}")
@@ -338,8 +374,9 @@ def _environment_fields(environ: Mapping[str, str], auth: str) -> dict[str, Any]
     issuer = _environment_value(environ, "CRANE_ISSUER")
     if not (token_url or issuer):
         raise ConfigError("CRANE_AUTH=client-credentials needs CRANE_TOKEN_URL or CRANE_ISSUER")
-    if token_url and not token_url.startswith(("https://", "http://")):
-        raise ConfigError(f"CRANE_TOKEN_URL={token_url!r} is not an http(s) URL")
+    for name, value in (("CRANE_TOKEN_URL", token_url), ("CRANE_ISSUER", issuer)):
+        if value is not None and not is_http_url(value):
+            raise ConfigError(f"{name} is not an http:// or https:// URL")
     return {
         "client_id": required("CRANE_CLIENT_ID"),
         "client_secret_env": "CRANE_CLIENT_SECRET",

@@ -192,7 +192,7 @@ def test_the_scheme_is_named_or_inferred(companions: dict[str, str], scheme: str
         ),
         (
             {"CRANE_CLIENT_ID": "ci", "CRANE_TOKEN_URL": "idp.example/token"},
-            "CRANE_TOKEN_URL='idp.example/token' is not an http(s) URL",
+            "CRANE_TOKEN_URL is not an http:// or https:// URL",
         ),
         (
             {"CRANE_AUTH": "basic", "CRANE_PASSWORD": HIDDEN},

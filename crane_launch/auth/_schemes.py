@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 import re
+import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -249,21 +252,45 @@ def read_secret(environ: Mapping[str, str], name: str, what: str, index_url: str
         )
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise AuthError(f"{index_url}: ${name} holds a control character; set it again")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8, kept by Python as a surrogate
+        raise AuthError(f"{index_url}: ${name} is not UTF-8 text; set it again") from None
     return value
 
 
+_TOKEN_FILE_LIMIT = 64 * 1024
+
+
 def _read_token_file(path_text: str, index_url: str) -> str:
+    """The token in the regular file at `path_text`: opened without blocking (a FIFO
+    would hang the run), at most 64 KiB read (a device or a huge file is not a token)."""
     path = Path(path_text).expanduser()
+
+    def refuse(problem: str) -> AuthError:
+        return AuthError(f"{index_url}: the token file {path} {problem}")
+
     try:
-        value = path.read_text(encoding="utf-8").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise AuthError(
-            f"{index_url}: the token file {path} cannot be read ({exc.strerror or exc})"
-        ) from None
+        raise refuse(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        os.close(fd)
+        raise refuse("is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        raw = handle.read(_TOKEN_FILE_LIMIT + 1)
+    if len(raw) > _TOKEN_FILE_LIMIT:
+        raise refuse(f"is larger than {_TOKEN_FILE_LIMIT // 1024} KiB: it holds no token")
+    try:
+        value = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise AuthError(f"{index_url}: the token file {path} is not UTF-8 text") from None
+        raise refuse("is not UTF-8 text") from None
     if not value:
-        raise AuthError(f"{index_url}: the token file {path} is empty")
+        raise refuse("is empty")
     return value
 
 
@@ -305,7 +332,9 @@ def _basic_password(
     environ: Mapping[str, str],
     store: TokenStore,
     policy: LoginPolicy,
+    *,
     ask: Callable[[str], str],
+    terminal: bool,
 ) -> tuple[str, str]:
     """The Basic password of `index` and where it came from."""
     if index.password_env:
@@ -314,14 +343,15 @@ def _basic_password(
     stored = store.load_password(index.url)
     if stored is not None:
         return stored, STORED
-    if policy is LoginPolicy.REFUSE:
+    if policy is LoginPolicy.REFUSE or not terminal:
         raise AuthError(
             f"{index.url}: no password is stored and nobody can type one here; run "
             f"`crane login {index.url}` on a terminal, or register the index with "
             "--password-env VAR (in CI: CRANE_INDEX_URL, CRANE_AUTH=basic, CRANE_USERNAME, "
             "CRANE_PASSWORD)"
         )
-    password = ask_password(index, store, ask)
+    password = ask_password(index, store, ask, keep=False)
+    check_basic_password(index, password, store)  # stored only once the index takes it
     return password, STORED
 
 
@@ -376,14 +406,16 @@ def authorizer_for(
     policy: LoginPolicy,
     ui: DeviceFlowUI | None = None,
     ask: Callable[[str], str] = getpass.getpass,
+    terminal: bool | None = None,
 ) -> Authorizer:
     """The authorizer `index` needs, ready now.
 
     device: a login when needed and `policy` allows it; in CI the error names what works
     there. client-credentials: the first token is fetched now, so a wrong secret fails
     before the tool runs. token and basic: the secret is read now; the index's verdict
-    comes with the door's probe. Raises `AuthError` (exit 4) for every authentication
-    failure, naming the variable or file involved.
+    comes with the door's probe. A Basic password is asked for only on a `terminal`
+    (default: stdin is one), and kept once the index accepts it. Raises `AuthError`
+    (exit 4) for every authentication failure, naming the variable or file involved.
     """
     if index.auth == "client-credentials":
         secret = client_secret_for(index, environ) if index.client_secret_env else None
@@ -401,7 +433,11 @@ def authorizer_for(
             value = _read_token_file(index.token_file or "", index.url)
         return StaticToken(index.url, _bearer_token(value, source, index.url), source)
     if index.auth == "basic":
-        password, source = _basic_password(index, environ, store, policy, ask)
+        if terminal is None:
+            terminal = sys.stdin.isatty()
+        password, source = _basic_password(
+            index, environ, store, policy, ask=ask, terminal=terminal
+        )
         return BasicAuthorizer(index.url, index.username or "", password, source)
     credentials = Credentials(index, store, client_secret=client_secret_for(index, environ))
     try:

@@ -89,6 +89,10 @@ class TokenSet:
         access = data.get("access_token")
         if not isinstance(access, str) or not access:
             raise ValueError("the answer has no access_token")
+        if not all(0x21 <= ord(ch) <= 0x7E for ch in access):
+            # It goes into an Authorization header: visible ASCII only (RFC 6750 2.1 is
+            # stricter; providers' opaque tokens need not follow it).
+            raise ValueError("access_token holds a character a header cannot carry")
         token_type = data.get("token_type", "Bearer")
         if not isinstance(token_type, str) or not token_type:
             raise ValueError("token_type is not a string")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,6 +61,8 @@ class _Endpoints:
 
 
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONVENTIONAL = re.compile(r"[A-Z_][A-Z0-9_]*")
+"""How environment variables are spelt; a mixed-case word that is not set may be a secret."""
 
 _SCHEME_OPTIONS: dict[str, tuple[str, ...]] = {
     "device": ("client_id", "client_secret_env", "issuer", "token_url", "device_url",
@@ -72,7 +75,9 @@ _SCHEME_OPTIONS: dict[str, tuple[str, ...]] = {
 """The options each scheme takes; `--public-index` and `--probe-path` go with every one."""
 
 
-def register(registry: Registry, req: Registration) -> tuple[PrivateIndex, bool]:
+def register(
+    registry: Registry, req: Registration, environ: Mapping[str, str] | None = None
+) -> tuple[PrivateIndex, bool]:
     """Add or update an index; returns it and whether it existed. Does not save.
 
     Updating keeps what is not given again; naming another `--auth` starts the scheme's
@@ -83,7 +88,7 @@ def register(registry: Registry, req: Registration) -> tuple[PrivateIndex, bool]
     auth = req.auth or (existing.auth if existing is not None else "device")
     if auth not in AUTH_SCHEMES:
         raise UsageError(f"--auth must be one of {', '.join(AUTH_SCHEMES)}")
-    _check_options(req, auth)
+    _check_options(req, auth, os.environ if environ is None else environ)
     carried = existing
     if existing is not None and existing.auth != auth:
         existing = None  # the old scheme's settings do not apply to the new one
@@ -103,7 +108,7 @@ def register(registry: Registry, req: Registration) -> tuple[PrivateIndex, bool]
     return registry.get(url), existed
 
 
-def _check_options(req: Registration, auth: str) -> None:
+def _check_options(req: Registration, auth: str, environ: Mapping[str, str]) -> None:
     allowed = _SCHEME_OPTIONS[auth]
     for name in ("client_id", "client_secret_env", "issuer", "token_url", "device_url",
                  "revocation_url", "scopes", "resource", "audience", "token_env",
@@ -117,12 +122,20 @@ def _check_options(req: Registration, auth: str) -> None:
         )
     for name in ("client_secret_env", "token_env", "password_env"):
         value = getattr(req, name)
-        if value is not None and not _VARIABLE.fullmatch(value):
-            option = "--" + name.replace("_", "-")
-            # The value is not shown: a secret pasted in place of a name must not be echoed.
+        if value is None:
+            continue
+        option = "--" + name.replace("_", "-")
+        # The value is never shown: a secret pasted in place of a name must not be echoed.
+        if not _VARIABLE.fullmatch(value):
             raise UsageError(
                 f"{option} takes the NAME of an environment variable (letters, digits, _), "
                 "not its value"
+            )
+        if value not in environ and not _CONVENTIONAL.fullmatch(value):
+            raise UsageError(
+                f"{option} names a variable that is not set here and is not spelt like one "
+                "(UPPER_CASE): it may be the secret itself; set the variable before "
+                "registering, or give its NAME"
             )
     if req.resource and req.audience and auth == "client-credentials":
         raise UsageError("give --audience or --resource, not both")

@@ -68,6 +68,7 @@ class IndexDoor:
         self._private_origin = origin_of(spec.url)
         self._private_origin_url = origin_url(self._private_origin)
         self._files_prefix = f"/{self.token}/files"
+        self._told: set[str] = set()
         self._served: dict[str, bool] = {}
         self.proven = False
 
@@ -161,7 +162,16 @@ class IndexDoor:
                 return await self._file(request, route)
             return await self._root(request)
         except CraneError as exc:
+            if isinstance(exc, AuthError):
+                self._tell_once(str(exc))
             return Reply.text(502, f"crane: {exc}\n")
+
+    def _tell_once(self, message: str) -> None:
+        """Say an authentication failure in the middle of a run on crane's stderr, once:
+        the tool shows only "no versions found" for the 502 that carries it."""
+        if message not in self._told:
+            self._told.add(message)
+            log.warning("%s", message)
 
     async def _root(self, request: Request) -> Reply:
         try:
@@ -197,6 +207,8 @@ class IndexDoor:
         if decision.kind is routing.Decision.FALLBACK_PUBLIC:
             log.debug("project %s: public", route.project)
             return await self._public(route, accept)
+        if decision.reason.startswith("authentication to "):
+            self._tell_once(decision.reason)
         return _bad_gateway(decision.reason)
 
     async def _ask(
@@ -325,9 +337,9 @@ class IndexDoor:
         if status not in _PASSED_FILE_STATUSES:
             await answer.aclose()
             if status in (401, 403):
-                return _bad_gateway(
-                    routing.auth_failed_message(self.spec.url, self.spec.auth_advice)
-                )
+                message = routing.auth_failed_message(self.spec.url, self.spec.auth_advice)
+                self._tell_once(message)
+                return _bad_gateway(message)
             return _bad_gateway(f"{self.spec.url}: a file request was answered {status}")
         return streamed_reply(answer.response)
 

@@ -148,7 +148,7 @@ class Upstream:
             response = await self._send(method, url, base_headers, token)
             if response.status_code == 401 and token is not None and not refreshed:
                 await response.aclose()
-                log.debug("%s answered 401: refreshing the token once", url.partition("?")[0])
+                log.debug("%s answered 401: asking for new credentials once", url.partition("?")[0])
                 await self._refresh(token)
                 refreshed = True
                 continue

@@ -498,7 +498,7 @@ def test_a_token_file_under_home_is_expanded(
         (b"", "is empty"),
         (b" \n", "is empty"),
         (b"\xff\xfehidden", "is not UTF-8 text"),
-        ("directory", "cannot be read"),
+        ("directory", "is not a regular file"),
     ],
 )
 def test_a_token_file_that_cannot_be_used_is_an_auth_error_naming_it(
@@ -626,7 +626,10 @@ def test_basic_without_a_password_where_nobody_can_type_one(store: TokenStore) -
     assert store.load_password(INDEX) is None
 
 
-def test_basic_asks_once_and_keeps_the_password(store: TokenStore) -> None:
+def test_basic_asks_once_and_keeps_the_password(
+    store: TokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schemes, "make_client", FakeIndex(200).client)
     index = PrivateIndex(INDEX, auth="basic", username="alice", scopes=())
     prompts: list[str] = []
 
@@ -634,7 +637,9 @@ def test_basic_asks_once_and_keeps_the_password(store: TokenStore) -> None:
         prompts.append(prompt)
         return "typed-pw"
 
-    authorizer = authorizer_for(index, {}, store=store, policy=LoginPolicy.RUN_LIVE, ask=ask)
+    authorizer = authorizer_for(
+        index, {}, store=store, policy=LoginPolicy.RUN_LIVE, ask=ask, terminal=True
+    )
     assert prompts == [f"crane: password for alice at {INDEX}: "]
     assert basic_pair(authorizer.authorization(), form_encoded=False) == ("alice", "typed-pw")
     assert store.load_password(INDEX) == "typed-pw"
@@ -654,7 +659,32 @@ def test_no_typed_password_is_an_auth_error_and_stores_nothing(
         return answer
 
     with pytest.raises(AuthError, match="no password was typed"):
-        authorizer_for(index, {}, store=store, policy=LoginPolicy.RUN_PLAIN, ask=ask)
+        authorizer_for(index, {}, store=store, policy=LoginPolicy.RUN_PLAIN, ask=ask, terminal=True)
+    assert store.load_password(INDEX) is None
+
+
+def test_basic_asks_only_on_a_terminal(store: TokenStore) -> None:
+    index = PrivateIndex(INDEX, auth="basic", username="alice", scopes=())
+    with pytest.raises(AuthError, match="nobody can type one here"):
+        authorizer_for(
+            index, {}, store=store, policy=LoginPolicy.RUN_PLAIN, ask=no_ask, terminal=False
+        )
+
+
+def test_a_typed_password_the_index_refuses_is_not_kept(
+    store: TokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schemes, "make_client", FakeIndex(401).client)
+    index = PrivateIndex(INDEX, auth="basic", username="alice", scopes=())
+    with pytest.raises(AuthError, match="refused"):
+        authorizer_for(
+            index,
+            {},
+            store=store,
+            policy=LoginPolicy.RUN_LIVE,
+            ask=lambda _prompt: "wrong",
+            terminal=True,
+        )
     assert store.load_password(INDEX) is None
 
 
@@ -1144,9 +1174,8 @@ def _basic(store: TokenStore, provider: Provider, tmp: Path) -> list[str]:
 
 def _basic_stored(store: TokenStore, provider: Provider, tmp: Path) -> list[str]:
     index = PrivateIndex(INDEX, auth="basic", username="alice", scopes=())
-    authorizer = authorizer_for(
-        index, {}, store=store, policy=LoginPolicy.RUN_PLAIN, ask=lambda prompt: SECRET
-    )
+    store.save_password(INDEX, SECRET)
+    authorizer = authorizer_for(index, {}, store=store, policy=LoginPolicy.RUN_PLAIN, ask=no_ask)
     texts = [repr(authorizer), repr(store)]
     with pytest.raises(AuthError) as info:
         authorizer.reauthorized(authorizer.authorization())
@@ -1217,3 +1246,24 @@ def test_a_password_check_that_proves_nothing_stores_nothing(
     with pytest.raises(UpstreamError, match=f"HTTP {status}"):
         check_basic_password(index, "pw", store)
     assert store.load_password(INDEX) is None
+
+
+def test_a_fifo_or_a_huge_token_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(AuthError, match="is not a regular file"):
+        authorizer_for(
+            PrivateIndex(INDEX, auth="token", token_file=str(fifo), scopes=()),
+            {},
+            store=TokenStore(tmp_path / "tokens"),
+            policy=LoginPolicy.REFUSE,
+        )
+    huge = tmp_path / "huge"
+    huge.write_bytes(b"a" * (64 * 1024 + 1))
+    with pytest.raises(AuthError, match="larger than 64 KiB"):
+        authorizer_for(
+            PrivateIndex(INDEX, auth="token", token_file=str(huge), scopes=()),
+            {},
+            store=TokenStore(tmp_path / "tokens"),
+            policy=LoginPolicy.REFUSE,
+        )
