@@ -54,7 +54,7 @@ def test_login_status_logout(stack, crane, tool_env):
     assert stored["access_token"] not in status.stdout + status.stderr
 
     listing = crane.run("index", "list")
-    assert f"{stack.private_url}\tlogged in" in listing.stdout
+    assert f"{stack.private_url}\tdevice\tlogged in" in listing.stdout
 
     out = crane.run("logout", stack.private_url)
     assert out.code == 0, out.stderr

@@ -3,7 +3,9 @@ tests of crane cannot be trusted. Plain httpx plays the device, ``stack.complete
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import httpx
 import jwt
 import pytest
 from stack import wheels
+from stack.compose import DEVICE_GRANT
 
 
 def _device_login(stack, scope=None):
@@ -229,6 +232,132 @@ def test_revocation_revokes_grant(stack):
         assert httpx.get(stack.private_url, headers=bearer, trust_env=False).status_code == 401
     finally:
         stack.gate.reset()
+
+
+def _get(url, authorization=None):
+    headers = {"Authorization": authorization} if authorization else {}
+    return httpx.get(url, headers=headers, trust_env=False, timeout=10)
+
+
+def test_client_credentials_give_a_jwt_the_gate_accepts(stack):
+    mark = stack.event_mark()
+    resp = stack.client_credentials_token()  # no `resource`: the default resource applies
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert set(body) == {"access_token", "expires_in", "token_type", "scope"}  # no refresh
+    assert body["scope"] == "index:read"
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == stack.audience
+    assert claims["sub"] == claims["client_id"] == stack.ci_client_id
+    assert _get(stack.private_url, f"Bearer {body['access_token']}").status_code == 200
+    assert stack.wait_for_event("token.issued client_credentials", start=mark)
+    assert stack.wait_for_event(f"client.auth token {stack.ci_client_id} basic 200", start=mark)
+
+    # crane's default scopes: the resource's scope is what counts, others are dropped
+    wide = stack.client_credentials_token("openid offline_access index:read").json()
+    assert wide["scope"] == "index:read"
+    # an explicit resource indicator works too; an unknown one is invalid_target (not a 500)
+    named = stack.client_credentials_token(resource=stack.audience)
+    assert named.status_code == 200
+    unknown = stack.client_credentials_token(resource="urn:crane:other")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"] == "invalid_target"
+    # without the scope the token is valid but the gate refuses it
+    bare = stack.client_credentials_token(scope=None).json()
+    assert "scope" not in bare
+    assert _get(stack.private_url, f"Bearer {bare['access_token']}").status_code == 403
+
+    wrong = stack.client_credentials_token(secret="not-the-secret")
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+    assert stack.wait_for_event(f"client.auth token {stack.ci_client_id} basic 401", start=mark)
+    # the public device client may not use the grant
+    public = httpx.post(
+        stack.token_url,
+        data={"grant_type": "client_credentials", "client_id": stack.client_id},
+        trust_env=False,
+    )
+    assert public.status_code == 400
+    assert (
+        public.json()["error_description"] == "requested grant type is not allowed for this client"
+    )
+
+
+def test_confidential_device_client_authenticates_with_basic(stack):
+    cid, secret = stack.confidential_client_id, stack.confidential_client_secret
+    scope = stack.scopes
+    anonymous = httpx.post(
+        stack.device_url, data={"client_id": cid, "scope": scope}, trust_env=False
+    )
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "invalid_client"
+
+    mark = stack.event_mark()
+    auth = httpx.post(
+        stack.device_url, data={"scope": scope}, auth=(cid, secret), trust_env=False
+    ).json()
+    stack.complete(auth["verification_uri_complete"])
+    device = {"grant_type": DEVICE_GRANT, "device_code": auth["device_code"]}
+    assert (
+        httpx.post(stack.token_url, data=device, auth=(cid, "wrong"), trust_env=False).status_code
+        == 401
+    )
+    tokens = httpx.post(stack.token_url, data=device, auth=(cid, secret), trust_env=False)
+    assert tokens.status_code == 200, tokens.text
+    tokens = tokens.json()
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert claims["client_id"] == cid
+    assert _get(stack.private_url, f"Bearer {tokens['access_token']}").status_code == 200
+
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    refreshed = httpx.post(stack.token_url, data=refresh, auth=(cid, secret), trust_env=False)
+    assert refreshed.status_code == 200, refreshed.text
+    revoked = httpx.post(
+        stack.revocation_url,
+        data={"token": refreshed.json()["refresh_token"]},
+        auth=(cid, secret),
+        trust_env=False,
+    )
+    assert revoked.status_code == 200
+    assert stack.wait_for_event("token.revoked RefreshToken", start=mark)
+    for route in ("device_authorization", "token", "revocation"):
+        assert stack.wait_for_event(f"client.auth {route} {cid} basic 200", start=mark), route
+    assert stack.wait_for_event(f"client.auth token {cid} basic 401", start=mark)
+
+
+def test_gate_static_tokens_and_basic_users(stack):
+    gate = stack.gate
+    static = "static-" + secrets.token_hex(8)
+    jwt_token = stack.client_credentials_token().json()["access_token"]
+    basic = "Basic " + base64.b64encode("ci-user:p\u00e4ss w:rd".encode()).decode()
+    try:
+        assert _get(stack.private_url, f"Bearer {static}").status_code == 401
+        gate.static_tokens = {static}
+        gate.clear()
+        assert _get(stack.private_url, f"Bearer {static}").status_code == 200
+        assert _get(stack.private_url, f"Bearer {jwt_token}").status_code == 200  # still
+        assert gate.records()[0].subject == "static-token"
+        assert gate.records()[0].credential == f"Bearer {static}"
+
+        gate.basic_users = {"ci-user": "p\u00e4ss w:rd"}
+        ok = _get(stack.private_url + "decoy-pkg/", basic)
+        assert ok.status_code == 200
+        assert "decoy_pkg-1.0" in ok.text
+        assert gate.records()[-1].subject == "ci-user"
+        wrong = "Basic " + base64.b64encode(b"ci-user:nope").decode()
+        for refused in (wrong, None, f"Bearer {static}", f"Bearer {jwt_token}", "Basic !!"):
+            resp = _get(stack.private_url, refused)
+            assert resp.status_code == 401, refused
+            assert resp.headers["www-authenticate"].startswith('Basic realm="'), refused
+        assert [r.reason for r in gate.records()[-5:-3]] == ["wrong password", "missing"]
+    finally:
+        gate.reset()
+    assert gate.basic_users is None
+    assert gate.static_tokens == set()
+    assert _get(stack.private_url, f"Bearer {static}").status_code == 401
+    assert _get(stack.private_url, basic).status_code == 401
+    challenge = _get(stack.private_url).headers["www-authenticate"]
+    assert challenge.startswith("Bearer")
 
 
 def test_wheels_are_valid(tmp_path):

@@ -1,8 +1,23 @@
-"""Compose the integration stack outside pytest too (the demo and benchmarks use it)."""
+"""Compose the integration stack outside pytest too (the demo and benchmarks use it).
+
+``make_stack`` starts the IdP (idp.mjs) and the gate and returns a ``Stack``: the IdP's
+endpoints, the public device client ``client_id`` (``crane-test``), and two confidential
+clients whose secrets are new random strings for every IdP:
+
+- ``ci_client_id`` / ``ci_client_secret``: ``crane-ci``, the client credentials grant
+  (client_secret_basic); ask for scope ``index:read`` (``CI_SCOPE``) to get a JWT the gate
+  accepts (``client_credentials_token()`` does it by hand);
+- ``confidential_client_id`` / ``confidential_client_secret``: ``crane-test-confidential``,
+  a device-flow client that authenticates with client_secret_basic.
+
+The IdP writes ``EVENT client.auth <route> <client_id> <basic|post|none> <status>`` for
+every client authentication (see idp.mjs), so a test can tell how a client authenticated.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +30,9 @@ from stack.gate import Gate
 from stack.user import complete_device_flow, deny_device_flow
 
 CLIENT_ID = "crane-test"
+CI_CLIENT_ID = "crane-ci"
+CONFIDENTIAL_CLIENT_ID = "crane-test-confidential"
+CI_SCOPE = "index:read"
 AUDIENCE = "urn:crane:test-index"
 RESOURCE_SCOPE = "index:read"
 DEFAULT_SCOPES = "openid offline_access index:read"
@@ -43,6 +61,13 @@ class Stack:
     scopes: str = DEFAULT_SCOPES
     access_ttl: int = 300
     discovery: dict = field(default_factory=dict, repr=False)
+    # The confidential clients (defaults: idp.mjs's own, for a Stack built by hand).
+    ci_client_id: str = CI_CLIENT_ID
+    ci_client_secret: str = field(default=servers.IDP_DEFAULT_SECRETS[CI_CLIENT_ID], repr=False)
+    confidential_client_id: str = CONFIDENTIAL_CLIENT_ID
+    confidential_client_secret: str = field(
+        default=servers.IDP_DEFAULT_SECRETS[CONFIDENTIAL_CLIENT_ID], repr=False
+    )
 
     # -- IdP events ----------------------------------------------------------------------
     def idp_events(self) -> list[str]:
@@ -100,6 +125,20 @@ class Stack:
             trust_env=False,
         )
 
+    def client_credentials_token(
+        self, scope: str | None = CI_SCOPE, *, secret: str | None = None, **extra: str
+    ) -> httpx.Response:
+        """A client credentials request of ``crane-ci`` (client_secret_basic), by hand."""
+        data = {"grant_type": "client_credentials", **extra}
+        if scope:
+            data["scope"] = scope
+        return httpx.post(
+            self.token_url,
+            data=data,
+            auth=(self.ci_client_id, self.ci_client_secret if secret is None else secret),
+            trust_env=False,
+        )
+
     def login_tokens(self, scope: str | None = None, *, login: str = "alice") -> dict:
         """A whole device flow without crane: returns the token response (dict)."""
         auth = self.device_authorize(scope)
@@ -125,8 +164,15 @@ def make_stack(
     refresh_ttl: int = 86400,
     device_ttl: int = 600,
 ):
+    client_secrets = {
+        CI_CLIENT_ID: f"ci-secret-{secrets.token_hex(16)}",
+        CONFIDENTIAL_CLIENT_ID: f"device-secret-{secrets.token_hex(16)}",
+    }
     issuer, idp = servers.start_idp(
-        access_ttl=idp_ttl, refresh_ttl=refresh_ttl, device_ttl=device_ttl
+        access_ttl=idp_ttl,
+        refresh_ttl=refresh_ttl,
+        device_ttl=device_ttl,
+        client_secrets=client_secrets,
     )
     gate = None
     try:
@@ -150,6 +196,8 @@ def make_stack(
             public_dir=public_dir,
             access_ttl=idp_ttl,
             discovery=meta,
+            ci_client_secret=client_secrets[CI_CLIENT_ID],
+            confidential_client_secret=client_secrets[CONFIDENTIAL_CLIENT_ID],
         )
     except BaseException:
         if gate is not None:

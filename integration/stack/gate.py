@@ -8,7 +8,8 @@ gate in front of it. It runs in a thread of the test process:
     ...
     gate.stop()
 
-Every request must carry ``Authorization: Bearer <jwt>``. The JWT is checked with PyJWT
+Every request must carry ``Authorization: Bearer <jwt>`` (or, with the knobs below, a
+static token or HTTP Basic credentials). The JWT is checked with PyJWT
 against the IdP's keys (``jwks_uri`` from the discovery document, cached by ``kid`` and
 fetched again for an unknown ``kid``): signature, ``exp`` (no leeway), ``iss``, ``aud``, and
 the scope (``index:read`` must be in the ``scope`` claim; a token without it gets 403
@@ -30,9 +31,17 @@ Knobs (plain attributes, change them at any time):
   ``"slow"`` (sleep ``slow_seconds`` before answering each request);
   ``"unauthorized"`` (every request gets 401, as if every token were revoked).
 - ``required_scope``: ``"index:read"``; ``None`` to accept any scope.
+- ``static_tokens``: a set of opaque bearer tokens accepted as well as the IdP's JWTs (a
+  personal access token, say); no scope check. Empty by default.
+- ``basic_users``: ``None`` (default: bearer tokens as above); a dict ``{user: password}``
+  turns the gate into an HTTP Basic index: ``Authorization: Basic`` with a matching pair
+  passes (the record's ``subject`` is the user name), anything else, bearer tokens
+  included, gets 401 with ``WWW-Authenticate: Basic realm="crane-test-index"``.
 - ``requests``: list of ``GateRecord(method, path, auth_ok, had_auth_header, status,
-  reason, subject)``, in arrival order. ``clear()`` empties it; ``reset()`` restores the
-  knobs (and keeps the records).
+  reason, subject, credential)``, in arrival order (``credential`` is the request's
+  ``Authorization`` header, for tests that look for where a credential went).
+  ``clear()`` empties it; ``reset()`` restores the knobs (mode, slow_seconds,
+  revoked_tokens, basic_users, static_tokens) and keeps the records.
 
 The handler disables Nagle (``disable_nagle_algorithm``; without it every keep-alive
 response waits ~40 ms for the delayed ACK), speaks HTTP/1.1 keep-alive, serves each
@@ -41,14 +50,16 @@ connection on a daemon thread, and listens with a backlog of 128.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hmac
 import http.client
 import json
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -89,7 +100,8 @@ class GateRecord:
     had_auth_header: bool
     status: int
     reason: str = ""  # why auth failed ("missing", "expired", "bad audience", ...) or ""
-    subject: str | None = None  # the token's "sub" when auth succeeded
+    subject: str | None = None  # the token's "sub" (the Basic user name) when auth succeeded
+    credential: str | None = field(default=None, repr=False)  # the Authorization header
 
 
 class _AuthFailure(Exception):
@@ -193,6 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _not_allowed(self):
         gate = self.server.gate
+        gate._seen.credential = self.headers.get("Authorization")
         self._drain_body()
         gate._record(self.command, self.path, False, "Authorization" in self.headers, 405, "method")
         self._send_simple(405, "method not allowed\n", {"Allow": "GET, HEAD"})
@@ -224,6 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
         method, path = self.command, self.path
         auth_header = self.headers.get("Authorization")
         had_auth = auth_header is not None
+        gate._seen.credential = auth_header  # what _record files with this request
 
         mode = gate.mode
         if mode == "slow":
@@ -264,22 +278,19 @@ class _Handler(BaseHTTPRequestHandler):
             gate._record(method, path, auth_ok, had_auth, 500, reason, subject)
             self._send_simple(500, "gate: simulated index failure\n", head=head)
             return
+        refused = {"WWW-Authenticate": gate._challenge('error="invalid_token"')}
         if mode == "unauthorized":
             gate._record(method, path, False, had_auth, 401, "mode unauthorized", subject)
-            self._send_simple(
-                401,
-                "unauthorized\n",
-                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                head=head,
-            )
+            self._send_simple(401, "unauthorized\n", refused, head=head)
             return
         if auth_ok and auth_header and auth_header.split(" ", 1)[-1] in gate.revoked_tokens:
             gate._record(method, path, False, had_auth, 401, "revoked", subject)
+            self._send_simple(401, "unauthorized\n", refused, head=head)
+            return
+        if not auth_ok and gate.basic_users is not None:
+            gate._record(method, path, False, had_auth, 401, reason)
             self._send_simple(
-                401,
-                "unauthorized\n",
-                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                head=head,
+                401, "unauthorized\n", {"WWW-Authenticate": gate._challenge()}, head=head
             )
             return
         if not auth_ok:
@@ -405,8 +416,11 @@ class Gate:
         self.mode = "normal"
         self.slow_seconds = 2.0
         self.revoked_tokens: set[str] = set()  # access tokens answered 401 from now on
+        self.basic_users: dict[str, str] | None = None  # {user: password}: Basic only
+        self.static_tokens: set[str] = set()  # bearer tokens accepted besides the IdP's JWTs
         self.requests: list[GateRecord] = []
         self._records_lock = threading.Lock()
+        self._seen = threading.local()  # the Authorization header of each thread's request
         self._keys = _Keys(self.issuer)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -467,10 +481,13 @@ class Gate:
             self.requests.clear()
 
     def reset(self) -> None:
-        """Restore the knobs (mode, slow_seconds, revoked_tokens); the records stay."""
+        """Restore the knobs (mode, slow_seconds, revoked_tokens, basic_users,
+        static_tokens); the records stay."""
         self.mode = "normal"
         self.slow_seconds = 2.0
         self.revoked_tokens = set()
+        self.basic_users = None
+        self.static_tokens = set()
 
     def records(self, *, path_prefix: str | None = None) -> list[GateRecord]:
         with self._records_lock:
@@ -483,10 +500,18 @@ class Gate:
     def _record(  # noqa: PLR0917
         self, method, path, auth_ok, had_auth, status, reason="", subject=None
     ) -> None:
+        # One handler thread serves one request at a time: it set _seen for this one.
+        credential = getattr(self._seen, "credential", None)
         with self._records_lock:
             self.requests.append(
-                GateRecord(method, path, auth_ok, had_auth, status, reason, subject)
+                GateRecord(method, path, auth_ok, had_auth, status, reason, subject, credential)
             )
+
+    def _challenge(self, bearer_params: str = "") -> str:
+        """The ``WWW-Authenticate`` value of a 401 for the gate's current scheme."""
+        if self.basic_users is not None:
+            return 'Basic realm="crane-test-index", charset="UTF-8"'
+        return f"Bearer {bearer_params}".rstrip()
 
     def _rewrite_location(self, value: str) -> str:
         if value.startswith(self._up_origin):
@@ -498,8 +523,13 @@ class Gate:
             raise _AuthFailure("missing", error="invalid_request")
         scheme, _, token = header.partition(" ")
         token = token.strip()
+        basic_users = self.basic_users
+        if basic_users is not None:
+            return self._check_basic(basic_users, scheme, token)
         if scheme.lower() != "bearer" or not token:
             raise _AuthFailure(f"not a bearer token ({scheme or 'empty'})", error="invalid_request")
+        if any(hmac.compare_digest(token.encode(), t.encode()) for t in list(self.static_tokens)):
+            return {"sub": "static-token"}
         claims = self._verify_jwt(token)
         if self.required_scope:
             scopes = str(claims.get("scope") or "").split()
@@ -508,6 +538,24 @@ class Gate:
                     f"scope {self.required_scope} missing", 403, "insufficient_scope"
                 )
         return claims
+
+    @staticmethod
+    def _check_basic(users: dict[str, str], scheme: str, encoded: str) -> dict:
+        if scheme.lower() != "basic" or not encoded:
+            raise _AuthFailure(f"not basic credentials ({scheme or 'empty'})")
+        try:
+            pair = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise _AuthFailure("malformed basic credentials") from None
+        user, sep, password = pair.partition(":")
+        if not sep:
+            raise _AuthFailure("malformed basic credentials")
+        expected = users.get(user)
+        if expected is None:
+            raise _AuthFailure("unknown user")
+        if not hmac.compare_digest(password.encode(), expected.encode()):
+            raise _AuthFailure("wrong password")
+        return {"sub": user}
 
     def _verify_jwt(self, token: str) -> dict:
         try:

@@ -7,6 +7,14 @@
 //   - the built-in development interactions (any login and password work; the
 //     consent form grants every scope that was asked for);
 //   - one public native client `crane-test` (device_code + refresh_token grants);
+//   - one confidential device-flow client `crane-test-confidential` (device_code +
+//     refresh_token grants, authenticated with HTTP Basic: client_secret_basic) at the
+//     device authorization, token, revocation and introspection endpoints;
+//   - the client credentials grant (RFC 6749 4.4) for the confidential client `crane-ci`
+//     (client_secret_basic). A request that names no `resource` gets the test index too
+//     (defaultResource), so its access token is a JWT for `urn:crane:test-index`; its
+//     scope is what was asked for, filtered to the resource's scopes: ask for `index:read`
+//     (other scopes, e.g. `openid offline_access`, are dropped, never an error);
 //   - refresh tokens that rotate on every use (presenting a used one revokes the grant);
 //   - the in-memory adapter (state lives and dies with the process).
 //
@@ -19,6 +27,12 @@
 //   ACCESS_TTL   access-token lifetime                        (default 300)
 //   REFRESH_TTL  refresh-token and grant lifetime             (default 86400)
 //   DEVICE_TTL   device-code / user-code lifetime             (default 600)
+// and the confidential clients' secrets (test strings; servers.start_idp passes random
+// ones per run, exposed on the Python side as Stack.ci_client_secret and
+// Stack.confidential_client_secret):
+//   CI_CLIENT_SECRET            secret of `crane-ci`       (default `crane-ci-test-secret`)
+//   CONFIDENTIAL_CLIENT_SECRET  secret of `crane-test-confidential`
+//                                                  (default `crane-confidential-test-secret`)
 //
 // Event lines on stdout (one per event, for tests to assert on):
 //   EVENT device_authorization.success <user_code>
@@ -28,15 +42,23 @@
 //   EVENT grant.revoked <grantId>              (reuse detection, revocation endpoint, ...)
 //   EVENT token.revoked <kind>                 (revocation endpoint success)
 //   EVENT server_error <message>
+//   EVENT client.auth <route> <client_id or -> <basic|post|none> <status>
+//        (how a client authenticated at the device_authorization, token, revocation or
+//        introspection endpoint: `basic` = an `Authorization: Basic` header, `post` =
+//        `client_secret` in the body, `none` = neither; written after the answer. The
+//        provider accepts `post` from a client_secret_basic client too, so a test that
+//        wants client_secret_basic asserts `basic` here)
 
 import http from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const RESOURCE = 'urn:crane:test-index';
 const RESOURCE_SCOPE = 'index:read';
 const CLIENT_ID = 'crane-test';
+const CONFIDENTIAL_CLIENT_ID = 'crane-test-confidential';
+const CI_CLIENT_ID = 'crane-ci';
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
 function intFromEnv(name, fallback) {
@@ -81,6 +103,9 @@ const opts = parseArgs(process.argv.slice(2));
 const ACCESS_TTL = intFromEnv('ACCESS_TTL', 300);
 const REFRESH_TTL = intFromEnv('REFRESH_TTL', 86400);
 const DEVICE_TTL = intFromEnv('DEVICE_TTL', 600);
+const CI_CLIENT_SECRET = process.env.CI_CLIENT_SECRET || 'crane-ci-test-secret';
+const CONFIDENTIAL_CLIENT_SECRET = process.env.CONFIDENTIAL_CLIENT_SECRET
+  || 'crane-confidential-test-secret';
 
 // A fresh signing key per run: tokens from an earlier run never verify.
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -108,17 +133,36 @@ server.listen(opts.port, opts.host, () => {
       grant_types: [DEVICE_GRANT, 'refresh_token'],
       response_types: [],
       redirect_uris: [],
+    }, {
+      client_id: CONFIDENTIAL_CLIENT_ID,
+      client_secret: CONFIDENTIAL_CLIENT_SECRET,
+      client_name: 'crane confidential device client',
+      application_type: 'native',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: [DEVICE_GRANT, 'refresh_token'],
+      response_types: [],
+      redirect_uris: [],
+    }, {
+      client_id: CI_CLIENT_ID,
+      client_secret: CI_CLIENT_SECRET,
+      client_name: 'crane CI client (client credentials)',
+      application_type: 'web',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
     }],
     jwks: { keys: [signingJwk] },
     cookies: { keys: [randomBytes(32).toString('hex')] },
     features: {
       devInteractions: { enabled: true },
       deviceFlow: { enabled: true },
+      clientCredentials: { enabled: true },
       revocation: { enabled: true },
       introspection: { enabled: true },
       resourceIndicators: {
         enabled: true,
-        // Requests that name no resource get the test index.
+        // Requests that name no resource get the test index (client credentials too).
         defaultResource(ctx, client, oneOf) {
           if (oneOf) return oneOf.includes(RESOURCE) ? RESOURCE : oneOf;
           return RESOURCE;
@@ -129,7 +173,8 @@ server.listen(opts.port, opts.host, () => {
         },
         getResourceServerInfo(ctx, resourceIndicator) {
           if (resourceIndicator !== RESOURCE) {
-            throw new Provider.errors.InvalidTarget(`unknown resource ${resourceIndicator}`);
+            // (`errors` is a named export: `Provider.errors` is undefined and gave a 500)
+            throw new errors.InvalidTarget(`unknown resource ${resourceIndicator}`);
           }
           return {
             scope: RESOURCE_SCOPE,
@@ -152,6 +197,7 @@ server.listen(opts.port, opts.host, () => {
     rotateRefreshToken: true,
     ttl: {
       AccessToken: ACCESS_TTL,
+      ClientCredentials: ACCESS_TTL,
       RefreshToken: REFRESH_TTL,
       Grant: REFRESH_TTL,
       DeviceCode: DEVICE_TTL,
@@ -200,6 +246,23 @@ server.listen(opts.port, opts.host, () => {
       const kind = ['AccessToken', 'RefreshToken', 'ClientCredentials']
         .find((k) => ctx.oidc.entities?.[k]);
       event('token.revoked', kind);
+    }
+  });
+  // How each client authenticated (see the header): after the answer, whatever it was.
+  const CLIENT_AUTH_ROUTES = new Set(['device_authorization', 'token', 'revocation', 'introspection']);
+  provider.use(async (ctx, next) => {
+    try {
+      await next();
+    } finally {
+      const route = ctx.oidc?.route;
+      if (CLIENT_AUTH_ROUTES.has(route)) {
+        const header = ctx.headers.authorization ?? '';
+        let method = 'none';
+        if (/^basic /i.test(header)) method = 'basic';
+        else if (ctx.oidc?.params?.client_secret) method = 'post';
+        const clientId = ctx.oidc?.client?.clientId ?? ctx.oidc?.authorization?.clientId;
+        event('client.auth', route, clientId, method, ctx.status);
+      }
     }
   });
   provider.on('server_error', (ctx, err) => {

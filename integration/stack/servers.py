@@ -4,8 +4,11 @@
   -a . -P . DIR`` on a free port (chosen by binding port 0, retried on a collision), waited
   for until ``/simple/`` answers. Returns ``(simple_url, proc)`` with
   ``simple_url = "http://127.0.0.1:P/simple/"``.
-- ``start_idp(access_ttl=...)``: ``node idp.mjs`` (oidc-provider), waited for until it prints
-  ``READY <issuer>``. Returns ``(issuer, proc)``. Its stdout is read by a thread into
+- ``start_idp(access_ttl=..., client_secrets=...)``: ``node idp.mjs`` (oidc-provider), waited
+  for until it prints ``READY <issuer>``. Returns ``(issuer, proc)``. ``client_secrets``
+  (``{"crane-ci": ..., "crane-test-confidential": ...}``, either may be missing) sets the
+  confidential clients' secrets; a missing one is idp.mjs's fixed default
+  (``IDP_DEFAULT_SECRETS``). Its stdout is read by a thread into
   ``proc.lines``; ``proc.events()`` gives the ``EVENT ...`` lines and ``proc.wait_for_event``
   waits for one (the provider writes the line before it answers, but this process reads it
   on another thread, so assert with ``wait_for_event``, not ``events()``, right after a call).
@@ -28,13 +31,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import httpx
 from toolpath import ToolError, node_binary
 
 __all__ = [
+    "IDP_DEFAULT_SECRETS",
     "STACK_DIR",
     "ManagedProcess",
     "StackError",
@@ -46,6 +50,12 @@ __all__ = [
 
 STACK_DIR = Path(__file__).resolve().parent
 IDP_SCRIPT = STACK_DIR / "idp.mjs"
+# The confidential clients of idp.mjs: client id -> (variable it reads, default secret).
+_SECRET_VARIABLES = {
+    "crane-ci": ("CI_CLIENT_SECRET", "crane-ci-test-secret"),
+    "crane-test-confidential": ("CONFIDENTIAL_CLIENT_SECRET", "crane-confidential-test-secret"),
+}
+IDP_DEFAULT_SECRETS = {client: default for client, (_, default) in _SECRET_VARIABLES.items()}
 
 _live: set[ManagedProcess] = set()
 _live_lock = threading.Lock()
@@ -286,8 +296,12 @@ def start_idp(
     *,
     port: int = 0,
     timeout: float = 20.0,
+    client_secrets: Mapping[str, str] | None = None,
 ) -> tuple[str, ManagedProcess]:
     """Start ``node idp.mjs``; return ``(issuer, proc)`` once it printed ``READY <issuer>``."""
+    unknown = set(client_secrets or ()) - set(_SECRET_VARIABLES)
+    if unknown:
+        raise ValueError(f"idp.mjs has no confidential client {sorted(unknown)}")
     if not (STACK_DIR / "node_modules" / "oidc-provider").is_dir():
         raise StackError(
             "oidc-provider is not installed: run `npm install` in integration/stack "
@@ -303,6 +317,10 @@ def start_idp(
         REFRESH_TTL=str(int(refresh_ttl)),
         DEVICE_TTL=str(int(device_ttl)),
     )
+    for name, (variable, _default) in _SECRET_VARIABLES.items():
+        env.pop(variable, None)  # never a value from the test process's own environment
+        if client_secrets and client_secrets.get(name):
+            env[variable] = client_secrets[name]
     argv = [node, str(IDP_SCRIPT), "--port", str(port), "--watch-stdin"]
     proc = ManagedProcess(
         f"idp(access_ttl={access_ttl})", argv, cwd=STACK_DIR, env=env, stdin_pipe=True
