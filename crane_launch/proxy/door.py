@@ -162,16 +162,11 @@ class IndexDoor:
                 return await self._file(request, route)
             return await self._root(request)
         except CraneError as exc:
-            if isinstance(exc, AuthError):
-                self._tell_once(str(exc))
+            if isinstance(exc, AuthError) and str(exc) not in self._told:
+                # The tool shows only "no matching version" for the 502 that carries it.
+                self._told.add(str(exc))
+                log.warning("%s", exc)
             return Reply.text(502, f"crane: {exc}\n")
-
-    def _tell_once(self, message: str) -> None:
-        """Say an authentication failure in the middle of a run on crane's stderr, once:
-        the tool shows only "no versions found" for the 502 that carries it."""
-        if message not in self._told:
-            self._told.add(message)
-            log.warning("%s", message)
 
     async def _root(self, request: Request) -> Reply:
         try:
@@ -207,8 +202,6 @@ class IndexDoor:
         if decision.kind is routing.Decision.FALLBACK_PUBLIC:
             log.debug("project %s: public", route.project)
             return await self._public(route, accept)
-        if decision.reason.startswith("authentication to "):
-            self._tell_once(decision.reason)
         return _bad_gateway(decision.reason)
 
     async def _ask(
@@ -338,7 +331,6 @@ class IndexDoor:
             await answer.aclose()
             if status in (401, 403):
                 message = routing.auth_failed_message(self.spec.url, self.spec.auth_advice)
-                self._tell_once(message)
                 return _bad_gateway(message)
             return _bad_gateway(f"{self.spec.url}: a file request was answered {status}")
         return streamed_reply(answer.response)
