@@ -123,3 +123,12 @@ class Crane:
         if failures:
             raise failures[0]
         return Result(proc.returncode, "".join(out_chunks), "".join(err_lines))
+
+
+def credentialed(records: list, root_path: str) -> list:
+    """The gate's records of requests that carried credentials. The others may only be
+    crane's check that the index page refuses anonymous requests (a page anybody gets
+    proves nothing of crane's credentials), answered 401."""
+    anonymous = [r for r in records if not r.had_auth_header]
+    assert all(r.status == 401 and r.path == root_path for r in anonymous), anonymous
+    return [r for r in records if r.had_auth_header]

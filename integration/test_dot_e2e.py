@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import CRANE, PROMPT_LINE, Result
+from harness import CRANE, PROMPT_LINE, Result, credentialed
 from stack.dot_user import complete_device_flow, deny_device_flow
 from stack.dotidp.introspection_gate import IntrospectionGate
 from stack.dotidp.launch import (
@@ -275,7 +275,7 @@ def test_device_login_then_pip_and_uv_install_private_first(dot, gate, crane, tm
     assert_installed_private_first(result, target)
 
     # Every request crane sent the private index carried a token DOT vouched for.
-    records = gate.records()
+    records = credentialed(gate.records(), "/simple/")
     assert records
     assert all(r.auth_ok and r.subject == dot.idp.user for r in records), records
     assert gate.introspections >= len(records)
@@ -470,7 +470,7 @@ def test_client_credentials_install_without_any_login(dot, gate, crane, tmp_path
     assert_installed_private_first(result, target)
     assert "to log in to" not in result.stderr
     assert secret not in result.stderr + result.stdout
-    records = gate.records()
+    records = credentialed(gate.records(), "/simple/")
     assert records
     assert all(r.auth_ok and r.subject == CLIENT_CREDENTIALS_CLIENT for r in records), records
 
@@ -505,7 +505,9 @@ def test_client_credentials_from_the_environment_alone(dot, gate, crane, tmp_pat
     assert_installed_private_first(result, target)
     assert secret not in result.stderr + result.stdout
     assert crane.run("index", "list").stdout.strip() == ""  # nothing was registered
-    assert {r.subject for r in gate.records()} == {CLIENT_CREDENTIALS_CLIENT}
+    assert {r.subject for r in credentialed(gate.records(), "/simple/")} == {
+        CLIENT_CREDENTIALS_CLIENT
+    }
 
 
 # -- revocation: a refused token never falls back ---------------------------------------------

