@@ -310,6 +310,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (
     "CRANE_USERNAME",
     "CRANE_PASSWORD",
     "CRANE_PUBLIC_INDEX",
+    "CRANE_PROBE_PATH",
 )
 """The variables that describe one index for one run, without a registry (CI)."""
 
@@ -407,11 +408,15 @@ def environment_index(environ: Mapping[str, str]) -> PrivateIndex | None:
         public_index = _environment_url(environ, "CRANE_PUBLIC_INDEX")
     auth = _environment_scheme(environ)
     scopes = tuple((_environment_value(environ, "CRANE_SCOPE") or "").replace(",", " ").split())
+    probe_path = _environment_value(environ, "CRANE_PROBE_PATH")
+    if probe_path is not None and (not probe_path.startswith("/") or _AMBIGUOUS.search(probe_path)):
+        raise ConfigError("CRANE_PROBE_PATH is not a path on the index's origin (/...)")
     return PrivateIndex(
         url=url,
         auth=auth,
         scopes=scopes,
         public_index=public_index,
+        probe_path=probe_path,
         from_environment=True,
         **_environment_fields(environ, auth),
     )
@@ -436,6 +441,12 @@ class Registry:
             replaced = registry._indexes.get(described.url)
             if replaced is not None:
                 registry._replaced_secrets |= replaced.secret_variables
+                # What the registration says of the index itself still holds.
+                described = dataclasses.replace(
+                    described,
+                    probe_path=described.probe_path or replaced.probe_path,
+                    public_index=described.public_index or replaced.public_index,
+                )
             registry._indexes[described.url] = described
         return registry
 

@@ -66,6 +66,7 @@ def test_the_variables_crane_reads() -> None:
         "CRANE_USERNAME",
         "CRANE_PASSWORD",
         "CRANE_PUBLIC_INDEX",
+        "CRANE_PROBE_PATH",
     }
 
 
@@ -410,3 +411,57 @@ def test_a_basic_username_from_the_environment_is_checked_like_a_registered_one(
     # first colon ends the user-id), or the index would read another user and password.
     message = config_error({"CRANE_INDEX_URL": URL, "CRANE_USERNAME": "ci:bot"})
     assert "CRANE_USERNAME" in message
+
+
+def test_crane_probe_path_describes_the_probe_path() -> None:
+    from crane_launch.config import environment_index
+
+    index = environment_index(
+        {
+            "CRANE_INDEX_URL": "https://i.example/simple",
+            "CRANE_TOKEN": "t",
+            "CRANE_PROBE_PATH": "/p/",
+        }
+    )
+    assert index is not None
+    assert index.probe_path == "/p/"
+
+
+@pytest.mark.parametrize("value", ["p/", "/p /", "/p\\q"])
+def test_a_crane_probe_path_that_is_not_a_path_is_refused(value: str) -> None:
+    from crane_launch.config import environment_index
+    from crane_launch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CRANE_PROBE_PATH"):
+        environment_index(
+            {
+                "CRANE_INDEX_URL": "https://i.example/simple",
+                "CRANE_TOKEN": "t",
+                "CRANE_PROBE_PATH": value,
+            }
+        )
+
+
+def test_the_environment_keeps_a_saved_indexs_probe_path_and_public_index(tmp_path: Path) -> None:
+    from crane_launch.config import PrivateIndex, Registry
+
+    saved = PrivateIndex(
+        "https://i.example/simple/",
+        auth="token",
+        token_env="T",
+        scopes=(),
+        probe_path="/simple/demo/",
+        public_index="https://mirror.example/simple/",
+    )
+    Registry(tmp_path / "r.json", {saved.url: saved}).save()
+    original = Registry.default_path
+    try:
+        Registry.default_path = classmethod(lambda cls: tmp_path / "r.json")  # type: ignore[method-assign,assignment]
+        run = Registry.for_run({"CRANE_INDEX_URL": saved.url, "CRANE_TOKEN": "x"})
+    finally:
+        Registry.default_path = original  # type: ignore[method-assign]
+    index = run.get(saved.url)
+    assert index.from_environment
+    assert index.probe_path == "/simple/demo/"
+    assert index.public_index == "https://mirror.example/simple/"
+    assert "T" in run.secret_variables()

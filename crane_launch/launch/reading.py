@@ -125,9 +125,11 @@ def finish(
     once a registered index is in play.
     """
     if reading.index_off is not None:
+        _refuse_bypasses_without_index(reading, registry, _walk(reading, environ, read_text))
         return _unchanged(reading, _no_index_note(reading.tool, reading.index_off))
     walk = _walk(reading, environ, read_text)
     if walk.no_index_places:
+        _refuse_bypasses_without_index(reading, registry, walk)
         where = f"--no-index in {walk.no_index_places[0]}"
         return _unchanged(reading, _no_index_note(reading.tool, where))
     index_lines = walk.sort_index_lines(registry, reading.foreign_index_why)
@@ -148,6 +150,20 @@ def finish(
     return _behind_the_door(reading, choice.private, choice.public_url, door, references)
 
 
+def _refuse_bypasses_without_index(
+    reading: Reading, registry: Registry, walk: RequirementsWalk
+) -> None:
+    """With `--no-index` the tool asks no index at all, and crane runs it unchanged. A
+    remote find-links page (or a proxy) would then still bring projects from the network,
+    a private project's name among them: with a private index registered, that is
+    refused as it is when an index is in play."""
+    if not len(registry):
+        return
+    refused = [*reading.rejections, *walk.rejections]
+    if refused:
+        raise refused[0].error()
+
+
 def _with_environment_index(
     chain: Sequence[IndexSetting], file_lines: Sequence[IndexSetting], registry: Registry
 ) -> Sequence[IndexSetting]:
@@ -161,6 +177,15 @@ def _with_environment_index(
         return chain
     if chain and chain[0].explicit:
         return chain
+    other = next(
+        (s for s in chain if (found := registry.find(s.url)) is not None and found != described),
+        None,
+    )
+    if other is not None:
+        raise ConfigError(
+            f"CRANE_INDEX_URL ({described.url}) and {other.place} ({other.url}) name two "
+            "private indexes; a run uses one: unset one of them"
+        )
     return [IndexSetting(described.url, "CRANE_INDEX_URL"), *chain]
 
 

@@ -138,13 +138,13 @@ class IndexDoor:
         if not 200 <= response.status_code < 300:
             return
         content_type = response.headers.get("content-type", "")
-        if rewrite.not_index_shaped(response.content, content_type, proof=True) is not None:
+        if not rewrite.lists_index_entries(response.content, content_type, answer.url):
             return
         raise ConfigError(
             f"{self.spec.url}: {shown_url(url)} answers without credentials too, so it cannot "
             "prove that the index accepts crane's, and a 404 cannot be told from a refusal; "
-            "register the index with --probe-path PATH, a page only an authenticated "
-            "request gets"
+            "register the index with --probe-path PATH (CRANE_PROBE_PATH), a page only an "
+            "authenticated request gets"
         )
 
     # -- requests -------------------------------------------------------------------------

@@ -152,6 +152,34 @@ def not_index_shaped(body: bytes, content_type: str, *, proof: bool = False) -> 
     return None
 
 
+def lists_index_entries(body: bytes, content_type: str, page_url: str) -> bool:
+    """Whether `body` shows index content: PEP 691 JSON, PEP 629's meta tag, a link below
+    `page_url` (a project of a root page) or a link to a distribution file (a project
+    page). A landing page that links elsewhere (`/login`, `/about`) does not."""
+    if not_index_shaped(body, content_type, proof=True) is not None:
+        return False
+    if page_kind(content_type) == "json":
+        return True
+    try:
+        text, _ = _decode_html(body, content_type)
+        tags = _TagScanner(text, frozenset({"a", "base", "meta"})).tags
+    except (PageError, ValueError, AssertionError):
+        return False
+    if any(("name", "pypi:repository-version") in tag.attrs for tag in tags):
+        return True
+    links = [tag for tag in tags if tag.name in ("a", "base")]
+    try:
+        base = _base_url(links, page_url)
+        targets = [_resolve(href, base, None) for tag in links if (href := tag.href())]
+    except PageError:
+        return False
+    prefix = page_url if page_url.endswith("/") else page_url + "/"
+    return any(
+        (target.startswith(prefix) and target != prefix) or _looks_like_distribution(target)
+        for target in targets
+    )
+
+
 def _not_index_json(body: bytes) -> str | None:
     try:
         data = json.loads(body)

@@ -37,7 +37,13 @@ import httpx
 from crane_launch.config import Origin, origin_of, origin_url
 from crane_launch.proxy.guard import Guard, Refusal
 from crane_launch.proxy.server import Reply, Request, serve_h11
-from crane_launch.proxy.upstream import CONTENT_HEADERS, Upstream, end_to_end, streamed_reply
+from crane_launch.proxy.upstream import (
+    CONTENT_HEADERS,
+    Upstream,
+    cookieless,
+    end_to_end,
+    streamed_reply,
+)
 
 __all__ = ["TransparentDoor"]
 
@@ -81,7 +87,10 @@ class TransparentDoor:
         self._pass_through = frozenset(host.lower() for host in pass_through)
         self.password = password or secrets.token_urlsafe(32)
         self._public = public_client or httpx.AsyncClient(
-            trust_env=True, follow_redirects=False, timeout=httpx.Timeout(60.0, connect=10.0)
+            trust_env=True,
+            cookies=cookieless(),
+            follow_redirects=False,
+            timeout=httpx.Timeout(60.0, connect=10.0),
         )
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -27,6 +28,7 @@ __all__ = [
     "TokenSource",
     "Upstream",
     "UpstreamResponse",
+    "cookieless",
     "end_to_end",
     "streamed_reply",
 ]
@@ -47,6 +49,14 @@ log = logging.getLogger(__name__)
 
 _MAX_REDIRECTS = 5
 _TOKEN_REUSE_SECONDS = 5.0
+
+
+def cookieless() -> http.cookiejar.CookieJar:
+    """A cookie jar that keeps nothing. crane's clients must not carry a cookie from one
+    answer to another request: a session cookie of the private index would reach the
+    public index (cookies ignore ports, and may cover sibling hosts), and a request that
+    must go without credentials would not."""
+    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 class TokenSource(Protocol):
@@ -86,6 +96,7 @@ class Upstream:
         self._tokens = tokens
         self._client = client or httpx.AsyncClient(
             trust_env=True,
+            cookies=cookieless(),
             follow_redirects=False,
             timeout=httpx.Timeout(30.0, connect=10.0),
             limits=httpx.Limits(max_connections=128, max_keepalive_connections=64),

@@ -757,3 +757,32 @@ def test_a_closed_index_page_is_asked_once_more_without_credentials(
 ) -> None:
     prove_credentials(door, origins)
     assert [bool(r.headers.get("authorization")) for r in origins.requests] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("anonymous_page", "refused"),
+    [
+        (b'<html><body><a href="/login">Sign in</a></body></html>', False),
+        (b'<html><body><a href="demo/">demo</a></body></html>', True),
+        (b'<html><body><a href="/files/demo-1.0.tar.gz">demo</a></body></html>', True),
+        (b'<html><head><meta name="pypi:repository-version" content="1.0"></head></html>', True),
+    ],
+)
+def test_only_an_anonymous_page_with_index_entries_is_an_open_index(
+    origins: ScriptedOrigins, tokens: FakeTokens, anonymous_page: bytes, refused: bool
+) -> None:
+    origins.closed_origins.clear()
+
+    def root(request: httpx.Request) -> httpx.Response:
+        body = INDEX_ROOT if "authorization" in request.headers else anonymous_page
+        return httpx.Response(200, headers=HTML_TYPE, content=body)
+
+    origins.answers[INDEX] = root
+    upstream = Upstream(INDEX, tokens, client=origins.client())
+    door = IndexDoor(IndexSpec(INDEX, PUBLIC), upstream, token=TOKEN)
+    if refused:
+        with pytest.raises(ConfigError, match="answers without credentials too"):
+            asyncio.run(door.probe())
+    else:
+        asyncio.run(door.probe())
+        assert door.proven

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from crane_launch.proxy.upstream import Upstream, UpstreamResponse
+from crane_launch.proxy.upstream import Upstream, UpstreamResponse, cookieless
 
 if TYPE_CHECKING:
     from tests.proxy.fakes import FakeTokens, ScriptedOrigins
@@ -175,3 +175,27 @@ def test_concurrent_401s_refresh_once(origins: ScriptedOrigins, tokens: FakeToke
 
     assert {a.response.status_code for a in answers} == {200}
     assert tokens.refreshed == ["tok-1"]
+
+
+def test_a_cookie_the_private_index_sets_is_never_sent_again(tokens: FakeTokens) -> None:
+    # A session cookie of the private index would reach the public index (cookies ignore
+    # ports), and the request that must go without credentials would carry one.
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, headers={"set-cookie": "sid=S1; Path=/"}, content=b"x")
+
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(handle), cookies=cookieless(), follow_redirects=False
+    )
+    upstream = Upstream("https://crane.example/simple/", tokens, client=client)
+
+    async def two() -> None:
+        await upstream.get("https://crane.example/simple/")
+        await upstream.get("https://crane.example:8443/simple/other/")
+        await upstream.get("https://crane.example/simple/", anonymous=True)
+        await upstream.aclose()
+
+    asyncio.run(two())
+    assert [request.headers.get("cookie") for request in seen] == [None, None, None]
