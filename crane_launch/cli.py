@@ -29,8 +29,9 @@ _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class Context:
-    def __init__(self, no_input: bool) -> None:
+    def __init__(self, no_input: bool, no_cache: bool = False) -> None:
         self.no_input = no_input
+        self.no_cache = no_cache
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,14 +43,20 @@ class Context:
     envvar="CRANE_NO_INPUT",
     help="Never wait for a login: fail at once when one is needed.",
 )
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    envvar="CRANE_NO_CACHE",
+    help="Neither read nor write crane's cache of private files this run.",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, no_input: bool) -> None:
+def cli(ctx: click.Context, verbose: int, no_input: bool, no_cache: bool) -> None:
     """Run pip, uv and poetry against private indexes behind OAuth 2.0.
 
     Register an index once, then prefix the tool: `crane pip install -i URL pkg`.
     """
     console.setup(verbose)
-    ctx.obj = Context(no_input=no_input)
+    ctx.obj = Context(no_input=no_input, no_cache=no_cache)
 
 
 # -- index --------------------------------------------------------------------------------
@@ -145,6 +152,39 @@ def index_remove(url: str) -> None:
     say(f"removed {removed.url}")
 
 
+# -- cache --------------------------------------------------------------------------------
+
+
+@cli.group()
+def cache() -> None:
+    """crane's cache of the private files its index proxy has served."""
+
+
+@cache.command("dir")
+def cache_dir_command() -> None:
+    """Print the cache directory."""
+    from crane_launch.commands import cache as cache_command
+
+    click.echo(str(cache_command.directory()))
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """Size, entries, the size cap, and the hits of the last run."""
+    from crane_launch.commands import cache as cache_command
+
+    for line in cache_command.info(os.environ):
+        click.echo(line)
+
+
+@cache.command("clean")
+def cache_clean() -> None:
+    """Remove every cached file."""
+    from crane_launch.commands import cache as cache_command
+
+    say(cache_command.clean(os.environ))
+
+
 # -- auth ---------------------------------------------------------------------------------
 
 
@@ -223,7 +263,7 @@ def _tool_command(name: str, help_text: str) -> Callable[[Callable[..., int]], A
 def pip_command(obj: Context, args: tuple[str, ...]) -> int:
     from crane_launch.commands import tools
 
-    return tools.pip(list(args), no_input=obj.no_input)
+    return tools.pip(list(args), no_input=obj.no_input, no_cache=obj.no_cache)
 
 
 @_tool_command(
@@ -234,7 +274,7 @@ def pip_command(obj: Context, args: tuple[str, ...]) -> int:
 def uv_command(obj: Context, args: tuple[str, ...]) -> int:
     from crane_launch.commands import tools
 
-    return tools.uv(list(args), no_input=obj.no_input)
+    return tools.uv(list(args), no_input=obj.no_input, no_cache=obj.no_cache)
 
 
 @_tool_command(
@@ -243,7 +283,7 @@ def uv_command(obj: Context, args: tuple[str, ...]) -> int:
 def poetry_command(obj: Context, args: tuple[str, ...]) -> int:
     from crane_launch.commands import tools
 
-    return tools.poetry(list(args), no_input=obj.no_input)
+    return tools.poetry(list(args), no_input=obj.no_input, no_cache=obj.no_cache)
 
 
 @cli.command()
@@ -259,7 +299,7 @@ def serve(obj: Context, url: str, port: int) -> int:
     """Serve URL's private-first index on 127.0.0.1 until stopped."""
     from crane_launch.commands import tools
 
-    return tools.serve(url, port=port, no_input=obj.no_input)
+    return tools.serve(url, port=port, no_input=obj.no_input, no_cache=obj.no_cache)
 
 
 def _one_line(exc: click.ClickException) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "Registry",
     "atomic_write_text",
     "builtin_public_index",
+    "cache_dir",
     "closest",
     "config_dir",
     "environment_index",
@@ -63,6 +64,14 @@ def state_dir() -> Path:
     if home:
         return Path(home) / "state"
     return Path(platformdirs.user_state_dir("crane", appauthor=False))
+
+
+def cache_dir() -> Path:
+    """Where crane keeps the private files its index door has served."""
+    home = os.environ.get("CRANE_HOME")
+    if home:
+        return Path(home) / "cache"
+    return Path(platformdirs.user_cache_dir("crane", appauthor=False))
 
 
 def builtin_public_index() -> str:

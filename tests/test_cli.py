@@ -575,7 +575,7 @@ def test_a_tool_commands_exit_code_is_cranes(
 ) -> None:
     seen: list[tuple[list[str], bool]] = []
 
-    def fake(args: list[str], *, no_input: bool) -> int:
+    def fake(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
         seen.append((args, no_input))
         return code
 
@@ -587,7 +587,8 @@ def test_a_tool_commands_exit_code_is_cranes(
 
 def test_serve_returns_its_exit_code(crane: Crane, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        "crane_launch.commands.tools.serve", lambda url, *, port, no_input: 5 if port == 8 else 0
+        "crane_launch.commands.tools.serve",
+        lambda url, *, port, no_input, no_cache=False: 5 if port == 8 else 0,
     )
     assert crane("serve", URL, "--port", "8").code == 5
 
@@ -597,7 +598,7 @@ def test_verbose_shows_every_rooms_debug_lines_with_credentials_redacted(
 ) -> None:
     import logging
 
-    def noisy(args: list[str], *, no_input: bool) -> int:
+    def noisy(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
         for room in ("auth._credentials", "proxy.door", "launch.run"):
             logging.getLogger(f"crane_launch.{room}").debug(
                 "%s: Authorization: Bearer tok-%s refresh_token=ref-%s", room, room, room

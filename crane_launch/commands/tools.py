@@ -23,7 +23,7 @@ from crane_launch.errors import LoginRequiredError, UsageError
 from crane_launch.launch.pip import plan_pip
 from crane_launch.launch.plan import Plan, Unchanged
 from crane_launch.launch.project import is_uv_project_command, plan_poetry, plan_uv_project
-from crane_launch.launch.run import credentials_for, open_index_door, run
+from crane_launch.launch.run import credentials_for, file_cache, open_index_door, run
 from crane_launch.launch.uv import plan_uv_pip
 
 __all__ = ["pip", "poetry", "serve", "uv"]
@@ -76,13 +76,14 @@ def _shebang_interpreter(script: Path, environ: Mapping[str, str]) -> Path | Non
     return Path(words[0])
 
 
-def _run(plan: Plan, registry: Registry, *, no_input: bool) -> int:
+def _run(plan: Plan, registry: Registry, *, no_input: bool, no_cache: bool) -> int:
     """Run `plan` with every registered index's secret variables hidden from the child."""
     hidden = plan.hidden | registry.secret_variables()
-    return run(dataclasses.replace(plan, hidden=hidden), os.environ, no_input=no_input)
+    replanned = dataclasses.replace(plan, hidden=hidden)
+    return run(replanned, os.environ, no_input=no_input, no_cache=no_cache)
 
 
-def pip(args: list[str], *, no_input: bool) -> int:
+def pip(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
     """`crane pip [--python PY] ARGS`: pip (or `PY -m pip`) through the index door."""
     python, rest = _split_python(args)
     registry = Registry.for_run(os.environ)
@@ -95,10 +96,10 @@ def pip(args: list[str], *, no_input: bool) -> int:
         python=python,
         site_prefix=None if python else _pip_site_prefix(os.environ),
     )
-    return _run(plan, registry, no_input=no_input)
+    return _run(plan, registry, no_input=no_input, no_cache=no_cache)
 
 
-def uv(args: list[str], *, no_input: bool) -> int:
+def uv(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
     """`crane uv ARGS`: `uv pip` through the index door, project commands through the
     transparent door, anything else unchanged."""
     registry = Registry.for_run(os.environ)
@@ -116,14 +117,14 @@ def uv(args: list[str], *, no_input: bool) -> int:
         plan = Plan("uv", ["uv", *args], Unchanged(), notes=[note])
     else:
         plan = Plan("uv", ["uv", *args], Unchanged(), notes=["this uv command uses no index"])
-    return _run(plan, registry, no_input=no_input)
+    return _run(plan, registry, no_input=no_input, no_cache=no_cache)
 
 
-def poetry(args: list[str], *, no_input: bool) -> int:
+def poetry(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
     """`crane poetry ARGS`: poetry with its private sources behind the transparent door."""
     registry = Registry.for_run(os.environ)
     plan = plan_poetry(args, registry=registry, environ=os.environ, cwd=Path.cwd())
-    return _run(plan, registry, no_input=no_input)
+    return _run(plan, registry, no_input=no_input, no_cache=no_cache)
 
 
 def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:
@@ -166,7 +167,7 @@ class _ServeTokens:
         return self._or_relogin(lambda authorizer: authorizer.reauthorized(stale))
 
 
-def serve(url: str, *, port: int, no_input: bool) -> int:
+def serve(url: str, *, port: int, no_input: bool, no_cache: bool = False) -> int:
     """`crane serve URL`: the index door for URL until SIGINT or SIGTERM; prints its URL."""
     registry = Registry.for_run(os.environ)
     index = registry.get(url)
@@ -185,13 +186,14 @@ def serve(url: str, *, port: int, no_input: bool) -> int:
     tokens = _ServeTokens(authorizer, relogin, interactive=interactive)
     public_url = public_index_for(index, os.environ, registry)
     stop = threading.Event()
+    cache = None if no_cache else file_cache(os.environ)
 
     def on_signal(_signum: int, _frame: object) -> None:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with open_index_door(index, public_url, tokens, port=port) as door:
+        with open_index_door(index, public_url, tokens, port=port, cache=cache) as door:
             print(door.index_url, flush=True)
             say(f"serving {index.url} at the URL above (private first, then {public_url})")
             say("stop with Ctrl-C")
@@ -200,5 +202,7 @@ def serve(url: str, *, port: int, no_input: bool) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if cache is not None:
+            cache.save_stats()
     say("stopped")
     return 0

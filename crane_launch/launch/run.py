@@ -43,6 +43,7 @@ from crane_launch.auth import (
 from crane_launch.config import (
     PrivateIndex,
     atomic_write_text,
+    cache_dir,
     normalise_url,
     origin_of,
     origin_url,
@@ -62,6 +63,7 @@ from crane_launch.launch.plan import (
     Unchanged,
 )
 from crane_launch.launch.supervise import run_supervised
+from crane_launch.proxy.cache import FileCache
 from crane_launch.proxy.door import IndexDoor, IndexSpec
 from crane_launch.proxy.guard import Guard, NameStatus, distribution_projects
 from crane_launch.proxy.server import ProxyServer, Reply, Request
@@ -69,10 +71,12 @@ from crane_launch.proxy.transparent import TransparentDoor
 from crane_launch.proxy.upstream import TokenSource, Upstream
 
 __all__ = [
+    "NO_CACHE_VAR",
     "PASS_THROUGH_VAR",
     "GuardedDoors",
     "OpenIndexDoor",
     "credentials_for",
+    "file_cache",
     "open_index_door",
     "pass_through_hosts",
     "resolve_command",
@@ -88,7 +92,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
+def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool, no_cache: bool = False) -> int:
     """Run `plan` to the end and return the child's exit code (128 + n for signal n)."""
     command = resolve_command(plan.command, environ)
     for note in plan.notes:
@@ -105,7 +109,8 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
     pass_through = pass_through_hosts(environ)
     if pass_through:
         say(f"guard: tunnelling {', '.join(sorted(pass_through))} blind ({PASS_THROUGH_VAR})")
-    with GuardedDoors(indexes, public_url, pass_through=pass_through) as doors:
+    cache = None if no_cache else file_cache(environ)
+    with GuardedDoors(indexes, public_url, pass_through=pass_through, cache=cache) as doors:
         doors.verify_references(mode.direct_references)
         doors.verify_find_links(mode.find_links)
         if isinstance(mode, IndexDoorMode):
@@ -119,6 +124,8 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
             # A lock the tool has just written (and maybe installed from) is judged too:
             # the run fails rather than leave a lock that takes a private project elsewhere.
             doors.verify_locks(mode.project_dir)
+        if cache is not None:
+            cache.save_stats()
         return doors.verdict(code)
 
 
@@ -159,6 +166,20 @@ def credentials_for(
     )
 
 
+NO_CACHE_VAR = "CRANE_NO_CACHE"
+
+
+def file_cache(environ: Mapping[str, str]) -> FileCache | None:
+    """crane's file cache for this run; None when `CRANE_NO_CACHE` turns it off. A cap
+    (`CRANE_CACHE_MAX_SIZE`) that cannot be read is a `ConfigError` naming it."""
+    if environ.get(NO_CACHE_VAR, "").strip().lower() not in ("", "0", "false", "no"):
+        return None
+    try:
+        return FileCache.for_run(environ, cache_dir())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def index_spec(index: PrivateIndex, public_url: str) -> IndexSpec:
     """What the proxy is told of `index`: its URLs, its probe path, and what to do when it
     refuses crane's credentials."""
@@ -183,12 +204,17 @@ class OpenIndexDoor:
 
 @contextlib.contextmanager
 def open_index_door(
-    index: PrivateIndex, public_url: str, tokens: TokenSource, *, port: int = 0
+    index: PrivateIndex,
+    public_url: str,
+    tokens: TokenSource,
+    *,
+    port: int = 0,
+    cache: FileCache | None = None,
 ) -> Iterator[OpenIndexDoor]:
     """An index door alone for `index` on 127.0.0.1 (`crane serve`), its credentials
     proven by a probe of the index; stopped, and its port closed, on exit."""
     upstream = Upstream(index.url, tokens)
-    door = IndexDoor(index_spec(index, public_url), upstream)
+    door = IndexDoor(index_spec(index, public_url), upstream, cache=cache)
     server = ProxyServer(door, port=port)
     server.start()
     try:
@@ -215,12 +241,13 @@ class GuardedDoors:
         public_url: str,
         *,
         pass_through: frozenset[str],
+        cache: FileCache | None = None,
     ) -> None:
         from crane_launch.proxy.tls import InterceptionCA  # cryptography: only when needed
 
         self._upstreams = [Upstream(index.url, tokens) for index, tokens in indexes]
         self._index_doors = [
-            IndexDoor(index_spec(index, public_url), upstream)
+            IndexDoor(index_spec(index, public_url), upstream, cache=cache)
             for (index, _tokens), upstream in zip(indexes, self._upstreams, strict=True)
         ]
         self._ca = InterceptionCA.create_for_guard()

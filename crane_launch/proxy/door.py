@@ -13,6 +13,7 @@ the whole body is never held in memory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import httpx
 from crane_launch.config import origin_of, origin_url, shown_url
 from crane_launch.errors import AuthError, ConfigError, CraneError, UpstreamError
 from crane_launch.proxy import rewrite, routing
+from crane_launch.proxy.cache import CacheEntry, CacheWriter, FileCache
+from crane_launch.proxy.cached import disk_reply, teed_reply
 from crane_launch.proxy.guard import NameStatus
 from crane_launch.proxy.server import Reply, Request
 from crane_launch.proxy.upstream import Upstream, UpstreamResponse, streamed_reply
@@ -36,6 +39,7 @@ _DEFAULT_ACCEPT = (
     "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 )
 _FILE_REQUEST_HEADERS = ("range", "if-range", "if-none-match", "if-modified-since")
+_CONDITIONAL_HEADERS = frozenset({"if-none-match", "if-modified-since", "if-range"})
 _PASSED_FILE_STATUSES = frozenset({200, 206, 304, 404, 410, 416})
 
 
@@ -61,8 +65,18 @@ class IndexDoor:
     once the private index has accepted crane's credentials.
     """
 
-    def __init__(self, spec: IndexSpec, upstream: Upstream, *, token: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: IndexSpec,
+        upstream: Upstream,
+        *,
+        token: str | None = None,
+        cache: FileCache | None = None,
+    ) -> None:
         self.spec = spec
+        self._cache = cache
+        self._hashes: dict[str, str] = {}
+        """The sha256 the private pages served this run give each file (path and query)."""
         self.token = token or secrets.token_urlsafe(32)
         self._upstream = upstream
         self._private_origin = origin_of(spec.url)
@@ -198,6 +212,12 @@ class IndexDoor:
         if decision.kind is routing.Decision.SERVE_PRIVATE and answer is not None:
             log.debug("project %s: private", route.project)
             content_type = answer.response.headers.get("content-type", "")
+            if self._cache is not None:
+                self._hashes.update(
+                    rewrite.file_hashes(
+                        answer.response.content, content_type, answer.url, self._private_origin
+                    )
+                )
             return self._rewritten(answer.response.content, content_type, answer.url)
         if decision.kind is routing.Decision.FALLBACK_PUBLIC:
             log.debug("project %s: public", route.project)
@@ -320,20 +340,89 @@ class IndexDoor:
             if (value := request.header(name)) is not None
         }
         headers["Accept-Encoding"] = request.header("accept-encoding") or "identity"
+        cache = self._cache if request.method in ("GET", "HEAD") else None
+        digest = self._hashes.get(route.path_and_query) if cache is not None else None
+        stored: CacheEntry | None = None
+        if cache is not None:
+            hit, stored = await self._look_up(cache, request, url, digest, headers)
+            if hit is not None:
+                return hit
         try:
             answer = await self._upstream.get(
                 url, method=request.method, headers=headers, stream=True, follow_foreign=True
             )
         except httpx.HTTPError as exc:
             return _bad_gateway(f"{self.spec.url}: {_describe(exc)}")
-        status = answer.response.status_code
+        response = answer.response
+        status = response.status_code
+        asked_conditionally = any(request.header(name) for name in _CONDITIONAL_HEADERS)
+        if cache is not None and stored is not None and status == 304 and not asked_conditionally:
+            await answer.aclose()
+            cache.hit(stored.size)
+            return disk_reply(request, stored, cache)
         if status not in _PASSED_FILE_STATUSES:
             await answer.aclose()
             if status in (401, 403):
                 message = routing.auth_failed_message(self.spec.url, self.spec.auth_advice)
                 return _bad_gateway(message)
             return _bad_gateway(f"{self.spec.url}: a file request was answered {status}")
-        return streamed_reply(answer.response)
+        if cache is not None and request.method == "GET" and status == 200:
+            cache.miss()
+            writer = self._writer_for(cache, request, response, url, digest)
+            if writer is not None:
+                return teed_reply(response, writer)
+        return streamed_reply(response)
+
+    async def _look_up(
+        self,
+        cache: FileCache,
+        request: Request,
+        url: str,
+        digest: str | None,
+        headers: dict[str, str],
+    ) -> tuple[Reply | None, CacheEntry | None]:
+        """A reply from the cache for a file whose page gave its hash; for a file without
+        one, its stored entry, with the validators that ask the index whether it still
+        holds (added to `headers`)."""
+        # Bytes as the index holds them: what a hash or a later 304 speaks of.
+        headers["Accept-Encoding"] = "identity"
+        if digest is not None:
+            stored = await asyncio.to_thread(cache.lookup, digest)
+            if stored is None:
+                return None, None
+            cache.hit(stored.size)
+            return disk_reply(request, stored, cache), stored
+        stored = await asyncio.to_thread(cache.lookup_url, url)
+        if stored is not None and not set(headers) & _CONDITIONAL_HEADERS:
+            if stored.etag:
+                headers["If-None-Match"] = stored.etag
+            if stored.last_modified:
+                headers["If-Modified-Since"] = stored.last_modified
+        return None, stored
+
+    def _writer_for(
+        self,
+        cache: FileCache,
+        request: Request,
+        response: httpx.Response,
+        url: str,
+        digest: str | None,
+    ) -> CacheWriter | None:
+        """Where a whole, unencoded 200 answer goes in the cache; None when it cannot."""
+        if request.header("range") is not None:
+            return None
+        if response.headers.get("content-encoding", "identity").lower() != "identity":
+            return None
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > cache.max_size:
+            return None
+        return cache.writer(
+            sha256=digest,
+            url=url,
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+            content_type=response.headers.get("content-type"),
+        )
 
 
 def _page_reply(content_type: str, body: bytes) -> Reply:

@@ -25,19 +25,23 @@ from __future__ import annotations
 import codecs
 import html
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from crane_launch.config import Origin
+from crane_launch.config import Origin, origin_of
 from crane_launch.errors import UpstreamError
 from crane_launch.proxy.routing import map_link, normalise_project
 
 __all__ = [
     "PageError",
     "PageKind",
+    "file_hashes",
     "is_rdepot_not_found_page",
+    "lists_index_entries",
     "not_index_shaped",
     "page_kind",
     "rewrite_page",
@@ -456,6 +460,83 @@ def _rewrite_json(body: bytes, page_url: str, mapper: LinkMapper) -> bytes:
             raise PageError(f"upstream JSON page: files[{position}] has no 'url' string")
         entry["url"] = _resolve(entry["url"], page_url, mapper)
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# --- the hashes a page gives its files -------------------------------------------------
+
+
+def file_hashes(
+    body: bytes, content_type: str, page_url: str, private_origin: Origin
+) -> dict[str, str]:
+    """The sha256 digests the page at `page_url` gives its files on `private_origin`,
+    keyed by path and query (what the child asks the door for): PEP 503 `#sha256=`
+    fragments, PEP 691 `hashes`, and the PEP 658/714 hashes of `.metadata` files. A page
+    that cannot be read gives none (the door's own rewriting reports it)."""
+    found: dict[str, str] = {}
+
+    def record(href: str, base: str, digest: object) -> None:
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
+            return
+        try:
+            resolved = map_link(href, base, None, "")
+            parts = urlsplit(resolved)
+            if not parts.netloc or origin_of(resolved) != private_origin:
+                return
+        except ValueError:
+            return
+        key = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        found[key] = digest.lower()
+
+    kind = page_kind(content_type)
+    try:
+        if kind == "html":
+            _html_hashes(body, content_type, page_url, record)
+        elif kind == "json":
+            _json_hashes(body, page_url, record)
+    except (PageError, ValueError, RecursionError, AssertionError):
+        return {}
+    return found
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_METADATA_ATTRIBUTES = ("data-core-metadata", "data-dist-info-metadata")
+
+Recorder = Callable[[str, str, object], None]
+
+
+def _html_hashes(body: bytes, content_type: str, page_url: str, record: Recorder) -> None:
+    text, _ = _decode_html(body, content_type)
+    tags = _scan_links(text)
+    base = _base_url(tags, page_url)
+    for tag in tags:
+        href = tag.href() if tag.name == "a" else None
+        if href is None:
+            continue
+        fragment = href.partition("#")[2]
+        name, _eq, digest = fragment.partition("=")
+        if name.lower() == "sha256":
+            record(href, base, digest)
+        for attribute, value in tag.attrs:
+            if attribute in _METADATA_ATTRIBUTES and value:
+                name, _eq, digest = html.unescape(value).partition("=")
+                if name.lower() == "sha256":
+                    record(href.partition("#")[0] + ".metadata", base, digest)
+
+
+def _json_hashes(body: bytes, page_url: str, record: Recorder) -> None:
+    data = json.loads(body)
+    files = data.get("files") if isinstance(data, dict) else None
+    for entry in files if isinstance(files, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            continue
+        url = entry["url"]
+        hashes = entry.get("hashes")
+        if isinstance(hashes, dict):
+            record(url, page_url, hashes.get("sha256"))
+        for name in ("core-metadata", "dist-info-metadata"):
+            metadata = entry.get(name)
+            if isinstance(metadata, dict):
+                record(url.partition("#")[0] + ".metadata", page_url, metadata.get("sha256"))
 
 
 # --- the "200 Not found" page of old Crane/RDepot index servers ----------------------

@@ -82,6 +82,7 @@ class FakeDoors:
         public_url: str,
         *,
         pass_through: frozenset[str],
+        cache: object = None,
     ) -> None:
         self.indexes = list(indexes)
         self.environments: list[dict[str, str]] = []
@@ -234,7 +235,9 @@ def test_a_tool_command_hides_the_variables_of_every_index(
 ) -> None:
     plans: list[Plan] = []
 
-    def fake_run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
+    def fake_run(
+        plan: Plan, environ: Mapping[str, str], *, no_input: bool, no_cache: bool = False
+    ) -> int:
         plans.append(plan)
         return 0
 
@@ -259,7 +262,7 @@ def test_a_tool_run_through_crane_never_sees_a_registered_secret(
     monkeypatch.setenv("KEEP_ME", "visible")
     plan = Plan("python", dump_environment(seen), Unchanged())
 
-    assert tools._run(plan, Registry.for_run(os.environ), no_input=True) == 0
+    assert tools._run(plan, Registry.for_run(os.environ), no_input=True, no_cache=True) == 0
 
     child = json.loads(seen.read_text())
     assert child["KEEP_ME"] == "visible"
@@ -293,7 +296,9 @@ def test_a_saved_index_the_environment_replaces_still_has_its_variable_hidden(
     # index of that URL still names A_TOKEN, which holds its token in this environment.
     plans: list[Plan] = []
 
-    def fake_run(plan: Plan, environ: Mapping[str, str], *, no_input: bool) -> int:
+    def fake_run(
+        plan: Plan, environ: Mapping[str, str], *, no_input: bool, no_cache: bool = False
+    ) -> int:
         plans.append(plan)
         return 0
 

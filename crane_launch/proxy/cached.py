@@ -1,0 +1,143 @@
+"""Replies from crane's file cache, and replies that fill it as they stream.
+
+`disk_reply` answers a file request from a verified cache entry: GET, HEAD, and a single
+`Range` (what uv asks for to read a wheel's metadata), hashing a whole GET as it streams
+and cutting it (and removing the entry) if the bytes no longer match. `teed_reply`
+streams an index's answer to the child and into a `CacheWriter` at once; a file that does
+not match the hash its page gave is cut before its last byte, so the child never
+completes a download crane has proven wrong, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+
+from crane_launch.proxy.cache import CacheEntry, CacheWriter, FileCache
+from crane_launch.proxy.server import Reply, Request
+from crane_launch.proxy.upstream import CONTENT_HEADERS
+
+__all__ = ["CorruptDownload", "byte_range", "disk_reply", "teed_reply"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1024 * 1024
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class CorruptDownload(Exception):
+    """Bytes that do not match their hash: raised mid-stream, which cuts the connection."""
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
+    """The single range `header` asks of a `size`-byte file as (first, last), inclusive;
+    None for the whole file (no header, several ranges, a unit other than bytes); False
+    when the range cannot be satisfied (answer 416)."""
+    if header is None:
+        return None
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None
+    first_text, last_text = match.groups()
+    if not first_text:
+        if not last_text or int(last_text) == 0:
+            return False
+        return max(0, size - int(last_text)), size - 1
+    first = int(first_text)
+    last = min(int(last_text), size - 1) if last_text else size - 1
+    if first >= size or first > last:
+        return False
+    return first, last
+
+
+def disk_reply(request: Request, entry: CacheEntry, cache: FileCache) -> Reply:
+    """The cached file as the index would have answered it."""
+    size = entry.size
+    headers = [
+        ("content-type", entry.content_type or "application/octet-stream"),
+        ("accept-ranges", "bytes"),
+    ]
+    if entry.etag:
+        headers.append(("etag", entry.etag))
+    if entry.last_modified:
+        headers.append(("last-modified", entry.last_modified))
+    wanted = None if request.header("if-range") else byte_range(request.header("range"), size)
+    if wanted is False:
+        return Reply(416, [("content-range", f"bytes */{size}"), ("content-length", "0")])
+    if isinstance(wanted, tuple):
+        first, last = wanted
+        length = last - first + 1
+        headers += [("content-range", f"bytes {first}-{last}/{size}")]
+        headers.append(("content-length", str(length)))
+        body = _read(entry, cache, first, length, verify=False)
+        return Reply(206, headers, b"" if request.method == "HEAD" else body)
+    headers.append(("content-length", str(size)))
+    if request.method == "HEAD":
+        return Reply(200, headers)
+    return Reply(200, headers, _read(entry, cache, 0, size, verify=True))
+
+
+async def _read(
+    entry: CacheEntry, cache: FileCache, offset: int, length: int, *, verify: bool
+) -> AsyncIterator[bytes]:
+    digest = hashlib.sha256() if verify else None
+    handle = await asyncio.to_thread(entry.path.open, "rb")
+    try:
+        await asyncio.to_thread(handle.seek, offset)
+        left = length
+        while left > 0:
+            chunk = await asyncio.to_thread(_read_chunk, handle, min(_CHUNK, left), digest)
+            if not chunk:
+                raise CorruptDownload(f"{entry.path} is shorter than when it was stored")
+            left -= len(chunk)
+            if left == 0 and digest is not None and digest.hexdigest() != entry.sha256:
+                # Hold the last bytes back: the child must not complete this download.
+                cache.remove(entry.path)
+                log.warning("cache: %s no longer matches its hash; removed", entry.path)
+                raise CorruptDownload(f"{entry.path} no longer matches its hash")
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+def _read_chunk(handle: object, size: int, digest: hashlib._Hash | None) -> bytes:
+    chunk: bytes = handle.read(size)  # type: ignore[attr-defined]
+    if digest is not None:
+        digest.update(chunk)
+    return chunk
+
+
+def teed_reply(response: httpx.Response, writer: CacheWriter) -> Reply:
+    """The index's 200 answer streamed to the child and into `writer`."""
+    headers = [
+        (n, value) for n in CONTENT_HEADERS if (value := response.headers.get(n)) is not None
+    ]
+    return Reply(response.status_code, headers, _tee(response, writer), close=response.aclose)
+
+
+async def _tee(response: httpx.Response, writer: CacheWriter) -> AsyncIterator[bytes]:
+    held: bytes | None = None
+    done = False
+    try:
+        async for chunk in response.aiter_raw():
+            if not chunk:
+                continue
+            writer.write(chunk)
+            if held is not None:
+                yield held
+            held = chunk  # one chunk behind: the last one waits for the verdict
+        if not writer.matches():
+            log.warning("%s does not match the hash its page gave; download cut", response.url)
+            raise CorruptDownload(f"{response.url} does not match the hash its page gave")
+        if held is not None:
+            yield held
+        done = True
+        await asyncio.to_thread(writer.commit)
+    finally:
+        if not done:
+            writer.abort()
