@@ -112,15 +112,15 @@ def _read_chunk(handle: object, size: int, digest: hashlib._Hash | None) -> byte
     return chunk
 
 
-def teed_reply(response: httpx.Response, writer: CacheWriter) -> Reply:
-    """The index's 200 answer streamed to the child and into `writer`."""
+def teed_reply(response: httpx.Response, writer: CacheWriter, url: str) -> Reply:
+    """The index's 200 answer for `url` streamed to the child and into `writer`."""
     headers = [
         (n, value) for n in CONTENT_HEADERS if (value := response.headers.get(n)) is not None
     ]
-    return Reply(response.status_code, headers, _tee(response, writer), close=response.aclose)
+    return Reply(response.status_code, headers, _tee(response, writer, url), close=response.aclose)
 
 
-async def _tee(response: httpx.Response, writer: CacheWriter) -> AsyncIterator[bytes]:
+async def _tee(response: httpx.Response, writer: CacheWriter, url: str) -> AsyncIterator[bytes]:
     held: bytes | None = None
     done = False
     try:
@@ -132,8 +132,8 @@ async def _tee(response: httpx.Response, writer: CacheWriter) -> AsyncIterator[b
                 yield held
             held = chunk  # one chunk behind: the last one waits for the verdict
         if not writer.matches():
-            log.warning("%s does not match the hash its page gave; download cut", response.url)
-            raise CorruptDownload(f"{response.url} does not match the hash its page gave")
+            log.warning("%s does not match the hash its page gave; download cut", url)
+            raise CorruptDownload(f"{url} does not match the hash its page gave")
         if held is not None:
             yield held
         done = True

@@ -370,7 +370,7 @@ class IndexDoor:
             cache.miss()
             writer = self._writer_for(cache, request, response, url, digest)
             if writer is not None:
-                return teed_reply(response, writer)
+                return teed_reply(response, writer, shown_url(url))
         return streamed_reply(response)
 
     async def _look_up(
