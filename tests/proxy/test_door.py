@@ -7,18 +7,21 @@ The door is called directly with `Request` objects; its upstreams are scripted b
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import httpx
 import pytest
 
 from crane_launch.errors import ConfigError, UpstreamError
+from crane_launch.proxy.cache import FileCache
 from crane_launch.proxy.door import IndexDoor, IndexSpec
 from crane_launch.proxy.server import Door, ProxyServer, Reply, Request
 from crane_launch.proxy.upstream import Upstream
@@ -786,3 +789,59 @@ def test_only_an_anonymous_page_with_index_entries_is_an_open_index(
     else:
         asyncio.run(door.probe())
         assert door.proven
+
+
+# -- crane's file cache ------------------------------------------------------------------------
+
+
+def _cached_door(origins: ScriptedOrigins, tokens: FakeTokens, cache: FileCache) -> IndexDoor:
+    upstream = Upstream(INDEX, tokens, client=origins.client())
+    return IndexDoor(IndexSpec(INDEX, PUBLIC), upstream, token=TOKEN, cache=cache)
+
+
+def test_a_later_run_takes_a_hashed_file_from_the_cache(
+    origins: ScriptedOrigins, tokens: FakeTokens, tmp_path: Path
+) -> None:
+    data = b"sdist bytes" * 100
+    digest = hashlib.sha256(data).hexdigest()
+    page = (
+        b'<!DOCTYPE html><html><body><a href="/repo/demo/demo-1.0.tar.gz#sha256='
+        + digest.encode()
+        + b'">demo-1.0.tar.gz</a></body></html>'
+    )
+    origins.answer(INDEX + "demo/", 200, page, HTML_TYPE)
+    origins.answer("https://crane.example/repo/demo/demo-1.0.tar.gz", 200, data)
+    cache = FileCache(tmp_path / "cache")
+    for run in (1, 2):
+        door = _cached_door(origins, tokens, cache)
+        prove_credentials(door, origins)
+        ask(door, f"/{TOKEN}/simple/demo/")
+        reply, body = ask(door, f"/{TOKEN}/files/repo/demo/demo-1.0.tar.gz")
+        assert (reply.status, body) == (200, data)
+        files = [r for r in origins.requests if r.url.path.endswith(".tar.gz")]
+        assert len(files) == 1, f"run {run}"
+    assert cache.stats.hits == 1
+
+
+def test_a_file_without_a_hash_comes_from_the_cache_after_a_304(
+    origins: ScriptedOrigins, tokens: FakeTokens, tmp_path: Path
+) -> None:
+    data = b"sdist bytes" * 100
+    page = b'<html><body><a href="/repo/demo/demo-1.0.tar.gz">demo-1.0.tar.gz</a></body></html>'
+    origins.answer(INDEX + "demo/", 200, page, HTML_TYPE)
+
+    def conditional(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304, headers={"etag": '"v1"'})
+        return httpx.Response(200, headers={"etag": '"v1"'}, content=data)
+
+    origins.answers["https://crane.example/repo/demo/demo-1.0.tar.gz"] = conditional
+    cache = FileCache(tmp_path / "cache")
+    for _run in (1, 2):
+        door = _cached_door(origins, tokens, cache)
+        prove_credentials(door, origins)
+        ask(door, f"/{TOKEN}/simple/demo/")
+        reply, body = ask(door, f"/{TOKEN}/files/repo/demo/demo-1.0.tar.gz")
+        assert (reply.status, body) == (200, data)
+    files = [r for r in origins.requests if r.url.path.endswith(".tar.gz")]
+    assert [r.headers.get("if-none-match") for r in files] == [None, '"v1"']
