@@ -14,12 +14,12 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
 from crane_launch.proxy.cache import CacheEntry, CacheWriter, FileCache
-from crane_launch.proxy.server import Reply, Request
+from crane_launch.proxy.server import CutReply, Reply, Request
 from crane_launch.proxy.upstream import CONTENT_HEADERS
 
 __all__ = ["CorruptDownload", "byte_range", "disk_reply", "teed_reply"]
@@ -30,7 +30,7 @@ _CHUNK = 1024 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
-class CorruptDownload(Exception):
+class CorruptDownload(CutReply):
     """Bytes that do not match their hash: raised mid-stream, which cuts the connection."""
 
 
@@ -55,8 +55,11 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
     return first, last
 
 
-def disk_reply(request: Request, entry: CacheEntry, cache: FileCache) -> Reply:
-    """The cached file as the index would have answered it."""
+def disk_reply(
+    request: Request, entry: CacheEntry, cache: FileCache, on_cut: Callable[[], None]
+) -> Reply:
+    """The cached file as the index would have answered it; `on_cut` is called when a
+    download is cut because the file no longer matches its hash."""
     size = entry.size
     headers = [
         ("content-type", entry.content_type or "application/octet-stream"),
@@ -74,18 +77,24 @@ def disk_reply(request: Request, entry: CacheEntry, cache: FileCache) -> Reply:
         length = last - first + 1
         headers += [("content-range", f"bytes {first}-{last}/{size}")]
         headers.append(("content-length", str(length)))
-        body = _read(entry, cache, first, length, verify=False)
+        body = _read(entry, cache, first, length, on_cut=None)
         return Reply(206, headers, b"" if request.method == "HEAD" else body)
     headers.append(("content-length", str(size)))
     if request.method == "HEAD":
         return Reply(200, headers)
-    return Reply(200, headers, _read(entry, cache, 0, size, verify=True))
+    return Reply(200, headers, _read(entry, cache, 0, size, on_cut=on_cut))
 
 
 async def _read(
-    entry: CacheEntry, cache: FileCache, offset: int, length: int, *, verify: bool
+    entry: CacheEntry,
+    cache: FileCache,
+    offset: int,
+    length: int,
+    *,
+    on_cut: Callable[[], None] | None,
 ) -> AsyncIterator[bytes]:
-    digest = hashlib.sha256() if verify else None
+    """`length` bytes from `offset`; with `on_cut`, the whole file, hashed as it goes."""
+    digest = hashlib.sha256() if on_cut is not None else None
     handle = await asyncio.to_thread(entry.path.open, "rb")
     try:
         await asyncio.to_thread(handle.seek, offset)
@@ -95,8 +104,9 @@ async def _read(
             if not chunk:
                 raise CorruptDownload(f"{entry.path} is shorter than when it was stored")
             left -= len(chunk)
-            if left == 0 and digest is not None and digest.hexdigest() != entry.sha256:
+            if left == 0 and on_cut is not None and digest and digest.hexdigest() != entry.sha256:
                 # Hold the last bytes back: the child must not complete this download.
+                on_cut()
                 cache.remove(entry.path)
                 log.warning("cache: %s no longer matches its hash; removed", entry.path)
                 raise CorruptDownload(f"{entry.path} no longer matches its hash")
@@ -112,15 +122,21 @@ def _read_chunk(handle: object, size: int, digest: hashlib._Hash | None) -> byte
     return chunk
 
 
-def teed_reply(response: httpx.Response, writer: CacheWriter, url: str) -> Reply:
-    """The index's 200 answer for `url` streamed to the child and into `writer`."""
+def teed_reply(
+    response: httpx.Response, writer: CacheWriter, url: str, on_cut: Callable[[], None]
+) -> Reply:
+    """The index's 200 answer for `url` streamed to the child and into `writer`;
+    `on_cut` is called when the download is cut because it does not match its hash."""
     headers = [
         (n, value) for n in CONTENT_HEADERS if (value := response.headers.get(n)) is not None
     ]
-    return Reply(response.status_code, headers, _tee(response, writer, url), close=response.aclose)
+    body = _tee(response, writer, url, on_cut)
+    return Reply(response.status_code, headers, body, close=response.aclose)
 
 
-async def _tee(response: httpx.Response, writer: CacheWriter, url: str) -> AsyncIterator[bytes]:
+async def _tee(
+    response: httpx.Response, writer: CacheWriter, url: str, on_cut: Callable[[], None]
+) -> AsyncIterator[bytes]:
     held: bytes | None = None
     done = False
     try:
@@ -132,6 +148,7 @@ async def _tee(response: httpx.Response, writer: CacheWriter, url: str) -> Async
                 yield held
             held = chunk  # one chunk behind: the last one waits for the verdict
         if not writer.matches():
+            on_cut()
             log.warning("%s does not match the hash its page gave; download cut", url)
             raise CorruptDownload(f"{url} does not match the hash its page gave")
         if held is not None:

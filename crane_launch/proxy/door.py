@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -77,6 +78,8 @@ class IndexDoor:
         self._cache = cache
         self._hashes: dict[str, str] = {}
         """The sha256 the private pages served this run give each file (path and query)."""
+        self._cut: set[str] = set()
+        """Files whose download this run was cut for a hash mismatch (path and query)."""
         self.token = token or secrets.token_urlsafe(32)
         self._upstream = upstream
         self._private_origin = origin_of(spec.url)
@@ -341,12 +344,27 @@ class IndexDoor:
         }
         headers["Accept-Encoding"] = request.header("accept-encoding") or "identity"
         cache = self._cache if request.method in ("GET", "HEAD") else None
-        digest = self._hashes.get(route.path_and_query) if cache is not None else None
+        key = route.path_and_query
+        digest = self._hashes.get(key) if cache is not None else None
         stored: CacheEntry | None = None
+
+        def cut() -> None:
+            self._cut.add(key)
+
         if cache is not None:
-            hit, stored = await self._look_up(cache, request, url, digest, headers)
+            hit, stored = await self._look_up(cache, request, url, digest, headers, cut=cut)
             if hit is not None:
                 return hit
+        whole = "range" not in headers
+        if cache is not None and digest is not None and request.method == "GET" and not whole:
+            range_header = headers["range"].replace(" ", "").lower()
+            if key in self._cut or range_header == "bytes=0-":
+                # A resume after a cut download, or a range that is the whole file: the
+                # whole file, verified, so that no unverified byte completes a download
+                # (a 200 to a range request is allowed; the tool starts over).
+                headers.pop("range")
+                headers.pop("if-range", None)
+                whole = True
         try:
             answer = await self._upstream.get(
                 url, method=request.method, headers=headers, stream=True, follow_foreign=True
@@ -359,18 +377,18 @@ class IndexDoor:
         if cache is not None and stored is not None and status == 304 and not asked_conditionally:
             await answer.aclose()
             cache.hit(stored.size)
-            return disk_reply(request, stored, cache)
+            return disk_reply(request, stored, cache, cut)
         if status not in _PASSED_FILE_STATUSES:
             await answer.aclose()
             if status in (401, 403):
                 message = routing.auth_failed_message(self.spec.url, self.spec.auth_advice)
                 return _bad_gateway(message)
             return _bad_gateway(f"{self.spec.url}: a file request was answered {status}")
-        if cache is not None and request.method == "GET" and status == 200:
+        if cache is not None and request.method == "GET" and status == 200 and whole:
             cache.miss()
-            writer = self._writer_for(cache, request, response, url, digest)
+            writer = self._writer_for(cache, response, url, digest)
             if writer is not None:
-                return teed_reply(response, writer, shown_url(url))
+                return teed_reply(response, writer, shown_url(url), cut)
         return streamed_reply(response)
 
     async def _look_up(
@@ -380,6 +398,8 @@ class IndexDoor:
         url: str,
         digest: str | None,
         headers: dict[str, str],
+        *,
+        cut: Callable[[], None],
     ) -> tuple[Reply | None, CacheEntry | None]:
         """A reply from the cache for a file whose page gave its hash; for a file without
         one, its stored entry, with the validators that ask the index whether it still
@@ -391,7 +411,7 @@ class IndexDoor:
             if stored is None:
                 return None, None
             cache.hit(stored.size)
-            return disk_reply(request, stored, cache), stored
+            return disk_reply(request, stored, cache, cut), stored
         stored = await asyncio.to_thread(cache.lookup_url, url)
         if stored is not None and not set(headers) & _CONDITIONAL_HEADERS:
             if stored.etag:
@@ -403,14 +423,11 @@ class IndexDoor:
     def _writer_for(
         self,
         cache: FileCache,
-        request: Request,
         response: httpx.Response,
         url: str,
         digest: str | None,
     ) -> CacheWriter | None:
         """Where a whole, unencoded 200 answer goes in the cache; None when it cannot."""
-        if request.header("range") is not None:
-            return None
         if response.headers.get("content-encoding", "identity").lower() != "identity":
             return None
         length = response.headers.get("content-length")

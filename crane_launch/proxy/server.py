@@ -24,7 +24,7 @@ import h11
 
 from crane_launch.proxy.peer import peer_uid
 
-__all__ = ["Door", "ProxyServer", "Reply", "Request", "Takeover"]
+__all__ = ["CutReply", "Door", "ProxyServer", "Reply", "Request", "Takeover"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,11 @@ class Request:
             if key == name:
                 return value
         return None
+
+
+class CutReply(Exception):
+    """Raised from a reply's body to end the connection before the reply is complete, so
+    that the child cannot take what it got for the whole (the door has said why)."""
 
 
 Takeover = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
@@ -203,7 +208,7 @@ class ProxyServer:
             return
         try:
             await serve_h11(self._door, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, CutReply):
             pass
         except asyncio.CancelledError:
             pass

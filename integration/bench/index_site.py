@@ -151,6 +151,12 @@ http {{
         listen 127.0.0.1:{port} backlog=511;
         root {site};
         location / {{ }}
+        # The root page refuses anonymous requests, as a private index does: crane's
+        # door proves its credentials there (a page anybody gets proves nothing). The
+        # tools alone never ask for it; every other page and file stays open.
+        location = /simple/ {{
+            if ($http_authorization = "") {{ return 401; }}
+        }}
     }}
     upstream bench_direct {{
         server 127.0.0.1:{port};

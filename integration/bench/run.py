@@ -49,10 +49,11 @@ for _path in (HERE, HERE.parent):  # the benchmark helpers, and the integration 
 import door_proc  # noqa: E402
 import index_site  # noqa: E402
 import measure  # noqa: E402
+import repeat  # noqa: E402
 from stack import servers  # noqa: E402
 from toolpath import project_tool  # noqa: E402
 
-SECTIONS = ("pip", "uv", "throughput", "latency", "startup", "guard")
+SECTIONS = ("pip", "uv", "throughput", "latency", "startup", "guard", "repeat")
 _MIB = 1024 * 1024
 
 
@@ -625,6 +626,15 @@ def main(argv: list[str] | None = None) -> int:
                     rows += bench_startup(settings, nginx, site, scratch, budget)
                 elif section == "guard":
                     rows += bench_guard(settings, nginx, site, scratch, budget)
+                elif section == "repeat":
+                    rows += repeat.bench_repeat(
+                        site,
+                        scratch,
+                        repeats=settings.repeats,
+                        wheels=settings.wheels,
+                        budget_left=budget.left,
+                        nginx_binary=nginx_binary,
+                    )
     load_after = os.getloadavg()
 
     print()

@@ -155,19 +155,21 @@ def test_a_cached_file_is_served_whole_ranged_and_to_head(cache: FileCache) -> N
     store(cache)
     entry = cache.lookup(DIGEST)
     assert entry is not None
-    whole = disk_reply(request(), entry, cache)
+    whole = disk_reply(request(), entry, cache, lambda: None)
     assert whole.status == 200
     assert ("content-length", str(len(DATA))) in whole.headers
     assert ("accept-ranges", "bytes") in whole.headers
     assert asyncio.run(body_of(whole)) == DATA
-    part = disk_reply(request(range="bytes=5-14"), entry, cache)
+    part = disk_reply(request(range="bytes=5-14"), entry, cache, lambda: None)
     assert part.status == 206
     assert ("content-range", f"bytes 5-14/{len(DATA)}") in part.headers
     assert asyncio.run(body_of(part)) == DATA[5:15]
-    head = disk_reply(request("HEAD"), entry, cache)
+    head = disk_reply(request("HEAD"), entry, cache, lambda: None)
     assert head.status == 200
     assert head.body == b""
-    assert disk_reply(request(range=f"bytes={len(DATA)}-"), entry, cache).status == 416
+    assert (
+        disk_reply(request(range=f"bytes={len(DATA)}-"), entry, cache, lambda: None).status == 416
+    )
 
 
 def test_bytes_that_rot_under_a_good_stamp_are_cut_before_the_end(cache: FileCache) -> None:
@@ -180,10 +182,12 @@ def test_bytes_that_rot_under_a_good_stamp_are_cut_before_the_end(cache: FileCac
     with path.open("r+b") as handle:
         handle.write(b"X")
     os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
-    reply = disk_reply(request(), entry, cache)
+    cuts: list[bool] = []
+    reply = disk_reply(request(), entry, cache, lambda: cuts.append(True))
     with pytest.raises(CorruptDownload):
         asyncio.run(body_of(reply))
     assert not path.exists()
+    assert cuts == [True]
 
 
 def _upstream(data: bytes) -> httpx.Response:
@@ -202,7 +206,7 @@ def _upstream(data: bytes) -> httpx.Response:
 def test_a_download_is_stored_as_it_streams(cache: FileCache) -> None:
     writer = cache.writer(sha256=DIGEST)
     assert writer is not None
-    reply = teed_reply(_upstream(DATA), writer, "https://crane.example/x.whl")
+    reply = teed_reply(_upstream(DATA), writer, "https://crane.example/x.whl", lambda: None)
     assert asyncio.run(body_of(reply)) == DATA
     assert cache.lookup(DIGEST) is not None
 
@@ -211,7 +215,10 @@ def test_a_download_that_does_not_match_is_cut_before_its_last_bytes(cache: File
     writer = cache.writer(sha256=DIGEST)
     assert writer is not None
     bad = b"Y" + DATA[1:]
-    reply = teed_reply(_upstream(bad), writer, "https://crane.example/x.whl")
+    cuts: list[bool] = []
+    reply = teed_reply(
+        _upstream(bad), writer, "https://crane.example/x.whl", lambda: cuts.append(True)
+    )
     sent: list[bytes] = []
 
     async def consume() -> None:
@@ -222,5 +229,6 @@ def test_a_download_that_does_not_match_is_cut_before_its_last_bytes(cache: File
     with pytest.raises(CorruptDownload):
         asyncio.run(consume())
     assert len(b"".join(sent)) < len(bad)
+    assert cuts == [True]
     assert cache.lookup(DIGEST) is None
     assert not list(cache.files.rglob("*.tmp"))
