@@ -57,14 +57,22 @@ def main() -> int:
     parser.add_argument("upstream")
     parser.add_argument("--profile")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument("--cache", help="serve private files through crane's cache in DIR")
     args = parser.parse_args()
 
+    from pathlib import Path
+
     from crane_launch.launch.run import GuardedDoors
+    from crane_launch.proxy.cache import FileCache
+
+    cache = FileCache(Path(args.cache)) if args.cache else None
 
     index = bench_index(args.upstream)
     started = time.perf_counter()
     # The run's real shape: the index door and the guard on one loopback server.
-    with GuardedDoors([(index, FakeTokens())], args.upstream, pass_through=frozenset()) as door:
+    with GuardedDoors(
+        [(index, FakeTokens())], args.upstream, pass_through=frozenset(), cache=cache
+    ) as door:
         open_ms = (time.perf_counter() - started) * 1000
         profiler = cProfile.Profile() if args.profile else None
         if profiler is not None:
