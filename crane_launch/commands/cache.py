@@ -46,22 +46,28 @@ def info(environ: Mapping[str, str]) -> list[str]:
     if last is None:
         lines.append("last run:   none recorded")
         return lines
-    hits = int(last.get("hits", 0))
-    misses = int(last.get("misses", 0))
+    hits, misses = _count(last, "hits"), _count(last, "misses")
     asked = hits + misses
     rate = f"{100 * hits / asked:.0f}%" if asked else "-"
-    when = last.get("finished_at")
-    stamp = (
-        datetime.fromtimestamp(when, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        if isinstance(when, int | float)
-        else "unknown"
-    )
+    try:
+        when = datetime.fromtimestamp(float(last["finished_at"]), tz=UTC)
+        stamp = when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        stamp = "unknown time"
     lines.append(
         f"last run:   {stamp}: {hits} of {asked} files from the cache ({rate}), "
-        f"{_size(int(last.get('bytes_from_cache', 0)))} not fetched, "
-        f"{int(last.get('stored', 0))} stored, {int(last.get('rejected', 0))} rejected"
+        f"{_size(_count(last, 'bytes_from_cache'))} not fetched, "
+        f"{_count(last, 'stored')} stored, {_count(last, 'rejected')} rejected"
     )
     return lines
+
+
+def _count(record: Mapping[str, object], name: str) -> int:
+    """A non-negative whole number from `last-run.json`; 0 for anything else."""
+    value = record.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return value
 
 
 def clean(environ: Mapping[str, str]) -> str:

@@ -51,6 +51,9 @@ DEFAULT_MAX_SIZE = 2 * 1024**3
 """2 GiB: a team's private wheels, several versions deep."""
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,1024}")
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
+_TEMP_NAME = re.compile(r"\.[0-9a-z._-]+\.tmp")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _CHUNK = 1024 * 1024
@@ -181,11 +184,33 @@ class FileCache:
         return self._verified(path, digest, meta or {})
 
     def _read_stamp(self, path: Path) -> dict[str, Any] | None:
+        """The stamp beside `path`, its fields checked; None when absent or unusable (the
+        file is then hashed again, and stamped anew)."""
+        stamp = path.with_name(path.name + ".stamp")
         try:
-            data = json.loads(path.with_name(path.name + ".stamp").read_text("utf-8"))
+            if stamp.is_symlink():
+                return None
+            data = json.loads(stamp.read_text("utf-8"))
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return None
+        for name in ("etag", "last_modified", "content_type"):
+            value = data.get(name)
+            if value is not None and not (
+                isinstance(value, str) and _HEADER_VALUE.fullmatch(value)
+            ):
+                return None
+        digest = data.get("sha256")
+        if digest is not None and not (isinstance(digest, str) and _HEX64.fullmatch(digest)):
+            return None
+        recorded = data.get("stamp")
+        if recorded is not None and not (
+            isinstance(recorded, dict)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in recorded.values())
+        ):
+            return None
+        return data
 
     def _verified(self, path: Path, digest: str, meta: dict[str, Any]) -> CacheEntry | None:
         try:
@@ -218,13 +243,18 @@ class FileCache:
         )
 
     def _touch(self, path: Path) -> None:
-        with contextlib.suppress(OSError):
-            os.utime(path.with_name(path.name + ".stamp"))
+        with contextlib.suppress(OSError, NotImplementedError):
+            os.utime(path.with_name(path.name + ".stamp"), follow_symlinks=False)
 
     def remove(self, path: Path) -> None:
+        """Remove an entry and its stamp, as far as the file system lets crane."""
         for target in (path, path.with_name(path.name + ".stamp")):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 target.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.debug("cache: cannot remove %s (%s)", target, exc.strerror or exc)
 
     def hit(self, size: int) -> None:
         with self._lock:
@@ -271,7 +301,7 @@ class FileCache:
             "etag": etag,
             "last_modified": last_modified,
             "content_type": content_type,
-            "url_key": url is not None,
+            "url_key": sha256 is None,
         }
         return CacheWriter(self, target, Path(tmp), os.fdopen(fd, "wb"), sha256=sha256, meta=meta)
 
@@ -286,30 +316,57 @@ class FileCache:
         stamp = path.with_name(path.name + ".stamp")
         try:
             fd, tmp = tempfile.mkstemp(prefix=".stamp.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            log.debug("cache: cannot stamp %s (%s)", path, exc.strerror)
+            return
+        try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(data, handle)
             os.replace(tmp, stamp)
         except OSError as exc:
             log.debug("cache: cannot stamp %s (%s)", path, exc.strerror)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     # -- size -----------------------------------------------------------------------------
+
+    def _walk(self) -> list[Path]:
+        """The regular files of crane's own layout (`files/{sha256,url}/<aa>/<name>`),
+        found without following a symbolic link: nothing outside the cache is touched."""
+        found: list[Path] = []
+        for kind in ("sha256", "url"):
+            top = self.files / kind
+            if top.is_symlink() or not top.is_dir():
+                continue
+            try:
+                shards = list(top.iterdir())
+            except OSError:
+                continue
+            for shard in shards:
+                if shard.is_symlink() or not shard.is_dir() or len(shard.name) != 2:
+                    continue
+                try:
+                    names = list(shard.iterdir())
+                except OSError:
+                    continue
+                found += [p for p in names if not p.is_symlink() and p.is_file()]
+        return found
 
     def entries(self) -> list[tuple[Path, int, float]]:
         """Every entry: its path, size and last use (its stamp's modification time)."""
         found = []
-        for path in self.files.glob("*/*/*"):
-            if path.name.endswith((".stamp", ".tmp")) or path.name.startswith("."):
+        for path in self._walk():
+            if not _ENTRY_NAME.fullmatch(path.name):
                 continue
             try:
-                size = path.stat().st_size
-                used = path.with_name(path.name + ".stamp").stat().st_mtime
+                size = path.lstat().st_size
+            except OSError:
+                continue
+            try:
+                used = path.with_name(path.name + ".stamp").lstat().st_mtime
             except OSError:
                 used = 0.0
-                try:
-                    size = path.stat().st_size
-                except OSError:
-                    continue
             found.append((path, size, used))
         return found
 
@@ -327,11 +384,19 @@ class FileCache:
                 return
 
     def clean(self) -> int:
-        """Remove every entry (and stray temporary files); the number of entries removed."""
+        """Remove every entry, its stamp, and crane's stray temporary files; the number of
+        entries removed."""
         removed = len(self.entries())
-        for path in sorted(self.files.glob("*/*/*"), reverse=True):
-            with contextlib.suppress(OSError):
-                path.unlink()
+        for path in self._walk():
+            name = path.name
+            ours = (
+                _ENTRY_NAME.fullmatch(name)
+                or (name.endswith(".stamp") and _ENTRY_NAME.fullmatch(name[: -len(".stamp")]))
+                or _TEMP_NAME.fullmatch(name)
+            )
+            if ours:
+                with contextlib.suppress(OSError):
+                    path.unlink()
         with contextlib.suppress(OSError):
             (self.directory / "last-run.json").unlink()
         return removed

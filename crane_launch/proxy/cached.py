@@ -49,8 +49,10 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
             return False
         return max(0, size - int(last_text)), size - 1
     first = int(first_text)
+    if last_text and int(last_text) < first:
+        return None  # an invalid range is ignored (RFC 9110 14.2): the whole file
     last = min(int(last_text), size - 1) if last_text else size - 1
-    if first >= size or first > last:
+    if first >= size:
         return False
     return first, last
 

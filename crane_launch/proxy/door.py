@@ -18,7 +18,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin
 
 import httpx
 
@@ -27,7 +27,7 @@ from crane_launch.errors import AuthError, ConfigError, CraneError, UpstreamErro
 from crane_launch.proxy import rewrite, routing
 from crane_launch.proxy.cache import CacheEntry, CacheWriter, FileCache
 from crane_launch.proxy.cached import disk_reply, teed_reply
-from crane_launch.proxy.guard import NameStatus
+from crane_launch.proxy.guard import NameStatus, distribution_projects
 from crane_launch.proxy.server import Reply, Request
 from crane_launch.proxy.upstream import Upstream, UpstreamResponse, streamed_reply
 
@@ -78,6 +78,8 @@ class IndexDoor:
         self._cache = cache
         self._hashes: dict[str, str] = {}
         """The sha256 the private pages served this run give each file (path and query)."""
+        self._unsure: set[str] = set()
+        """Files pages gave different hashes this run: served uncached."""
         self._cut: set[str] = set()
         """Files whose download this run was cut for a hash mismatch (path and query)."""
         self.token = token or secrets.token_urlsafe(32)
@@ -216,16 +218,31 @@ class IndexDoor:
             log.debug("project %s: private", route.project)
             content_type = answer.response.headers.get("content-type", "")
             if self._cache is not None:
-                self._hashes.update(
+                self._record_hashes(
+                    route.project,
                     rewrite.file_hashes(
                         answer.response.content, content_type, answer.url, self._private_origin
-                    )
+                    ),
                 )
             return self._rewritten(answer.response.content, content_type, answer.url)
         if decision.kind is routing.Decision.FALLBACK_PUBLIC:
             log.debug("project %s: public", route.project)
             return await self._public(route, accept)
         return _bad_gateway(decision.reason)
+
+    def _record_hashes(self, project: str, hashes: dict[str, str]) -> None:
+        """Remember the hashes `project`'s page gives its own files: a page speaks for the
+        files its file names say are its project's, never for another project's (a page
+        could otherwise make the cache serve one project's bytes for another's file). A
+        file two pages give different hashes has none this run."""
+        for key, digest in hashes.items():
+            name = unquote(key.partition("?")[0].rsplit("/", 1)[-1]).removesuffix(".metadata")
+            if key in self._unsure or project not in distribution_projects(name):
+                continue
+            known = self._hashes.setdefault(key, digest)
+            if known != digest:
+                del self._hashes[key]
+                self._unsure.add(key)
 
     async def _ask(
         self, project: str, accept: str, user_agent: str | None = None
@@ -406,13 +423,19 @@ class IndexDoor:
         holds (added to `headers`)."""
         # Bytes as the index holds them: what a hash or a later 304 speaks of.
         headers["Accept-Encoding"] = "identity"
+        try:
+            if digest is not None:
+                stored = await asyncio.to_thread(cache.lookup, digest)
+            else:
+                stored = await asyncio.to_thread(cache.lookup_url, url)
+        except OSError as exc:  # a cache that cannot be read: the run goes on without it
+            log.debug("cache: lookup failed (%s)", exc.strerror or exc)
+            return None, None
         if digest is not None:
-            stored = await asyncio.to_thread(cache.lookup, digest)
             if stored is None:
                 return None, None
             cache.hit(stored.size)
             return disk_reply(request, stored, cache, cut), stored
-        stored = await asyncio.to_thread(cache.lookup_url, url)
         if stored is not None and not set(headers) & _CONDITIONAL_HEADERS:
             if stored.etag:
                 headers["If-None-Match"] = stored.etag

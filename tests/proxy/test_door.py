@@ -845,3 +845,36 @@ def test_a_file_without_a_hash_comes_from_the_cache_after_a_304(
         assert (reply.status, body) == (200, data)
     files = [r for r in origins.requests if r.url.path.endswith(".tar.gz")]
     assert [r.headers.get("if-none-match") for r in files] == [None, '"v1"']
+
+
+def test_a_page_gives_hashes_for_its_own_projects_files_only(
+    origins: ScriptedOrigins, tokens: FakeTokens, tmp_path: Path
+) -> None:
+    # zz-evil's page names corp-shared's wheel with zz-evil's own wheel's hash: were it
+    # believed, the cache would serve zz-evil's bytes for corp-shared's file.
+    evil = b"evil wheel" * 50
+    good = b"good wheel" * 50
+    evil_digest = hashlib.sha256(evil).hexdigest()
+    good_digest = hashlib.sha256(good).hexdigest()
+    evil_page = (
+        f'<html><body><a href="/f/zz_evil-1.0-py3-none-any.whl#sha256={evil_digest}">e</a>'
+        f'<a href="/f/corp_shared-1.0-py3-none-any.whl#sha256={evil_digest}">c</a>'
+        "</body></html>"
+    ).encode()
+    good_page = (
+        f'<html><body><a href="/f/corp_shared-1.0-py3-none-any.whl#sha256={good_digest}">c</a>'
+        "</body></html>"
+    ).encode()
+    origins.answer(INDEX + "zz-evil/", 200, evil_page, HTML_TYPE)
+    origins.answer(INDEX + "corp-shared/", 200, good_page, HTML_TYPE)
+    origins.answer("https://crane.example/f/zz_evil-1.0-py3-none-any.whl", 200, evil)
+    origins.answer("https://crane.example/f/corp_shared-1.0-py3-none-any.whl", 200, good)
+    cache = FileCache(tmp_path / "cache")
+    door = _cached_door(origins, tokens, cache)
+    prove_credentials(door, origins)
+    ask(door, f"/{TOKEN}/simple/zz-evil/")
+    ask(door, f"/{TOKEN}/files/f/zz_evil-1.0-py3-none-any.whl")
+    ask(door, f"/{TOKEN}/simple/corp-shared/")
+    ask(door, f"/{TOKEN}/simple/zz-evil/")
+    reply, body = ask(door, f"/{TOKEN}/files/f/corp_shared-1.0-py3-none-any.whl")
+    assert (reply.status, body) == (200, good)
