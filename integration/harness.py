@@ -132,3 +132,24 @@ def credentialed(records: list, root_path: str) -> list:
     anonymous = [r for r in records if not r.had_auth_header]
     assert all(r.status == 401 and r.path == root_path for r in anonymous), anonymous
     return [r for r in records if r.had_auth_header]
+
+
+PACKAGES = ("crane-private-app", "public-only-dep", "decoy-pkg")
+"""The test packages an install checks: a private one, its public dependency, the decoy."""
+
+
+def origins(target: Path) -> dict[str, str]:
+    """{project: 'private'|'public'} for the test packages installed into `target`."""
+    found = {}
+    for name in PACKAGES:
+        init = target / name.replace("-", "_") / "__init__.py"
+        if init.exists():
+            scope: dict[str, str] = {}
+            exec(init.read_text(), scope)  # noqa: S102 - our own generated test module
+            found[name] = scope["ORIGIN"]
+    return found
+
+
+def uv_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for uv against pypiserver, whose listen backlog is 5: uv's parallelism below it."""
+    return {**env, "UV_CONCURRENT_DOWNLOADS": "2", "UV_CONCURRENT_BUILDS": "1"}

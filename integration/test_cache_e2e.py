@@ -40,7 +40,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from harness import CRANE, Crane, Result
+from harness import CRANE, Crane, Result, uv_env
 from stack.gate import Gate, GateRecord
 from stack.wheels import PRIVATE_SET, build_private, build_wheel, module_name, wheel_filename
 
@@ -76,11 +76,6 @@ def installed(target: Path) -> dict[str, tuple[str, str]]:
             exec(init.read_text(), scope)  # noqa: S102 - our own generated test module
             found[name] = (scope["ORIGIN"], scope["VERSION"])
     return found
-
-
-def uv_env(env: dict[str, str]) -> dict[str, str]:
-    # pypiserver's listen backlog is 5: keep uv's parallelism below it.
-    return {**env, "UV_CONCURRENT_DOWNLOADS": "2", "UV_CONCURRENT_BUILDS": "1"}
 
 
 def install_argv(

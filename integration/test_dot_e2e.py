@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import CRANE, PROMPT_LINE, Result, credentialed
+from harness import CRANE, PROMPT_LINE, Result, credentialed, origins, uv_env
 from stack.dot_user import complete_device_flow, deny_device_flow
 from stack.dotidp.introspection_gate import IntrospectionGate
 from stack.dotidp.launch import (
@@ -39,7 +39,6 @@ from stack.dotidp.launch import (
 )
 from stack.servers import StackError
 
-PACKAGES = ("crane-private-app", "public-only-dep", "decoy-pkg")
 EXPECTED = {"crane-private-app": "private", "public-only-dep": "public", "decoy-pkg": "private"}
 SCOPE = "index:read"
 
@@ -100,23 +99,6 @@ def gate(dot):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def origins(target: Path) -> dict[str, str]:
-    """{project: 'private'|'public'} for the test packages installed into `target`."""
-    found = {}
-    for name in PACKAGES:
-        init = target / name.replace("-", "_") / "__init__.py"
-        if init.exists():
-            scope: dict[str, str] = {}
-            exec(init.read_text(), scope)  # noqa: S102 - our own generated test module
-            found[name] = scope["ORIGIN"]
-    return found
-
-
-def uv_env(env: dict[str, str]) -> dict[str, str]:
-    # pypiserver's listen backlog is 5: keep uv's parallelism below it.
-    return {**env, "UV_CONCURRENT_DOWNLOADS": "2", "UV_CONCURRENT_BUILDS": "1"}
 
 
 def register(crane, url: str, *args: str) -> Result:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import uv_env
 
 DECOY_LINE = "decoy-pkg is a project of private index"
 
@@ -34,10 +35,6 @@ def public_file(stack, filename: str) -> str:
 
 def decoy_url(stack) -> str:
     return public_file(stack, "decoy_pkg-99.0-py3-none-any.whl")
-
-
-def uv_env(env: dict[str, str]) -> dict[str, str]:
-    return {**env, "UV_CONCURRENT_DOWNLOADS": "2", "UV_CONCURRENT_BUILDS": "1"}
 
 
 def assert_refused(result, url: str) -> None:

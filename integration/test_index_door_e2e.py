@@ -12,9 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
-from harness import CRANE
-
-PACKAGES = ("crane-private-app", "public-only-dep", "decoy-pkg")
+from harness import CRANE, origins, uv_env
 
 
 @pytest.fixture
@@ -26,23 +24,6 @@ def logged_in(stack, crane):
     stack.gate.reset()
     yield crane
     stack.gate.reset()
-
-
-def origins(target: Path) -> dict[str, str]:
-    """{project: 'private'|'public'} for the test packages installed into `target`."""
-    found = {}
-    for name in PACKAGES:
-        init = target / name.replace("-", "_") / "__init__.py"
-        if init.exists():
-            scope: dict[str, str] = {}
-            exec(init.read_text(), scope)  # noqa: S102 - our own generated test module
-            found[name] = scope["ORIGIN"]
-    return found
-
-
-def uv_env(env: dict[str, str]) -> dict[str, str]:
-    # pypiserver's listen backlog is 5: keep uv's parallelism below it.
-    return {**env, "UV_CONCURRENT_DOWNLOADS": "2", "UV_CONCURRENT_BUILDS": "1"}
 
 
 def test_pip_installs_private_first_with_public_dependency(stack, logged_in, tmp_path):

@@ -28,9 +28,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from harness import CRANE, Crane, Result
+from harness import CRANE, PACKAGES, Crane, Result, origins, uv_env
 
-PACKAGES = ("crane-private-app", "public-only-dep", "decoy-pkg")
 EXPECTED = {"crane-private-app": "private", "public-only-dep": "public", "decoy-pkg": "private"}
 CI_SCOPE = "index:read"
 USERNAME = "ci-user"
@@ -51,18 +50,6 @@ ENVIRONMENT_SECRET = {
 # -- helpers -----------------------------------------------------------------------------
 
 
-def origins(target: Path) -> dict[str, str]:
-    """{project: 'private'|'public'} for the test packages installed into ``target``."""
-    found = {}
-    for name in PACKAGES:
-        init = target / name.replace("-", "_") / "__init__.py"
-        if init.exists():
-            scope: dict[str, str] = {}
-            exec(init.read_text(), scope)  # noqa: S102 - our own generated test module
-            found[name] = scope["ORIGIN"]
-    return found
-
-
 def venv_origins(venv: Path) -> dict[str, str]:
     found = {}
     for name in PACKAGES:
@@ -70,11 +57,6 @@ def venv_origins(venv: Path) -> dict[str, str]:
         if inits:
             found[name] = "private" if "ORIGIN = 'private'" in inits[0].read_text() else "public"
     return found
-
-
-def uv_env(env: dict[str, str]) -> dict[str, str]:
-    # pypiserver's listen backlog is 5: keep uv's parallelism below it.
-    return {**env, "UV_CONCURRENT_DOWNLOADS": "2", "UV_CONCURRENT_BUILDS": "1"}
 
 
 def install(
