@@ -12,7 +12,7 @@ raises ``StackError`` with its output.
   devpi's own HTTP API: ``/+login``, ``PUT /team``, ``PUT /team/private``, the
   ``file_upload`` action). Its simple URL is ``/team/private/+simple/``, file links are
   relative ``../../+f/...`` paths, and it answers PEP 691 JSON when asked. With
-  ``mirror_url``, also devpi's usual layout: a mirror index ``root/mirror`` of that URL
+  ``mirror_url``, also devpi's usual layout: a mirror index ``team/mirror`` of that URL
   and a stage ``team/inherits`` (the same files) whose base is the mirror.
 - ``start_simple_repository_server``: simple-repository-server serving a directory
   (one folder per normalised project name). PEP 691 JSON, PEP 658 ``.metadata`` files
@@ -357,7 +357,7 @@ def _devpi_publish(
     base: str, distributions: Sequence[Distribution], mirror_url: str | None
 ) -> None:
     """Make user ``team`` and its stage index ``private`` (and with ``mirror_url``, the
-    mirror ``root/mirror`` and the stage ``team/inherits`` on it), and upload every file,
+    mirror ``team/mirror`` and the stage ``team/inherits`` on it), and upload every file,
     through devpi's HTTP API (what devpi-client does)."""
     accept = {"Accept": "application/json"}
     with httpx.Client(base_url=base, trust_env=False, timeout=30.0) as client:
@@ -376,9 +376,11 @@ def _devpi_publish(
         stages: dict[str, list[str]] = {DEVPI_INDEX: []}
         if mirror_url is not None:
             client.put(
-                "/root/mirror", json={"type": "mirror", "mirror_url": mirror_url}, headers=headers
+                f"/{DEVPI_USER}/mirror",
+                json={"type": "mirror", "mirror_url": mirror_url},
+                headers=headers,
             ).raise_for_status()
-            stages[DEVPI_INHERITING_INDEX] = ["root/mirror"]
+            stages[DEVPI_INHERITING_INDEX] = [f"{DEVPI_USER}/mirror"]
         for stage, bases in stages.items():
             client.put(
                 f"/{DEVPI_USER}/{stage}",
