@@ -71,7 +71,6 @@ from crane_launch.proxy.transparent import TransparentDoor
 from crane_launch.proxy.upstream import TokenSource, Upstream
 
 __all__ = [
-    "NO_CACHE_VAR",
     "PASS_THROUGH_VAR",
     "GuardedDoors",
     "OpenIndexDoor",
@@ -166,14 +165,10 @@ def credentials_for(
     )
 
 
-NO_CACHE_VAR = "CRANE_NO_CACHE"
-
-
-def file_cache(environ: Mapping[str, str]) -> FileCache | None:
-    """crane's file cache for this run; None when `CRANE_NO_CACHE` turns it off. A cap
-    (`CRANE_CACHE_MAX_SIZE`) that cannot be read is a `ConfigError` naming it."""
-    if environ.get(NO_CACHE_VAR, "").strip().lower() not in ("", "0", "false", "no"):
-        return None
+def file_cache(environ: Mapping[str, str]) -> FileCache:
+    """crane's file cache for this run (`--no-cache`, or `CRANE_NO_CACHE` through the
+    option, turns it off before this is asked). A cap (`CRANE_CACHE_MAX_SIZE`) that cannot
+    be read is a `ConfigError` naming it."""
     try:
         return FileCache.for_run(environ, cache_dir())
     except ValueError as exc:
