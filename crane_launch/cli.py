@@ -122,9 +122,14 @@ def index_register(url: str, endpoints: tuple[str, ...], **options: Any) -> None
     registry = Registry.load()
     scopes = index.split_scopes(options.pop("scopes"))
     request = index.Registration(url=url, positional=endpoints, scopes=scopes, **options)
+    previous = registry.find(url)
     entry, existed = index.register(registry, request)
     registry.save()
     say(f"{'updated' if existed else 'registered'} {entry.url} ({index.describe(entry)})")
+    if previous is not None and previous.auth != entry.auth:
+        forgotten = index.forget_scheme(previous, os.environ)
+        if forgotten:
+            say(forgotten)
 
 
 @index.command("list")

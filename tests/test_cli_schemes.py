@@ -475,3 +475,21 @@ def test_a_malformed_token_stops_a_run_without_echoing_it(
     assert result.code == 4
     assert "(without the word Bearer)" in result.err
     assert HIDDEN not in result.out + result.err
+
+
+def test_changing_the_scheme_forgets_what_the_old_one_stored(crane: Crane) -> None:
+    assert crane("index", "register", URL, "--auth", "basic", "--username", "u").code == 0
+    store = TokenStore()
+    store.save_password(URL, HIDDEN)
+    result = crane("index", "register", URL, "--auth", "token", "--token-env", "TOK")
+    assert result.code == 0, result.err
+    assert store.load_password(URL) is None
+    assert "the previous scheme's login: forgot the password stored" in result.err
+    assert HIDDEN not in result.out + result.err
+
+
+def test_changing_the_scheme_with_nothing_stored_says_nothing_more(crane: Crane) -> None:
+    assert crane("index", "register", URL, "--auth", "token", "--token-env", "TOK").code == 0
+    result = crane("index", "register", URL, "--auth", "basic", "--username", "u")
+    assert result.code == 0, result.err
+    assert "previous scheme" not in result.err

@@ -21,7 +21,7 @@ from crane_launch.config import (
 from crane_launch.console import say
 from crane_launch.errors import ConfigError, UsageError
 
-__all__ = ["Registration", "describe", "register", "remove", "split_scopes"]
+__all__ = ["Registration", "describe", "forget_scheme", "register", "remove", "split_scopes"]
 
 
 @dataclass(frozen=True)
@@ -309,6 +309,19 @@ def remove(registry: Registry, url: str) -> PrivateIndex:
     index = registry.remove(url)
     TokenStore().delete(index.url)
     return index
+
+
+def forget_scheme(previous: PrivateIndex, environ: Mapping[str, str]) -> str | None:
+    """After an index changed scheme: what its old scheme stored (tokens, revoked where
+    the provider allows; a password) is removed, and said; None when nothing was stored."""
+    from crane_launch.commands import session
+
+    store = TokenStore()
+    if not (
+        store.path_for(previous.url).exists() or store.password_path_for(previous.url).exists()
+    ):
+        return None
+    return f"the previous scheme's login: {session.logout(previous, environ)}"
 
 
 def describe(index: PrivateIndex) -> str:
