@@ -34,7 +34,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -149,7 +148,7 @@ def gated_nginx(site: Path, work: Path, binary: str) -> Iterator[GatedNginx]:
         argv = [binary, "-e", str(work / "error.log"), "-p", str(work), "-c", str(conf)]
         proc = servers.ManagedProcess(f"nginx:{gated_port}", argv)
         try:
-            if _listening((open_port, gated_port), proc):
+            if index_site._wait_listening((open_port, gated_port), proc, 10):
                 yield GatedNginx(
                     f"http://127.0.0.1:{open_port}/simple/",
                     f"http://127.0.0.1:{gated_port}/simple/",
@@ -161,20 +160,6 @@ def gated_nginx(site: Path, work: Path, binary: str) -> Iterator[GatedNginx]:
         finally:
             _stop(proc)
     raise RuntimeError(f"nginx (repeat) did not start:\n{last}")
-
-
-def _listening(ports: tuple[int, ...], proc: servers.ManagedProcess, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    pending = list(ports)
-    while pending and time.monotonic() < deadline:  # bounded by the deadline
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", pending[0]), timeout=1):
-                pending.pop(0)
-        except OSError:
-            time.sleep(0.05)
-    return not pending
 
 
 def _stop(proc: servers.ManagedProcess) -> None:
