@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crane_launch.cli import main
+from crane_launch.entry import main
 
 if __name__ == "__main__":
     main()

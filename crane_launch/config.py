@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-import platformdirs
-
+from crane_launch.environ import SECRET_VARIABLE_FIELDS, cache_dir, config_dir, state_dir
 from crane_launch.errors import ConfigError, CorruptFileError, UnknownIndexError, UsageError
 
 __all__ = [
@@ -50,28 +49,6 @@ __all__ = [
 DEFAULT_SCOPES: tuple[str, ...] = ("openid", "offline_access")
 _REGISTRY_VERSION = 1
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def config_dir() -> Path:
-    home = os.environ.get("CRANE_HOME")
-    if home:
-        return Path(home) / "config"
-    return Path(platformdirs.user_config_dir("crane", appauthor=False))
-
-
-def state_dir() -> Path:
-    home = os.environ.get("CRANE_HOME")
-    if home:
-        return Path(home) / "state"
-    return Path(platformdirs.user_state_dir("crane", appauthor=False))
-
-
-def cache_dir() -> Path:
-    """Where crane keeps the private files its index door has served."""
-    home = os.environ.get("CRANE_HOME")
-    if home:
-        return Path(home) / "cache"
-    return Path(platformdirs.user_cache_dir("crane", appauthor=False))
 
 
 def builtin_public_index() -> str:
@@ -280,7 +257,7 @@ class PrivateIndex:
     @property
     def secret_variables(self) -> frozenset[str]:
         """The environment variables this index reads a secret from."""
-        names = (self.client_secret_env, self.token_env, self.password_env)
+        names = (getattr(self, field) for field in SECRET_VARIABLE_FIELDS)
         return frozenset(name for name in names if name)
 
 

@@ -438,7 +438,7 @@ def no_door(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a door was about to open")
 
-    monkeypatch.setattr("crane_launch.commands.tools.open_index_door", refuse)
+    monkeypatch.setattr("crane_launch.launch.doors.open_index_door", refuse)
 
 
 @pytest.mark.usefixtures("no_door")

@@ -15,16 +15,19 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from crane_launch.auth import Authorizer, LoginPolicy, TerminalUI, TokenStore, authorizer_for
 from crane_launch.config import PrivateIndex, Registry, builtin_public_index, normalise_url
 from crane_launch.console import say
 from crane_launch.errors import LoginRequiredError, UsageError
 from crane_launch.launch.pip import plan_pip
 from crane_launch.launch.plan import Plan, Unchanged
 from crane_launch.launch.project import is_uv_project_command, plan_poetry, plan_uv_project
-from crane_launch.launch.run import credentials_for, file_cache, open_index_door, run
+from crane_launch.launch.run import run
 from crane_launch.launch.uv import plan_uv_pip
+
+if TYPE_CHECKING:
+    from crane_launch.auth import Authorizer
 
 __all__ = ["pip", "poetry", "serve", "uv"]
 
@@ -169,6 +172,9 @@ class _ServeTokens:
 
 def serve(url: str, *, port: int, no_input: bool, no_cache: bool = False) -> int:
     """`crane serve URL`: the index door for URL until SIGINT or SIGTERM; prints its URL."""
+    from crane_launch.auth import LoginPolicy, TerminalUI, TokenStore, authorizer_for
+    from crane_launch.launch.doors import credentials_for, file_cache, open_index_door
+
     registry = Registry.for_run(os.environ)
     index = registry.get(url)
     authorizer = credentials_for(index, os.environ, no_input=no_input)

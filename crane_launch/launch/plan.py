@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crane_launch.config import PrivateIndex, origin_of
+from crane_launch.environ import ALWAYS_HIDDEN
 from crane_launch.errors import RejectedSettingError
 
 __all__ = [
@@ -178,10 +179,6 @@ class Plan:
     """Variables that hold crane's secrets (client secrets, tokens, passwords): removed
     from the child's environment, so that no build backend or hook of the tool sees them.
     `ALWAYS_HIDDEN` is removed whatever this says."""
-
-
-ALWAYS_HIDDEN: frozenset[str] = frozenset({"CRANE_CLIENT_SECRET", "CRANE_TOKEN", "CRANE_PASSWORD"})
-"""The secrets of an index described by the environment (`config.environment_index`)."""
 
 
 @dataclass(frozen=True)

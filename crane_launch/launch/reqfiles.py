@@ -34,8 +34,6 @@ import dataclasses
 import os
 import re
 import shlex
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +215,8 @@ def _skipped_format(path_text: str, dialect: Dialect) -> bool:
 
 
 def _file_url_path(value: str) -> str:
+    import urllib.request  # pulls in http.client and ssl: only for a file: URL
+
     return urllib.request.url2pathname(urllib.parse.urlsplit(value).path)
 
 

@@ -28,6 +28,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -143,7 +144,7 @@ def not_index_shaped(body: bytes, content_type: str, *, proof: bool = False) -> 
         return _not_index_json(body)
     try:
         text, _ = _decode_html(body, content_type)
-        tags = _TagScanner(text, frozenset({"form", "input", "a", "meta"})).tags
+        tags = _tags(text, frozenset({"form", "input", "a", "meta"}))
     except (PageError, ValueError, AssertionError):
         return "an HTML page that cannot be read"
     names = {tag.name for tag in tags}
@@ -166,7 +167,7 @@ def lists_index_entries(body: bytes, content_type: str, page_url: str) -> bool:
         return True
     try:
         text, _ = _decode_html(body, content_type)
-        tags = _TagScanner(text, frozenset({"a", "base", "meta"})).tags
+        tags = _tags(text, frozenset({"a", "base", "meta"}))
     except (PageError, ValueError, AssertionError):
         return False
     if any(("name", "pypi:repository-version") in tag.attrs for tag in tags):
@@ -186,8 +187,8 @@ def lists_index_entries(body: bytes, content_type: str, page_url: str) -> bool:
 
 def _not_index_json(body: bytes) -> str | None:
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = _load_json(body)
+    except (ValueError, RecursionError):
         return "JSON that does not parse"
     if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
         return "JSON without the PEP 691 `meta` table"
@@ -298,6 +299,28 @@ class _StartTag:
         return None
 
 
+_SCANNED_TAGS = frozenset({"a", "base", "form", "input", "meta"})
+
+
+def _tags(text: str, wanted: frozenset[str]) -> list[_StartTag]:
+    """The start tags named in `wanted` (a subset of `_SCANNED_TAGS`), in document order."""
+    return [tag for tag in _scan(text) if tag.name in wanted]
+
+
+@lru_cache(maxsize=4)
+def _scan(text: str) -> tuple[_StartTag, ...]:
+    # The door looks at one page several times (its shape, its hashes, its links): it is
+    # parsed once. A page that cannot be parsed raises each time (exceptions are not kept).
+    return tuple(_TagScanner(text, _SCANNED_TAGS).tags)
+
+
+@lru_cache(maxsize=4)
+def _load_json(body: bytes) -> Any:
+    """`json.loads(body)`, parsed once for the several looks the door takes at a page.
+    The result is shared: never change it in place."""
+    return json.loads(body)
+
+
 class _TagScanner(HTMLParser):
     """Finds start tags and where they sit in the text; reports nothing else.
 
@@ -372,7 +395,7 @@ def _rewrite_html(body: bytes, content_type: str, page_url: str, mapper: LinkMap
 def _scan_links(text: str) -> list[_StartTag]:
     """Every `<a>` and `<base>` start tag of the page, in document order."""
     try:
-        return _TagScanner(text, frozenset({"a", "base"})).tags
+        return _tags(text, frozenset({"a", "base"}))
     except PageError:
         raise
     except Exception as exc:  # html.parser has a few internal assertions
@@ -437,7 +460,7 @@ def _start_tag(tag: str, attrs: Attributes, *, self_closing: bool) -> str:
 
 def _rewrite_json(body: bytes, page_url: str, mapper: LinkMapper) -> bytes:
     try:
-        data: Any = json.loads(body)
+        data: Any = _load_json(body)
     except UnicodeDecodeError:
         raise PageError("upstream JSON page is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -455,10 +478,13 @@ def _rewrite_json(body: bytes, page_url: str, mapper: LinkMapper) -> bytes:
     files = data["files"]
     if not isinstance(files, list):
         raise PageError("upstream JSON page: 'files' is not a list")
+    mapped = []
     for position, entry in enumerate(files):
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
             raise PageError(f"upstream JSON page: files[{position}] has no 'url' string")
-        entry["url"] = _resolve(entry["url"], page_url, mapper)
+        mapped.append({**entry, "url": _resolve(entry["url"], page_url, mapper)})
+    # New containers for what changes: the parsed page is shared (`_load_json`).
+    data = {**data, "files": mapped}
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -524,7 +550,7 @@ def _html_hashes(body: bytes, content_type: str, page_url: str, record: Recorder
 
 
 def _json_hashes(body: bytes, page_url: str, record: Recorder) -> None:
-    data = json.loads(body)
+    data = _load_json(body)
     files = data.get("files") if isinstance(data, dict) else None
     for entry in files if isinstance(files, list) else []:
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
@@ -606,6 +632,8 @@ def is_rdepot_not_found_page(status: int, content_type: str, body: bytes) -> boo
 
 
 def _is_rdepot_not_found_json(body: bytes) -> bool:
+    if b"resource" not in body:
+        return False  # cheaper than parsing; the page has this key (spelled plainly)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -619,6 +647,10 @@ def _is_rdepot_not_found_json(body: bytes) -> bool:
 
 
 def _is_rdepot_not_found_html(body: bytes, content_type: str) -> bool:
+    if not _FOUND.search(body):
+        # Cheaper than parsing. A heading spelled with character references is missed:
+        # the page then counts as found, which never falls back (the safe side).
+        return False
     try:
         charset = _html_charset(content_type)
         scanner = _RDepotNotFoundScanner()
@@ -633,6 +665,9 @@ def _is_rdepot_not_found_html(body: bytes, content_type: str) -> bool:
     if scanner.data_attributes:
         return False
     return not any(_looks_like_distribution(href) for href in scanner.hrefs)
+
+
+_FOUND = re.compile(rb"(?i)found")
 
 
 def _is_rdepot_not_found_title(title: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import httpx
 
 from crane_launch.config import origin_of
 from crane_launch.proxy.server import Reply
+from crane_launch.proxy.wire import LeanPool, LeanStream, SocketBody
 
 __all__ = [
     "CONTENT_HEADERS",
@@ -94,6 +96,10 @@ class Upstream:
     ) -> None:
         self._private_origin = origin_of(private_url)
         self._tokens = tokens
+        # The lean client where the user's proxy settings do not apply (they are httpx's
+        # to honour); a client given by the caller (tests) is used for everything.
+        self._lean = LeanPool() if client is None else None
+        self._lean_prefixes = _unproxied_prefixes(os.environ) if client is None else ()
         self._client = client or httpx.AsyncClient(
             trust_env=True,
             cookies=cookieless(),
@@ -106,6 +112,8 @@ class Upstream:
         self._token_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
+        if self._lean is not None:
+            await self._lean.aclose()
         await self._client.aclose()
 
     def is_private(self, url: str) -> bool:
@@ -185,6 +193,12 @@ class Upstream:
         send_headers = dict(headers)
         if token is not None:
             send_headers["Authorization"] = token
+        if self._lean is not None and url.startswith(self._lean_prefixes):
+            present = {name.lower() for name in send_headers}
+            for name, value in _LEAN_DEFAULTS:
+                if name.lower() not in present:
+                    send_headers[name] = value
+            return await self._lean.request(method, url, list(send_headers.items()))
         request = self._client.build_request(method, url, headers=send_headers)
         return await self._client.send(request, stream=True)
 
@@ -219,6 +233,29 @@ _HOP_BY_HOP = frozenset(
 )
 
 
+_LEAN_DEFAULTS = (
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "gzip, deflate"),
+    ("User-Agent", f"python-httpx/{httpx.__version__}"),
+)
+"""What httpx would have sent by default."""
+
+
+def _unproxied_prefixes(environ: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
+    """The URL schemes (as prefixes) no proxy variable covers: httpx (`trust_env`) reads
+    `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` in either case; where one is set, requests
+    of that scheme stay with httpx, which honours it and `NO_PROXY`."""
+
+    def set_(name: str) -> bool:
+        return bool(environ.get(name) or environ.get(name.upper()))
+
+    return tuple(
+        f"{scheme}://"
+        for scheme in ("http", "https")
+        if not set_(f"{scheme}_proxy") and not set_("all_proxy")
+    )
+
+
 def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """`headers` without the hop-by-hop ones (RFC 9110 7.6.1), names in lower case."""
     return [(k.lower(), v) for k, v in headers if k.lower() not in _HOP_BY_HOP]
@@ -234,9 +271,21 @@ def streamed_reply(
         headers = end_to_end(response.headers.multi_items())
     else:
         headers = [(n, value) for n in names if (value := response.headers.get(n)) is not None]
-    return Reply(response.status_code, headers, _raw(response), close=response.aclose)
+    return Reply(response.status_code, headers, RawBody(response), close=response.aclose)
 
 
-async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
-    async for chunk in response.aiter_raw():
-        yield chunk
+class RawBody:
+    """A response's raw bytes as a reply body; from the lean client, a large plain-HTTP
+    body can instead be handed to the server as its socket (`take_socket`)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_raw()
+
+    def take_socket(self, min_bytes: int) -> SocketBody | None:
+        stream = self._response.stream
+        if isinstance(stream, LeanStream) and not self._response.is_stream_consumed:
+            return stream.take_socket(min_bytes)
+        return None

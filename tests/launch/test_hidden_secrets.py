@@ -22,7 +22,9 @@ import pytest
 from crane_launch.auth import TokenSet
 from crane_launch.commands import tools
 from crane_launch.config import PrivateIndex, Registry
+from crane_launch.launch import doors as doors_module
 from crane_launch.launch import run as run_module
+from crane_launch.launch.doors import credentials_for
 from crane_launch.launch.plan import (
     ALWAYS_HIDDEN,
     IndexDoorMode,
@@ -30,7 +32,7 @@ from crane_launch.launch.plan import (
     TransparentDoorMode,
     Unchanged,
 )
-from crane_launch.launch.run import credentials_for, run
+from crane_launch.launch.run import run
 
 URL = "https://index.example/simple/"
 HIDDEN = "hidden-secret-value"
@@ -120,7 +122,7 @@ class FakeDoors:
 def doors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[FakeDoors]:
     monkeypatch.setenv("CRANE_HOME", str(tmp_path / "home"))
     FakeDoors.made = []
-    monkeypatch.setattr(run_module, "GuardedDoors", FakeDoors)
+    monkeypatch.setattr(doors_module, "GuardedDoors", FakeDoors)
     return FakeDoors.made
 
 
@@ -134,6 +136,7 @@ def children(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
         return 0
 
     monkeypatch.setattr(run_module, "run_supervised", fake_run_supervised)
+    monkeypatch.setattr(doors_module, "run_supervised", fake_run_supervised)
     return started
 
 

@@ -227,7 +227,7 @@ def test_a_domain_suffix_in_no_proxy_does_not_let_the_child_skip_crane() -> None
 
 
 def test_a_lock_file_written_through_the_door_gets_the_real_urls(tmp_path: Path) -> None:
-    from crane_launch.launch.run import restore_real_urls
+    from crane_launch.launch.doors import restore_real_urls
 
     door = "http://127.0.0.1:4000/T0KEN/simple/"
     lock = tmp_path / "pylock.toml"
@@ -248,7 +248,7 @@ def test_a_lock_file_written_through_the_door_gets_the_real_urls(tmp_path: Path)
 
 
 def test_files_left_by_a_killed_crane_are_removed_by_the_next_run(tmp_path: Path) -> None:
-    from crane_launch.launch.run import _sweep_stale
+    from crane_launch.launch.doors import _sweep_stale
 
     gone = psutil.Popen(["true"])
     gone.wait()

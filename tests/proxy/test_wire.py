@@ -1,0 +1,336 @@
+"""The lean client against a scripted HTTP/1.1 server on 127.0.0.1: framing, reuse,
+and every malformed answer refused rather than guessed at."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from crane_launch.proxy.upstream import _unproxied_prefixes
+from crane_launch.proxy.wire import LeanPool
+
+Answer = bytes | Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class Scripted:
+    """Answers requests in order; counts connections and keeps the request heads."""
+
+    answers: list[Answer]
+    port: int = 0
+    connections: int = 0
+    heads: list[bytes] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while self.answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(head)
+                answer = self.answers.pop(0)
+                if isinstance(answer, bytes):
+                    writer.write(answer)
+                    await writer.drain()
+                else:
+                    await answer(writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def scripted(*answers: Answer) -> AsyncIterator[Scripted]:
+    script = Scripted(list(answers))
+    server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+    script.port = server.sockets[0].getsockname()[1]
+    try:
+        yield script
+    finally:
+        server.close()
+
+
+def ok(body: bytes, *extra: str) -> bytes:
+    head = "".join(f"{line}\r\n" for line in extra)
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
+
+
+async def fetch(pool: LeanPool, url: str, method: str = "GET") -> httpx.Response:
+    response = await pool.request(method, url, [("Accept", "*/*")])
+    await response.aread()
+    return response
+
+
+def test_a_connection_is_kept_alive_and_reused() -> None:
+    async def main() -> None:
+        async with scripted(ok(b"one"), ok(b"two")) as server:
+            pool = LeanPool()
+            first = await fetch(pool, server.url + "/a/")
+            second = await fetch(pool, server.url + "/b/?q=1")
+            await pool.aclose()
+        assert (first.content, second.content) == (b"one", b"two")
+        assert server.connections == 1
+        assert server.heads[1].startswith(b"GET /b/?q=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+
+    asyncio.run(main())
+
+
+def test_chunked_bodies_with_extensions_and_trailers() -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;ext=1\r\nabc\r\n0004\r\ndefg\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+
+    async def main() -> None:
+        async with scripted(answer, ok(b"next")) as server:
+            pool = LeanPool()
+            first = await fetch(pool, server.url + "/")
+            second = await fetch(pool, server.url + "/")
+            await pool.aclose()
+        assert (first.content, second.content) == (b"abcdefg", b"next")
+        assert server.connections == 1
+
+    asyncio.run(main())
+
+
+def test_a_body_to_the_end_of_the_connection_is_read_and_not_reused() -> None:
+    async def close_delimited(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nall of it")
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        async with scripted(close_delimited) as first_server:
+            pool = LeanPool()
+            response = await fetch(pool, first_server.url + "/")
+            assert response.content == b"all of it"
+            assert not pool._idle.get(("http", "127.0.0.1", first_server.port))
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("method", "answer"),
+    [
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n"),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ],
+)
+def test_answers_without_a_body_leave_the_connection_in_step(method: str, answer: bytes) -> None:
+    async def main() -> None:
+        async with scripted(answer, ok(b"after")) as server:
+            pool = LeanPool()
+            first = await fetch(pool, server.url + "/", method)
+            second = await fetch(pool, server.url + "/")
+            await pool.aclose()
+        assert first.content == b""
+        assert second.content == b"after"
+        assert server.connections == 1
+
+    asyncio.run(main())
+
+
+def test_informational_answers_are_skipped() -> None:
+    answer = b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + ok(b"real")
+
+    async def main() -> None:
+        async with scripted(answer) as server:
+            pool = LeanPool()
+            response = await fetch(pool, server.url + "/")
+            await pool.aclose()
+        assert (response.status_code, response.content) == (200, b"real")
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n folded\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\nabcd",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0x3\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n",
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"ICY 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+    ],
+)
+def test_malformed_heads_are_protocol_errors(answer: bytes) -> None:
+    async def main() -> None:
+        async with scripted(answer) as server:
+            pool = LeanPool()
+            with pytest.raises(httpx.RemoteProtocolError):
+                await fetch(pool, server.url + "/")
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"zz\r\nabc\r\n0\r\n\r\n",
+        b"3\r\nabcX\r\n0\r\n\r\n",
+        b"3abc\r\n0\r\n\r\n",
+        b"-3\r\nabc\r\n0\r\n\r\n",
+        b"11111111111111111\r\n",
+        b"3\nabc\r\n0\r\n\r\n",
+    ],
+)
+def test_malformed_chunks_are_protocol_errors(body: bytes) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+
+    async def main() -> None:
+        async with scripted(answer) as server:
+            pool = LeanPool()
+            with pytest.raises(httpx.RemoteProtocolError):
+                await fetch(pool, server.url + "/")
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_body_cut_short_is_an_error_and_the_connection_is_dropped() -> None:
+    async def cut(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        async with scripted(cut) as server:
+            pool = LeanPool()
+            with pytest.raises(httpx.RemoteProtocolError):
+                await fetch(pool, server.url + "/")
+            assert not pool._idle.get(("http", "127.0.0.1", server.port))
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_once() -> None:
+    async def then_close(writer: asyncio.StreamWriter) -> None:
+        writer.write(ok(b"one"))
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        async with scripted(then_close, ok(b"two")) as server:
+            pool = LeanPool()
+            first = await fetch(pool, server.url + "/")
+            await asyncio.sleep(0.05)
+            second = await fetch(pool, server.url + "/")
+            await pool.aclose()
+        assert (first.content, second.content) == (b"one", b"two")
+        assert server.connections == 2
+
+    asyncio.run(main())
+
+
+def test_an_abandoned_body_closes_its_connection() -> None:
+    async def main() -> None:
+        async with scripted(ok(b"x" * 100_000), ok(b"fresh")) as server:
+            pool = LeanPool()
+            response = await pool.request("GET", server.url + "/", [])
+            await response.aclose()  # not read
+            second = await fetch(pool, server.url + "/")
+            await pool.aclose()
+        assert second.content == b"fresh"
+        assert server.connections == 2
+
+    asyncio.run(main())
+
+
+def test_bytes_after_a_complete_answer_make_the_connection_unusable() -> None:
+    smuggled = ok(b"one") + b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
+
+    async def main() -> None:
+        async with scripted(smuggled, ok(b"real")) as server:
+            pool = LeanPool()
+            first = await fetch(pool, server.url + "/")
+            await asyncio.sleep(0.05)
+            second = await fetch(pool, server.url + "/")
+            await pool.aclose()
+        assert (first.content, second.content) == (b"one", b"real")
+        assert server.connections == 2
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("http://127.0.0.1:1/a b", []),
+        ("http://127.0.0.1:1/a\r\nX: y", []),
+        ("http://127.0.0.1:1/", [("Accept", "a\r\nX-Injected: 1")]),
+        ("http://127.0.0.1:1/", [("Bad Name", "x")]),
+        ("ftp://127.0.0.1:1/", []),
+    ],
+)
+def test_requests_that_cannot_be_written_safely_are_refused(
+    url: str, headers: list[tuple[str, str]]
+) -> None:
+    async def main() -> None:
+        pool = LeanPool()
+        with pytest.raises((httpx.LocalProtocolError, httpx.UnsupportedProtocol)):
+            await pool.request("GET", url, headers)
+
+    asyncio.run(main())
+
+
+def test_a_refused_connection_is_a_connect_error() -> None:
+    async def main() -> None:
+        async with scripted() as server:
+            port = server.port
+        pool = LeanPool()
+        with pytest.raises(httpx.ConnectError):
+            await pool.request("GET", f"http://127.0.0.1:{port}/", [])
+
+    asyncio.run(main())
+
+
+def test_a_silent_server_is_a_read_timeout() -> None:
+    async def silent(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        async with scripted(silent) as server:
+            pool = LeanPool(read_timeout=0.2)
+            with pytest.raises(httpx.ReadTimeout):
+                await pool.request("GET", server.url + "/", [])
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("environ", "prefixes"),
+    [
+        ({}, ("http://", "https://")),
+        ({"HTTPS_PROXY": "http://corp:3128"}, ("http://",)),
+        ({"http_proxy": "http://corp:3128"}, ("https://",)),
+        ({"ALL_PROXY": "socks5://corp:1080"}, ()),
+        ({"all_proxy": "", "HTTP_PROXY": ""}, ("http://", "https://")),
+    ],
+)
+def test_schemes_a_proxy_variable_covers_stay_with_httpx(
+    environ: dict[str, str], prefixes: tuple[str, ...]
+) -> None:
+    assert _unproxied_prefixes(environ) == prefixes

@@ -1,0 +1,145 @@
+"""The console script's entry: version queries become the tool itself, secrets hidden;
+everything else, and every doubt, goes to the full command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+from crane_launch import entry, environ
+
+TOOL = """#!/bin/sh
+env > "$(dirname "$0")/seen-env"
+echo "$0 $*" > "$(dirname "$0")/seen-argv"
+exit 7
+"""
+
+
+@pytest.fixture
+def fake_tools(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("pip", "uv", "poetry"):
+        script = bin_dir / name
+        script.write_text(TOOL)
+        script.chmod(0o755)
+    return bin_dir
+
+
+def run_crane(args: list[str], tmp_path: Path, bin_dir: Path, **extra: str) -> int:
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "CRANE_HOME": str(tmp_path / "home"),
+        "HOME": str(tmp_path),
+        **extra,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "crane_launch", *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    return done.returncode
+
+
+def register(tmp_path: Path, **fields: str) -> None:
+    config = tmp_path / "home" / "config"
+    config.mkdir(parents=True)
+    index = {"url": "https://private.example/simple/", "auth": "token", **fields}
+    (config / "indexes.json").write_text(json.dumps({"version": 1, "indexes": [index]}))
+
+
+@pytest.mark.parametrize("args", [["pip", "--version"], ["uv", "-V"], ["poetry", "--version"]])
+def test_a_version_query_runs_the_tool_without_any_secret(
+    args: list[str], tmp_path: Path, fake_tools: Path
+) -> None:
+    register(tmp_path, token_env="MY_INDEX_TOKEN")
+    code = run_crane(
+        args,
+        tmp_path,
+        fake_tools,
+        MY_INDEX_TOKEN="s3cret-named",
+        CRANE_TOKEN="s3cret-env",
+        KEPT="yes",
+    )
+    assert code == 7  # the tool's own status
+    seen = (fake_tools / "seen-env").read_text()
+    assert "s3cret" not in seen
+    assert "KEPT=yes" in seen
+    assert (fake_tools / "seen-argv").read_text().split() == [str(fake_tools / args[0]), args[1]]
+
+
+def test_a_corrupt_registry_is_reported_not_bypassed(tmp_path: Path, fake_tools: Path) -> None:
+    config = tmp_path / "home" / "config"
+    config.mkdir(parents=True)
+    (config / "indexes.json").write_text("{not json")
+    code = run_crane(["pip", "--version"], tmp_path, fake_tools)
+    assert code == 3
+    assert not (fake_tools / "seen-env").exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["pip", "--version", "x"], ["-v", "pip", "--version"], ["uv", "version"]]
+)
+def test_other_commands_take_the_full_path(
+    args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["crane", *args])
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("exec'd"))
+    called: list[bool] = []
+
+    def cli_main() -> None:
+        called.append(True)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("crane_launch.cli.main", cli_main)
+    with pytest.raises(SystemExit):
+        entry.main()
+    assert called == [True]
+
+
+def test_a_tool_missing_from_path_takes_the_full_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("exec'd"))
+    entry._exec_tool(["pip", "--version"], {"PATH": "/nonexistent-dir"})
+
+
+def test_which_agrees_with_shutil(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "pip").write_text("not executable")
+    as_dir = tmp_path / "as-dir"
+    (as_dir / "pip").mkdir(parents=True)
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "pip").write_text("#!/bin/sh\n")
+    (good / "pip").chmod(0o755)
+    paths = [
+        os.pathsep.join([str(plain), str(as_dir), str(good)]),
+        os.pathsep.join([str(good), str(good)]),
+        os.pathsep.join([str(plain), str(as_dir)]),
+        "",
+        os.pathsep.join(["", str(good)]),
+    ]
+    for path in paths:
+        assert entry._which("pip", path) == shutil.which("pip", path=path), path
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG rule is Linux's")
+@pytest.mark.parametrize("xdg", [None, "", "   ", "/somewhere/config"])
+def test_the_config_dir_is_platformdirs_own(
+    xdg: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRANE_HOME", raising=False)
+    if xdg is None:
+        monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
+    assert environ.config_dir() == Path(platformdirs.user_config_dir("crane", appauthor=False))
