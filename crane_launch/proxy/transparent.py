@@ -86,12 +86,8 @@ class TransparentDoor:
         self._guard = guard
         self._pass_through = frozenset(host.lower() for host in pass_through)
         self.password = password or secrets.token_urlsafe(32)
-        self._public = public_client or httpx.AsyncClient(
-            trust_env=True,
-            cookies=cookieless(),
-            follow_redirects=False,
-            timeout=httpx.Timeout(60.0, connect=10.0),
-        )
+        self._given_public = public_client
+        self._made_public: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
         return f"TransparentDoor({sorted(origin.host for origin in self._privates)})"
@@ -101,7 +97,24 @@ class TransparentDoor:
         return f"http://crane:{self.password}@127.0.0.1:{port}"
 
     async def aclose(self) -> None:
-        await self._public.aclose()
+        client = self._given_public or self._made_public
+        if client is not None:
+            await client.aclose()
+
+    @property
+    def _public(self) -> httpx.AsyncClient:
+        """The client for everything but the private indexes, made on first use (its CA
+        bundle costs 15 ms; many runs never leave the private index)."""
+        if self._given_public is not None:
+            return self._given_public
+        if self._made_public is None:
+            self._made_public = httpx.AsyncClient(
+                trust_env=True,
+                cookies=cookieless(),
+                follow_redirects=False,
+                timeout=httpx.Timeout(60.0, connect=10.0),
+            )
+        return self._made_public
 
     def _authorised(self, request: Request) -> bool:
         value = request.header("proxy-authorization") or ""

@@ -2,7 +2,7 @@
 
     python door_proc.py UPSTREAM_SIMPLE_URL [--profile FILE] [--max-seconds S]
 
-Opens the door with `crane_launch.launch.run.open_index_door` (credential probe included)
+Opens the door with `crane_launch.launch.doors.open_index_door` (credential probe included)
 in front of UPSTREAM_SIMPLE_URL, which is also the public index, with a fake token source
 (the upstream checks no token; the door still adds `Authorization: Bearer x`). Prints one
 line
@@ -62,7 +62,7 @@ def main() -> int:
 
     from pathlib import Path
 
-    from crane_launch.launch.run import GuardedDoors
+    from crane_launch.launch.doors import GuardedDoors
     from crane_launch.proxy.cache import FileCache
 
     cache = FileCache(Path(args.cache)) if args.cache else None

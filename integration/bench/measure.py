@@ -7,6 +7,7 @@ import http.client
 import math
 import os
 import socket
+import ssl
 import statistics
 import subprocess
 import threading
@@ -23,6 +24,7 @@ __all__ = [
     "RssSampler",
     "cpu_seconds",
     "curl_download",
+    "curl_parallel",
     "keepalive_gets",
     "median",
     "p95",
@@ -96,10 +98,16 @@ def keepalive_gets(
     warmup: int = 20,
     timeout: float = 10.0,
     proxy_authorization: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> GetSeries:
     """`count` sequential GETs on one keep-alive connection; per-request wall time in ms.
-    With `proxy_authorization`, `port` is a proxy and `path` an absolute URL."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    With `proxy_authorization`, `port` is a proxy and `path` an absolute URL; with `tls`,
+    the connection is HTTPS (one handshake, before the first request)."""
+    conn: http.client.HTTPConnection
+    if tls is not None:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     headers = {"Accept": PIP_ACCEPT, "User-Agent": "crane-bench"}
     if proxy_authorization is not None:
         headers["Proxy-Authorization"] = proxy_authorization
@@ -153,11 +161,18 @@ class Download:
 
 
 def curl_download(
-    url: str, env: Mapping[str, str], *, max_seconds: int = 600, proxy: str | None = None
+    url: str,
+    env: Mapping[str, str],
+    *,
+    max_seconds: int = 600,
+    proxy: str | None = None,
+    cacert: Path | None = None,
 ) -> Download:
     """Download `url` to /dev/null with curl (a C client: it does not limit the server),
-    directly or through `proxy`."""
+    directly or through `proxy`; `cacert`: the CA to trust for an https:// URL."""
     route = ["--noproxy", "*"] if proxy is None else ["--proxy", proxy]
+    if cacert is not None:
+        route += ["--cacert", str(cacert)]
     out = subprocess.run(
         [
             "curl",
@@ -182,6 +197,60 @@ def curl_download(
         raise RuntimeError(f"curl failed ({out.returncode}): {out.stderr.strip()}")
     status, size, seconds = out.stdout.split()
     return Download(int(status), int(float(size)), float(seconds))
+
+
+@dataclass
+class ParallelDownloads:
+    seconds: float
+    """Wall time of the whole batch (curl's start to its exit)."""
+    total_bytes: int
+    """Bytes received, over every transfer, complete or not."""
+    errors: int
+    """Transfers that did not end in a 200 with the expected size (or did not report)."""
+
+    @property
+    def mb_per_s(self) -> float:
+        """Aggregate rate: every byte received over the wall time, 10^6 bytes/s."""
+        return self.total_bytes / self.seconds / 1e6 if self.seconds > 0 else float("nan")
+
+
+def curl_parallel(
+    url: str,
+    count: int,
+    size: int,
+    env: Mapping[str, str],
+    *,
+    max_seconds: int = 600,
+) -> ParallelDownloads:
+    """`count` downloads of `url` at once with one curl in parallel mode (`-Z`, one
+    connection per transfer, all started at once), each to /dev/null. An error is a
+    transfer that ends in anything but a 200 of `size` bytes."""
+    argv = [
+        "curl",
+        "-q",
+        "-sS",
+        *("--noproxy", "*"),
+        "-Z",
+        *("--parallel-max", str(count), "--parallel-immediate"),
+        *("--max-time", str(max_seconds)),
+        *("-w", "%{http_code} %{size_download}\\n"),
+    ]
+    for _ in range(count):
+        argv += ["-o", os.devnull, url]
+    started = time.perf_counter()
+    out = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=max_seconds + 30,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    reports = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    total = sum(int(float(fields[1])) for fields in reports if len(fields) == 2)
+    good = sum(1 for fields in reports if fields == ["200", str(size)])
+    return ParallelDownloads(seconds, total, count - good)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -15,11 +15,17 @@ Sections (see README.md in this directory for what each number means):
 
 - pip:        `pip install --target T --no-cache-dir bench-top` (60 wheels)
 - uv:         `uv pip install --target T bench-top`, fresh cache, default concurrency
+- sync:       `uv sync --frozen` of a locked project against `crane uv sync --frozen`
+              (the transparent door; `sync.py`)
 - throughput: one large file with curl, direct / through the door's `/files/` route /
               through nginx's own `proxy_pass` (reference); plus the door's RSS growth
+- concurrent: 64 downloads of a 16 MiB file at once (curl's parallel mode), aggregate MB/s
+- https:      the large file and a project page from an HTTPS upstream (a test CA made at
+              run time), direct over TLS / through a door whose private index is https://
 - latency:    sequential keep-alive GETs of a small project page
-- startup:    `open_index_door` entry -> door open -> first 200, in this process; and the
-              cost of a fresh interpreter importing crane
+- startup:    `open_index_door` entry -> door open -> first 200, in this process; the
+              cost of a fresh interpreter importing crane; `crane pip --version` against
+              `pip --version` and `crane --version` against `python -c pass`
 """
 
 from __future__ import annotations
@@ -50,11 +56,28 @@ import door_proc  # noqa: E402
 import index_site  # noqa: E402
 import measure  # noqa: E402
 import repeat  # noqa: E402
+import sync  # noqa: E402
+import tlsca  # noqa: E402
 from stack import servers  # noqa: E402
 from toolpath import project_tool  # noqa: E402
 
-SECTIONS = ("pip", "uv", "throughput", "latency", "startup", "guard", "repeat")
+SECTIONS = (
+    "pip",
+    "uv",
+    "sync",
+    "throughput",
+    "concurrent",
+    "https",
+    "latency",
+    "startup",
+    "guard",
+    "repeat",
+)
 _MIB = 1024 * 1024
+CONCURRENT_DOWNLOADS = 64
+CONCURRENT_MIB = 16
+CLI_REPEATS_MIN = 10
+"""`crane pip --version` and friends: ~0.1 s each, so at least this many even in --quick."""
 
 
 @dataclass
@@ -378,6 +401,193 @@ def _check_download(result: measure.Download, size: int, name: str) -> None:
         raise RuntimeError(f"{name}: HTTP {result.status}, {result.size} of {size} bytes")
 
 
+# -- 2b. many downloads at once -----------------------------------------------------------------
+
+
+def bench_concurrent(
+    settings: Settings,
+    nginx: index_site.Nginx,
+    site: index_site.Site,
+    scratch: Path,
+    budget: Budget,
+) -> list[measure.Row]:
+    """`CONCURRENT_DOWNLOADS` downloads of the medium file at once, by one curl in
+    parallel mode: direct / the door's `/files/` route / nginx's proxy_pass (reference)."""
+    env = measure.tool_env(scratch)
+    upstream = nginx.direct_url + "/simple/"
+    count, size = CONCURRENT_DOWNLOADS, site.medium_bytes
+    speeds: dict[str, list[float]] = {"direct": [], "door": [], "proxy": []}
+    errors: dict[str, list[float]] = {name: [] for name in speeds}
+    """Per batch: transfers that did not end in a 200 of the file's size."""
+    growth: list[float] = []
+    cpu_per_gib: list[float] = []
+    with door_process(upstream, env, _profile_path(settings, "concurrent", 0)) as info:
+        urls = {
+            "direct": nginx.direct_url + site.medium_path,
+            "door": info.files_url + site.medium_path,
+            "proxy": nginx.proxy_url + site.medium_path,
+        }
+        baseline_rss = measure.RssSampler(info.pid).before
+        for name, url in urls.items():  # warm-up: page cache, the door's first connection
+            _check_download(measure.curl_download(url, env), size, name)
+        for i in range(settings.repeats):
+            if not budget.left():
+                say(f"concurrent: time budget used up after {i} repeats")
+                break
+            names = list(urls)
+            for name in names[i % 3 :] + names[: i % 3]:
+                if name == "door":
+                    cpu_before = measure.cpu_seconds(info.pid)
+                    with measure.RssSampler(info.pid) as rss:
+                        result = measure.curl_parallel(urls[name], count, size, env)
+                    growth.append(rss.growth / _MIB)
+                    cpu_per_gib.append(
+                        (measure.cpu_seconds(info.pid) - cpu_before) * (1 << 30) / (count * size)
+                    )
+                else:
+                    result = measure.curl_parallel(urls[name], count, size, env)
+                speeds[name].append(result.mb_per_s)
+                errors[name].append(float(result.errors))
+            say(
+                f"concurrent: repeat {i + 1}: "
+                + ", ".join(f"{n} {speeds[n][-1]:.0f} MB/s" for n in urls)
+                + f"; errors: door {errors['door'][-1]:.0f}, direct {errors['direct'][-1]:.0f}"
+            )
+    runs = len(speeds["door"])
+    failed = {name: f"{sum(counts):.0f}" for name, counts in errors.items()}
+    return [
+        measure.Row(
+            f"{count} concurrent {size / _MIB:.0f} MiB downloads",
+            "MB/s",
+            measure.median(speeds["direct"]),
+            measure.median(speeds["door"]),
+            measure.median(speeds["proxy"]),
+            lower_is_better=False,
+            note=(
+                f"one curl -Z, {count} transfers at once, each to /dev/null; aggregate bytes "
+                f"over wall time. Errors (not a 200 of {size} bytes) over {runs} x {count} "
+                f"transfers: direct {failed['direct']}, door {failed['door']}, nginx proxy "
+                f"{failed['proxy']}. Door RSS {baseline_rss / _MIB:.0f} MiB before, peak "
+                f"growth during one batch: median {measure.median(growth):.1f} MiB, max "
+                f"{max(growth, default=float('nan')):.1f} MiB; door CPU (user + system) "
+                f"median {measure.median(cpu_per_gib):.2f} s per GiB"
+            ),
+            samples={
+                **speeds,
+                **{f"errors_{name}": counts for name, counts in errors.items()},
+                "door_rss_growth_mib": growth,
+                "door_cpu_s_per_gib": cpu_per_gib,
+            },
+        )
+    ]
+
+
+# -- 2c. an HTTPS upstream -------------------------------------------------------------------------
+
+
+def bench_https(
+    settings: Settings,
+    nginx: index_site.Nginx,
+    site: index_site.Site,
+    scratch: Path,
+    budget: Budget,
+    *,
+    ca: tlsca.BenchCa,
+) -> list[measure.Row]:
+    """The large file and a project page from nginx's HTTPS server block: directly (curl
+    with `--cacert`, Python's client with a context trusting the test CA) and through a
+    door (plain HTTP to the door) whose private index is the https:// URL. The door trusts
+    the test CA through `SSL_CERT_FILE` in its environment."""
+    env = measure.tool_env(scratch, {"SSL_CERT_FILE": str(ca.ca)})
+    upstream = nginx.https_url + "/simple/"
+    page = f"/simple/{site.page_project}/"
+    speeds: dict[str, list[float]] = {"direct": [], "door": []}
+    series: dict[str, list[float]] = {"direct": [], "door": []}
+    growth: list[float] = []
+    cpu_per_gib: list[float] = []
+    with door_process(upstream, env, _profile_path(settings, "https", 0)) as info:
+        urls = {"direct": nginx.https_url + site.big_path, "door": info.files_url + site.big_path}
+        for name, url in urls.items():  # warm-up
+            _check_download(measure.curl_download(url, env, cacert=ca.ca), site.big_bytes, name)
+        for i in range(settings.repeats):
+            if not budget.left():
+                say(f"https: time budget used up after {i} repeats")
+                break
+
+            def run_direct() -> None:
+                result = measure.curl_download(urls["direct"], env, cacert=ca.ca)
+                _check_download(result, site.big_bytes, "direct (https)")
+                speeds["direct"].append(result.mb_per_s)
+
+            def run_door() -> None:
+                cpu_before = measure.cpu_seconds(info.pid)
+                with measure.RssSampler(info.pid) as rss:
+                    result = measure.curl_download(urls["door"], env)
+                _check_download(result, site.big_bytes, "door (https upstream)")
+                speeds["door"].append(result.mb_per_s)
+                growth.append(rss.growth / _MIB)
+                cpu_per_gib.append(
+                    (measure.cpu_seconds(info.pid) - cpu_before) * (1 << 30) / site.big_bytes
+                )
+
+            _alternate(i, run_direct, run_door)
+            say(
+                f"https: repeat {i + 1}: direct {speeds['direct'][-1]:.0f} MB/s, "
+                f"door {speeds['door'][-1]:.0f} MB/s"
+            )
+        context = ca.client_context()
+        for i in range(settings.latency_rounds):
+            if not budget.left():
+                say(f"https: time budget used up after {i} latency rounds")
+                break
+
+            def gets_direct() -> None:
+                series["direct"] += measure.keepalive_gets(
+                    nginx.tls_port, page, settings.requests, tls=context
+                ).samples_ms
+
+            def gets_door() -> None:
+                series["door"] += measure.keepalive_gets(
+                    info.port, info.prefix + page, settings.requests
+                ).samples_ms
+
+            _alternate(i, gets_direct, gets_door)
+            say(
+                f"https: round {i + 1}: page direct {measure.median(series['direct']):.3f} ms, "
+                f"door {measure.median(series['door']):.3f} ms"
+            )
+    size = f"{site.big_bytes / _MIB:.0f} MiB"
+    return [
+        measure.Row(
+            f"large file {size}, HTTPS upstream",
+            "MB/s",
+            measure.median(speeds["direct"]),
+            measure.median(speeds["door"]),
+            lower_is_better=False,
+            note=(
+                "nginx over TLS (test CA made at run time); direct = curl https:// with "
+                "--cacert; door = curl http:// to a door whose private index is the https:// "
+                "URL (SSL_CERT_FILE = the test CA). Door peak RSS growth during one transfer: "
+                f"median {measure.median(growth):.1f} MiB; door CPU (user + system) median "
+                f"{measure.median(cpu_per_gib):.2f} s per GiB"
+            ),
+            samples={**speeds, "door_rss_growth_mib": growth, "door_cpu_s_per_gib": cpu_per_gib},
+        ),
+        measure.Row(
+            "project page GET, median, HTTPS upstream",
+            "ms",
+            measure.median(series["direct"]),
+            measure.median(series["door"]),
+            note=(
+                f"{settings.requests} sequential GETs x {settings.latency_rounds} round(s) on "
+                "one keep-alive connection; direct = HTTPS to nginx (one handshake); door = "
+                "HTTP to the door, which fetches the page from nginx over HTTPS"
+            ),
+            samples=series,
+        ),
+    ]
+
+
 # -- 3. per-request latency --------------------------------------------------------------------
 
 
@@ -518,7 +728,7 @@ def bench_startup(
     scratch: Path,
     budget: Budget,
 ) -> list[measure.Row]:
-    from crane_launch.launch.run import open_index_door
+    from crane_launch.launch.doors import open_index_door
 
     upstream = nginx.direct_url + "/simple/"
     index = door_proc.bench_index(upstream)
@@ -557,6 +767,7 @@ def bench_startup(
             break
         bare.append(_wall_ms([sys.executable, "-c", "pass"], env))
         imported.append(_wall_ms([sys.executable, "-c", "import crane_launch.launch.run"], env))
+    cli = _cli_startup(settings, upstream, scratch, budget)
     n = len(first)
     return [
         measure.Row(
@@ -582,6 +793,59 @@ def bench_startup(
             note="direct = `python -c pass`; door = `python -c 'import crane_launch.launch.run'`",
             compare=False,
             samples={"direct": bare, "door": imported},
+        ),
+        *cli,
+    ]
+
+
+def _cli_startup(
+    settings: Settings, upstream: str, scratch: Path, budget: Budget
+) -> list[measure.Row]:
+    """`crane pip --version` against `pip --version`, and `crane --version` against
+    `python -c pass`: fresh processes from the project's bin directory, a clean
+    environment (the project's bin directory first on PATH) with crane's index set by
+    CRANE_INDEX_URL as a user's would be; alternating order."""
+    env = measure.tool_env(
+        scratch, {"CRANE_INDEX_URL": upstream, "CRANE_AUTH": "token", "CRANE_TOKEN": "x"}
+    )
+    crane, pip = project_tool("crane"), project_tool("pip")
+    pairs = {
+        "pip": ([pip, "--version"], [crane, "pip", "--version"]),
+        "bare": ([sys.executable, "-c", "pass"], [crane, "--version"]),
+    }
+    times: dict[str, dict[str, list[float]]] = {k: {"direct": [], "door": []} for k in pairs}
+    repeats = max(CLI_REPEATS_MIN, settings.startup_repeats)
+    for argv in (a for pair in pairs.values() for a in pair):  # warm-up: the page cache
+        _wall_ms(argv, env)
+    for i in range(repeats):
+        if not budget.left():
+            break
+        for key, (plain, wrapped) in pairs.items():
+            order = [("direct", plain), ("door", wrapped)]
+            for path, argv in order if i % 2 == 0 else order[::-1]:
+                times[key][path].append(_wall_ms(argv, env))
+    n = len(times["pip"]["door"])
+    return [
+        measure.Row(
+            "crane pip --version",
+            "ms",
+            measure.median(times["pip"]["direct"]),
+            measure.median(times["pip"]["door"]),
+            note=(
+                f"{n} fresh processes each; direct = the venv's `pip --version`; door = "
+                "`crane pip --version` (CRANE_INDEX_URL set): what crane adds to a command "
+                "that needs no index"
+            ),
+            samples=times["pip"],
+        ),
+        measure.Row(
+            "crane --version",
+            "ms",
+            measure.median(times["bare"]["direct"]),
+            measure.median(times["bare"]["door"]),
+            note=f"{n} fresh processes each; direct = `python -c pass`, a reference only",
+            compare=False,
+            samples=times["bare"],
         ),
     ]
 
@@ -630,33 +894,59 @@ def main(argv: list[str] | None = None) -> int:
     if nginx_binary is None:
         say("nginx is not installed: apt-get install -y nginx")
         return 2
-    if shutil.which("curl") is None and "throughput" in settings.sections:
-        say("curl is not installed (the throughput benchmark needs it)")
+    if shutil.which("curl") is None and {"throughput", "concurrent", "https"} & set(
+        settings.sections
+    ):
+        say("curl is not installed (the throughput, concurrent and https benchmarks need it)")
         return 2
     budget = Budget(settings.max_minutes)
     rows: list[measure.Row] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="crane-bench-") as tmp:
         scratch = Path(tmp)
-        say(f"building {settings.wheels} wheels and a {settings.big_mib} MiB file")
+        big_mib = (
+            settings.big_mib if {"throughput", "guard", "https"} & set(settings.sections) else 0
+        )
+        medium_mib = CONCURRENT_MIB if "concurrent" in settings.sections else 0
+        say(
+            f"building {settings.wheels} wheels"
+            + (f", a {big_mib} MiB file" if big_mib else "")
+            + (f", a {medium_mib} MiB file" if medium_mib else "")
+        )
         site = index_site.build_site(
             scratch / "site",
             wheels_count=settings.wheels,
-            big_bytes=settings.big_mib * _MIB
-            if {"throughput", "guard"} & set(settings.sections)
-            else 0,
+            big_bytes=big_mib * _MIB,
             sparse=settings.sparse,
+            medium_bytes=medium_mib * _MIB,
         )
-        with index_site.Nginx(site.root, scratch / "nginx", binary=nginx_binary) as nginx:
-            say(f"nginx: direct {nginx.direct_url}, proxy_pass {nginx.proxy_url}")
+        ca = tlsca.make_ca(scratch / "tls") if "https" in settings.sections else None
+        tls = (ca.cert, ca.key) if ca is not None else None
+        with index_site.Nginx(site.root, scratch / "nginx", binary=nginx_binary, tls=tls) as nginx:
+            say(
+                f"nginx: direct {nginx.direct_url}, proxy_pass {nginx.proxy_url}"
+                + (f", https {nginx.https_url}" if tls is not None else "")
+            )
             for section in settings.sections:
                 if not budget.left():
                     say(f"time budget used up: skipping {section}")
                     continue
                 if section in ("pip", "uv"):
                     rows.append(bench_install(section, settings, nginx, scratch, budget))
+                elif section == "sync":
+                    rows += sync.bench_sync(
+                        nginx,
+                        scratch,
+                        repeats=settings.repeats,
+                        wheels=settings.wheels,
+                        budget_left=budget.left,
+                    )
                 elif section == "throughput":
                     rows += bench_throughput(settings, nginx, site, scratch, budget)
+                elif section == "concurrent":
+                    rows += bench_concurrent(settings, nginx, site, scratch, budget)
+                elif section == "https" and ca is not None:
+                    rows += bench_https(settings, nginx, site, scratch, budget, ca=ca)
                 elif section == "latency":
                     rows += bench_latency(settings, nginx, site, scratch, budget)
                 elif section == "startup":
