@@ -3,13 +3,15 @@
 A file from a plain-HTTP index crosses the door without entering Python: the kernel
 moves it from the upstream socket into a pipe and from the pipe into the child's
 socket. Copying it through Python instead costs about a second of CPU per GiB in the
-door's one event-loop thread (measured in `task bench`); a prototype of this relay ran
-at the speed of the direct path (integration notes).
+door's one event-loop thread (measured in `task bench`).
 
 Both sockets belong to asyncio transports. The caller has paused the upstream one's
 reading and emptied the child's write buffer, so neither transport touches its socket
-while the relay runs; the relay waits on duplicates of the descriptors (asyncio refuses
-to watch a descriptor a transport owns).
+while the relay runs. The relay runs in a thread of its own, on duplicates of the two
+descriptors (so a socket closed meanwhile can never be confused with a new one that
+got its number), waiting with poll(2): per wait that is one system call, where the
+event loop needed four and a turn of the loop (measured: 0.55-0.61x of the direct path
+on the event loop, 0.66-0.73x in a thread, for a 512 MiB file on this 2-core machine).
 """
 
 from __future__ import annotations
@@ -17,17 +19,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import sys
+import threading
 
-__all__ = ["AVAILABLE", "MIN_BYTES", "relay"]
+__all__ = ["AVAILABLE", "MIN_BYTES", "RelayError", "relay"]
 
 AVAILABLE = sys.platform == "linux" and hasattr(os, "splice")
 MIN_BYTES = 256 * 1024
-"""Bodies smaller than this are copied: a pipe and two waits cost more than they save."""
+"""Bodies smaller than this are copied: a pipe, a thread and the waits cost more."""
 
 _PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = 1031
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+_POLL_SLICE_MS = 200
+"""How often a waiting relay looks whether it was called off."""
 
 
 class RelayError(ConnectionError):
@@ -37,16 +43,52 @@ class RelayError(ConnectionError):
 async def relay(source: int, target: int, count: int, timeout: float) -> None:
     """Move exactly `count` bytes from socket `source` to socket `target` (both
     non-blocking). Raises RelayError when either side ends or fails first, TimeoutError
-    when neither moves for `timeout` seconds."""
+    when neither moves for `timeout` seconds. Cancelled, it calls the relay off (the
+    thread stops within `_POLL_SLICE_MS`)."""
     loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    stop = threading.Event()
+    source_dup, target_dup = os.dup(source), os.dup(target)
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def work() -> None:
+        error: BaseException | None = None
+        try:
+            _relay(source_dup, target_dup, count, timeout, stop)
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        finally:
+            os.close(source_dup)
+            os.close(target_dup)
+        with contextlib.suppress(RuntimeError):  # the loop may be gone at shutdown
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=work, name="crane-splice", daemon=True).start()
+    try:
+        await done
+    finally:
+        stop.set()
+
+
+def _relay(source: int, target: int, count: int, timeout: float, stop: threading.Event) -> None:
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    source_dup = os.dup(source)
-    target_dup = os.dup(target)
     try:
         with contextlib.suppress(OSError):
             import fcntl
 
             fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
+        readable, writable, either = select.poll(), select.poll(), select.poll()
+        readable.register(source, select.POLLIN)
+        writable.register(target, select.POLLOUT)
+        either.register(source, select.POLLIN)
+        either.register(target, select.POLLOUT)
         remaining, in_pipe = count, 0
         while remaining or in_pipe:
             moved = False
@@ -64,15 +106,24 @@ async def relay(source: int, target: int, count: int, timeout: float) -> None:
                     in_pipe -= sent
                     moved = True
             if not moved:
-                await _wait(
-                    loop,
-                    source_dup if remaining and in_pipe < _PIPE_SIZE else None,
-                    target_dup if in_pipe else None,
-                    timeout,
+                wants_source = bool(remaining) and in_pipe < _PIPE_SIZE
+                poller = (
+                    either if wants_source and in_pipe else readable if wants_source else writable
                 )
+                _wait(poller, timeout, stop)
     finally:
-        for fd in (read_end, write_end, source_dup, target_dup):
-            os.close(fd)
+        os.close(read_end)
+        os.close(write_end)
+
+
+def _wait(poller: select.poll, timeout: float, stop: threading.Event) -> None:
+    waited = 0
+    while not poller.poll(_POLL_SLICE_MS):
+        waited += _POLL_SLICE_MS
+        if stop.is_set():
+            raise RelayError("the relay was called off")
+        if waited >= timeout * 1000:
+            raise TimeoutError("neither side of the relay moved in time")
 
 
 def _splice(source: int, target: int, count: int) -> int | None:
@@ -83,27 +134,3 @@ def _splice(source: int, target: int, count: int) -> int | None:
         return None
     except OSError as exc:
         raise RelayError(exc.strerror or str(exc)) from None
-
-
-async def _wait(
-    loop: asyncio.AbstractEventLoop, readable: int | None, writable: int | None, timeout: float
-) -> None:
-    """Until `readable` can be read or `writable` written (whichever is given)."""
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    if readable is not None:
-        loop.add_reader(readable, wake)
-    if writable is not None:
-        loop.add_writer(writable, wake)
-    try:
-        async with asyncio.timeout(timeout):
-            await ready
-    finally:
-        if readable is not None:
-            loop.remove_reader(readable)
-        if writable is not None:
-            loop.remove_writer(writable)

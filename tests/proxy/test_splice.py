@@ -180,3 +180,39 @@ def test_relay_reports_a_source_that_ends_early() -> None:
             sock.close()
 
     asyncio.run(main())
+
+
+def test_relay_times_out_when_neither_side_moves() -> None:
+    async def main() -> None:
+        left, right = socket.socketpair()
+        out_a, out_b = socket.socketpair()
+        for sock in (left, right, out_a, out_b):
+            sock.setblocking(False)
+        with pytest.raises(TimeoutError):
+            await splice.relay(right.fileno(), out_a.fileno(), 100, 0.3)
+        for sock in (left, right, out_a, out_b):
+            sock.close()
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_relay_stops_its_thread() -> None:
+    async def main() -> None:
+        left, right = socket.socketpair()
+        out_a, out_b = socket.socketpair()
+        for sock in (left, right, out_a, out_b):
+            sock.setblocking(False)
+        task = asyncio.ensure_future(splice.relay(right.fileno(), out_a.fileno(), 100, 30.0))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(20):
+            if not any(t.name == "crane-splice" for t in threading.enumerate()):
+                break
+            await asyncio.sleep(0.05)
+        assert not any(t.name == "crane-splice" for t in threading.enumerate())
+        for sock in (left, right, out_a, out_b):
+            sock.close()
+
+    asyncio.run(main())
