@@ -20,11 +20,8 @@ from typing import TYPE_CHECKING
 from crane_launch.config import PrivateIndex, Registry, builtin_public_index, normalise_url
 from crane_launch.console import say
 from crane_launch.errors import LoginRequiredError, UsageError
-from crane_launch.launch.pip import plan_pip
 from crane_launch.launch.plan import Plan, Unchanged
-from crane_launch.launch.project import is_uv_project_command, plan_poetry, plan_uv_project
 from crane_launch.launch.run import run
-from crane_launch.launch.uv import plan_uv_pip
 
 if TYPE_CHECKING:
     from crane_launch.auth import Authorizer
@@ -88,6 +85,8 @@ def _run(plan: Plan, registry: Registry, *, no_input: bool, no_cache: bool) -> i
 
 def pip(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
     """`crane pip [--python PY] ARGS`: pip (or `PY -m pip`) through the index door."""
+    from crane_launch.launch.pip import plan_pip  # each planner is imported for its tool only
+
     python, rest = _split_python(args)
     registry = Registry.for_run(os.environ)
     plan = plan_pip(
@@ -105,6 +104,9 @@ def pip(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
 def uv(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
     """`crane uv ARGS`: `uv pip` through the index door, project commands through the
     transparent door, anything else unchanged."""
+    from crane_launch.launch.project import is_uv_project_command, plan_uv_project
+    from crane_launch.launch.uv import plan_uv_pip
+
     registry = Registry.for_run(os.environ)
     if args[:1] == ["pip"]:
         plan = plan_uv_pip(
@@ -125,6 +127,8 @@ def uv(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
 
 def poetry(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
     """`crane poetry ARGS`: poetry with its private sources behind the transparent door."""
+    from crane_launch.launch.project import plan_poetry
+
     registry = Registry.for_run(os.environ)
     plan = plan_poetry(args, registry=registry, environ=os.environ, cwd=Path.cwd())
     return _run(plan, registry, no_input=no_input, no_cache=no_cache)
