@@ -57,6 +57,8 @@ def _exec_tool(argv: Sequence[str], environ: Mapping[str, str]) -> None:
 def _which(name: str, path: str) -> str | None:
     """`shutil.which(name, path=path)` on POSIX for a bare name, as `run.resolve_command`
     asks it (importing shutil costs 2 ms of start-up; a test holds the two together)."""
+    if not path:
+        return None
     seen: set[str] = set()
     for directory in path.split(os.pathsep):
         if directory in seen:

@@ -3,8 +3,8 @@ and which variables hold secrets that a child process must never see.
 
 Kept free of imports beyond `os` and `pathlib`: the console script's entry (`entry.py`)
 reads it before deciding whether the rest of crane is needed at all. (platformdirs costs
-4 ms of start-up; on Linux the config directory follows the XDG rule it follows, and a
-test holds the two together.)
+4 ms of start-up; where its answer for the config directory is plain, crane computes it,
+and a test holds the two together; anything less plain is left to platformdirs.)
 """
 
 from __future__ import annotations
@@ -26,14 +26,28 @@ def config_dir() -> Path:
     home = os.environ.get("CRANE_HOME")
     if home:
         return Path(home) / "config"
-    if sys.platform == "linux":
-        # platformdirs' rule on Linux (XDG Base Directory): $XDG_CONFIG_HOME unless blank.
-        configured = os.environ.get("XDG_CONFIG_HOME", "")
-        base = configured if configured.strip() else os.path.expanduser("~/.config")
-        return Path(base) / "crane"
+    fast = _plain_xdg_config_home()
+    if fast is not None:
+        return Path(fast) / "crane"
     import platformdirs
 
     return Path(platformdirs.user_config_dir("crane", appauthor=False))
+
+
+def _plain_xdg_config_home() -> str | None:
+    """The XDG config home where every platformdirs version agrees on it without asking
+    it (on Linux: an absolute `$XDG_CONFIG_HOME`, else `$HOME/.config` for an absolute
+    `$HOME`); None for anything less plain (relative values, no HOME, other systems),
+    which platformdirs decides."""
+    if sys.platform != "linux":
+        return None
+    configured = os.environ.get("XDG_CONFIG_HOME", "")
+    if os.path.isabs(configured):
+        return configured
+    home = os.environ.get("HOME", "").rstrip("/")
+    if configured or not home.startswith("/"):
+        return None  # a relative or blank XDG value, no usable HOME: platformdirs decides
+    return home + "/.config"
 
 
 def state_dir() -> Path:

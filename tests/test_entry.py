@@ -132,14 +132,34 @@ def test_which_agrees_with_shutil(tmp_path: Path) -> None:
         assert entry._which("pip", path) == shutil.which("pip", path=path), path
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the XDG rule is Linux's")
-@pytest.mark.parametrize("xdg", [None, "", "   ", "/somewhere/config"])
+def test_which_finds_nothing_on_an_empty_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pip").write_text("#!/bin/sh\n")
+    (tmp_path / "pip").chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    assert shutil.which("pip", path="") is None
+    assert entry._which("pip", "") is None
+    assert entry._which("pip", os.pathsep.join(["", "/nonexistent"])) == shutil.which(
+        "pip", path=os.pathsep.join(["", "/nonexistent"])
+    )
+
+
+@pytest.mark.parametrize("xdg", [None, "", "   ", "/somewhere/config", "rel/cfg", "./"])
+@pytest.mark.parametrize("home", [None, "", "/home/someone", "/home/someone/", "relative", "/"])
 def test_the_config_dir_is_platformdirs_own(
-    xdg: str | None, monkeypatch: pytest.MonkeyPatch
+    xdg: str | None, home: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CRANE_HOME", raising=False)
-    if xdg is None:
-        monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    else:
-        monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
-    assert environ.config_dir() == Path(platformdirs.user_config_dir("crane", appauthor=False))
+    for name, value in (("XDG_CONFIG_HOME", xdg), ("HOME", home)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    try:
+        expected = Path(platformdirs.user_config_dir("crane", appauthor=False))
+    except RuntimeError:  # platformdirs finds no home at all: neither may crane
+        with pytest.raises(RuntimeError):
+            environ.config_dir()
+        return
+    assert environ.config_dir() == expected

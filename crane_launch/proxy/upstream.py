@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urljoin
+from urllib.request import getproxies
 
 import httpx
 
@@ -99,7 +99,7 @@ class Upstream:
         # The lean client where the user's proxy settings do not apply (they are httpx's
         # to honour); a client given by the caller (tests) is used for everything.
         self._lean = LeanPool() if client is None else None
-        self._lean_prefixes = _unproxied_prefixes(os.environ) if client is None else ()
+        self._lean_prefixes = _unproxied_prefixes(getproxies()) if client is None else ()
         self._given_client = client
         self._made_client: httpx.AsyncClient | None = None
         self._token: str | None = None
@@ -206,7 +206,9 @@ class Upstream:
         send_headers = dict(headers)
         if token is not None:
             send_headers["Authorization"] = token
-        if self._lean is not None and url.startswith(self._lean_prefixes):
+        # Non-ASCII URLs (an IDN host, a redirect to an unencoded path) stay with httpx,
+        # which encodes them as it always has.
+        if self._lean is not None and url.startswith(self._lean_prefixes) and url.isascii():
             present = {name.lower() for name in send_headers}
             for name, value in _LEAN_DEFAULTS:
                 if name.lower() not in present:
@@ -254,18 +256,16 @@ _LEAN_DEFAULTS = (
 """What httpx would have sent by default."""
 
 
-def _unproxied_prefixes(environ: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
-    """The URL schemes (as prefixes) no proxy variable covers: httpx (`trust_env`) reads
-    `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` in either case; where one is set, requests
-    of that scheme stay with httpx, which honours it and `NO_PROXY`."""
-
-    def set_(name: str) -> bool:
-        return bool(environ.get(name) or environ.get(name.upper()))
-
+def _unproxied_prefixes(proxies: Mapping[str, str]) -> tuple[str, ...]:
+    """The URL schemes (as prefixes) no proxy covers. `proxies` is what
+    `urllib.request.getproxies()` says, which is what httpx (`trust_env`) asks: the
+    `*_PROXY` variables in either case, and the system settings on macOS and Windows.
+    Where a proxy is set for a scheme (or `all`), its requests stay with httpx, which
+    honours it and `NO_PROXY`."""
     return tuple(
         f"{scheme}://"
         for scheme in ("http", "https")
-        if not set_(f"{scheme}_proxy") and not set_("all_proxy")
+        if not proxies.get(scheme) and not proxies.get("all")
     )
 
 

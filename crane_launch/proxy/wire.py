@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import select
 import socket
 import ssl
 from collections import deque
@@ -53,7 +54,11 @@ Origin = tuple[str, str, int]
 
 
 class _Closed(Exception):
-    """The connection ended before the response began (a stale kept-alive connection)."""
+    """The connection ended: cleanly (`error` None) or by a reset or failure."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        super().__init__()
+        self.error = error
 
 
 class _Connection(asyncio.Protocol):
@@ -106,12 +111,17 @@ class _Connection(asyncio.Protocol):
 
     @property
     def alive(self) -> bool:
+        """Whether the connection can carry another request: open, and nothing received
+        or waiting in the kernel that no request asked for (a server's stray bytes, or
+        its close, would otherwise be read as the next answer)."""
+        transport = self.transport
         return (
             self.reusable
             and not self._eof
             and not self._chunks
-            and self.transport is not None
-            and not self.transport.is_closing()
+            and transport is not None
+            and not transport.is_closing()
+            and _nothing_waiting(transport)
         )
 
     async def _more(self, timeout: float) -> None:
@@ -119,7 +129,7 @@ class _Connection(asyncio.Protocol):
         if self._chunks:
             return
         if self._eof:
-            raise _Closed
+            raise _Closed(self._error)
         if self._paused and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
@@ -133,7 +143,7 @@ class _Connection(asyncio.Protocol):
         finally:
             self._waiter = None
         if not self._chunks and self._eof:
-            raise _Closed
+            raise _Closed(self._error)
 
     def _take(self, limit: int) -> bytes:
         """Up to `limit` bytes of what has arrived (at least one chunk's worth waiting)."""
@@ -204,6 +214,16 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _nothing_waiting(transport: asyncio.Transport) -> bool:
+    """True unless the transport's socket has bytes (or an end) to read right now."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return not poller.poll(0)
+
+
 @dataclass(frozen=True)
 class _Head:
     status: int
@@ -221,6 +241,8 @@ def _parse_head(raw: bytes) -> _Head:
         or rest[3:4] not in (b"", b" ")
     ):
         raise httpx.RemoteProtocolError("the index sent a malformed status line")
+    if int(code) < 100:
+        raise httpx.RemoteProtocolError("the index sent a status code below 100")
     headers: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
@@ -290,7 +312,7 @@ class LeanStream(httpx.AsyncByteStream):
         self._done = kind == "none"
         self._timeout = pool.read_timeout
         if self._done:
-            self._release(True)
+            self._release(keep)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
@@ -309,7 +331,10 @@ class LeanStream(httpx.AsyncByteStream):
                 while True:
                     try:
                         await conn._more(self._timeout)
-                    except _Closed:
+                    except _Closed as closed:
+                        if closed.error is not None:
+                            # Only a clean close ends such a body: a reset cuts it short.
+                            raise httpx.ReadError("the connection to the index failed") from None
                         break
                     yield conn._take(1 << 20)
         except BaseException:
@@ -424,6 +449,8 @@ class LeanPool:
         authority = parts.netloc.rpartition("@")[2]
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         origin = (scheme, host, port)
+        if not (target.isascii() and authority.isascii()):
+            raise httpx.InvalidURL("the URL is not ASCII")
         if _UNSAFE_TARGET.search(target) or _UNSAFE_TARGET.search(authority):
             raise httpx.UnsupportedProtocol("the URL holds white space or control characters")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}"]
@@ -431,7 +458,10 @@ class LeanPool:
             if _UNSAFE_VALUE.search(value) or not _TOKEN_CHARS.issuperset(name.encode("latin-1")):
                 raise httpx.LocalProtocolError(f"the request header {name!r} cannot be sent")
             lines.append(f"{name}: {value}")
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        try:
+            data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        except UnicodeEncodeError:
+            raise httpx.LocalProtocolError("a request header cannot be sent as latin-1") from None
         conn = self._idle_connection(origin)
         if conn is not None:
             try:

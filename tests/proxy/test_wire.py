@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
-from crane_launch.proxy.upstream import _unproxied_prefixes
+from crane_launch.proxy.upstream import Upstream, _unproxied_prefixes
 from crane_launch.proxy.wire import LeanPool
 
 Answer = bytes | Callable[[asyncio.StreamWriter], Awaitable[None]]
@@ -171,6 +175,8 @@ def test_informational_answers_are_skipped() -> None:
         b"ICY 200 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+        b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n" + ok(b"hidden"),
+        b"HTTP/1.1 000 Odd\r\n\r\n",
     ],
 )
 def test_malformed_heads_are_protocol_errors(answer: bytes) -> None:
@@ -282,6 +288,9 @@ def test_bytes_after_a_complete_answer_make_the_connection_unusable() -> None:
         ("http://127.0.0.1:1/", [("Accept", "a\r\nX-Injected: 1")]),
         ("http://127.0.0.1:1/", [("Bad Name", "x")]),
         ("ftp://127.0.0.1:1/", []),
+        ("http://127.0.0.1:1/f\u00e9", []),
+        ("http://127.0.0.1:1/\u20ac", []),
+        ("http://127.0.0.1:1/", [("User-Agent", "\u20ac")]),
     ],
 )
 def test_requests_that_cannot_be_written_safely_are_refused(
@@ -289,7 +298,7 @@ def test_requests_that_cannot_be_written_safely_are_refused(
 ) -> None:
     async def main() -> None:
         pool = LeanPool()
-        with pytest.raises((httpx.LocalProtocolError, httpx.UnsupportedProtocol)):
+        with pytest.raises((httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL)):
             await pool.request("GET", url, headers)
 
     asyncio.run(main())
@@ -321,16 +330,110 @@ def test_a_silent_server_is_a_read_timeout() -> None:
 
 
 @pytest.mark.parametrize(
-    ("environ", "prefixes"),
+    ("proxies", "prefixes"),
     [
         ({}, ("http://", "https://")),
-        ({"HTTPS_PROXY": "http://corp:3128"}, ("http://",)),
-        ({"http_proxy": "http://corp:3128"}, ("https://",)),
-        ({"ALL_PROXY": "socks5://corp:1080"}, ()),
-        ({"all_proxy": "", "HTTP_PROXY": ""}, ("http://", "https://")),
+        ({"https": "http://corp:3128"}, ("http://",)),
+        ({"http": "http://corp:3128", "no": "localhost"}, ("https://",)),
+        ({"all": "socks5://corp:1080"}, ()),
+        ({"all": "", "http": ""}, ("http://", "https://")),
     ],
 )
-def test_schemes_a_proxy_variable_covers_stay_with_httpx(
-    environ: dict[str, str], prefixes: tuple[str, ...]
+def test_schemes_a_proxy_covers_stay_with_httpx(
+    proxies: dict[str, str], prefixes: tuple[str, ...]
 ) -> None:
-    assert _unproxied_prefixes(environ) == prefixes
+    assert _unproxied_prefixes(proxies) == prefixes
+
+
+def test_a_reset_is_not_the_end_of_a_body_read_to_the_close() -> None:
+    async def reset(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 3000)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    async def main() -> None:
+        async with scripted(reset) as server:
+            pool = LeanPool()
+            with pytest.raises(httpx.ReadError):
+                await fetch(pool, server.url + "/")
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_answer_without_a_body_that_says_close_is_not_reused() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+
+    async def main() -> None:
+        async with scripted(head, ok(b"fresh")) as server:
+            pool = LeanPool()
+            await fetch(pool, server.url + "/", "HEAD")
+            assert not pool._idle.get(("http", "127.0.0.1", server.port))
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_bytes_waiting_in_the_kernel_make_an_idle_connection_unusable() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[int] = []
+
+    def serve() -> None:
+        # A server in a thread of its own: it sends the stray bytes while the client's
+        # event loop does not run, so that only a look at the socket itself sees them.
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            with conn:
+                conn.recv(65536)
+                if len(accepted) == 1:
+                    conn.sendall(ok(b"one"))
+                    time.sleep(0.02)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+                else:
+                    conn.sendall(ok(b"real"))
+                time.sleep(0.3)
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    async def main() -> tuple[bytes, bytes]:
+        pool = LeanPool()
+        first = await fetch(pool, f"http://127.0.0.1:{port}/")
+        time.sleep(0.1)  # blocking: the loop reads nothing meanwhile
+        second = await fetch(pool, f"http://127.0.0.1:{port}/")
+        await pool.aclose()
+        return first.content, second.content
+
+    try:
+        assert asyncio.run(main()) == (b"one", b"real")
+    finally:
+        listener.close()
+    assert len(accepted) == 2
+
+
+def test_a_url_that_is_not_ascii_goes_the_httpx_way() -> None:
+    class Tokens:
+        def authorization(self) -> str:
+            return "Bearer t"
+
+        def reauthorized(self, stale: str) -> str:
+            return "Bearer t"
+
+    async def main() -> list[bytes]:
+        async with scripted(ok(b"lean"), ok(b"httpx")) as server:
+            upstream = Upstream(server.url + "/simple/", Tokens())
+            await upstream.get(server.url + "/simple/a/")
+            await upstream.get(server.url + "/simple/f\u00e9/")
+            await upstream.aclose()
+            return server.heads
+
+    heads = asyncio.run(main())
+    assert heads[0].startswith(b"GET /simple/a/ HTTP/1.1")
+    assert heads[1].startswith(b"GET /simple/f%C3%A9/ HTTP/1.1")
