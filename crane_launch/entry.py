@@ -48,10 +48,22 @@ def _exec_tool(argv: Sequence[str], environ: Mapping[str, str]) -> None:
     child = {name: value for name, value in environ.items() if name not in hidden}
     sys.stdout.flush()
     sys.stderr.flush()
+    # What the full path's Popen gives the child: the signals Python ignores (SIGPIPE,
+    # SIGXFSZ) back to their defaults, and no descriptor but the standard three.
+    import signal
+
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    os.closerange(3, _MAX_FD)
     try:
         os.execve(found, [found, *argv[1:]], child)  # noqa: S606 - found like resolve_command
     except OSError:
         return  # not executable after all: the full path says so in one line
+
+
+_MAX_FD = 1 << 20
+"""Above any descriptor a process has here (`closerange` uses close_range(2) on Linux)."""
 
 
 def _which(name: str, path: str) -> str | None:

@@ -39,8 +39,10 @@ def _plain_xdg_config_home() -> str | None:
     it (on Linux: an absolute `$XDG_CONFIG_HOME`, else `$HOME/.config` for an absolute
     `$HOME`); None for anything less plain (relative values, no HOME, other systems),
     which platformdirs decides."""
-    if sys.platform != "linux":
+    if sys.platform != "linux" or hasattr(sys, "getandroidapilevel"):
         return None
+    if "ANDROID_DATA" in os.environ or "ANDROID_ROOT" in os.environ:
+        return None  # platformdirs may take this for Android
     configured = os.environ.get("XDG_CONFIG_HOME", "")
     if os.path.isabs(configured):
         return configured

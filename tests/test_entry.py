@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from crane_launch import entry, environ
 TOOL = """#!/bin/sh
 env > "$(dirname "$0")/seen-env"
 echo "$0 $*" > "$(dirname "$0")/seen-argv"
+grep SigIgn /proc/$$/status > "$(dirname "$0")/seen-signals" 2>/dev/null
+ls /proc/$$/fd > "$(dirname "$0")/seen-fds" 2>/dev/null
 exit 7
 """
 
@@ -33,7 +36,9 @@ def fake_tools(tmp_path: Path) -> Path:
     return bin_dir
 
 
-def run_crane(args: list[str], tmp_path: Path, bin_dir: Path, **extra: str) -> int:
+def run_crane(
+    args: list[str], tmp_path: Path, bin_dir: Path, pass_fds: tuple[int, ...] = (), **extra: str
+) -> int:
     env = {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "CRANE_HOME": str(tmp_path / "home"),
@@ -44,6 +49,7 @@ def run_crane(args: list[str], tmp_path: Path, bin_dir: Path, **extra: str) -> i
         [sys.executable, "-m", "crane_launch", *args],
         check=False,
         env=env,
+        pass_fds=pass_fds,
         capture_output=True,
         timeout=60,
     )
@@ -75,6 +81,22 @@ def test_a_version_query_runs_the_tool_without_any_secret(
     assert "s3cret" not in seen
     assert "KEPT=yes" in seen
     assert (fake_tools / "seen-argv").read_text().split() == [str(fake_tools / args[0]), args[1]]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_tool_gets_default_signals_and_no_inherited_descriptor(
+    tmp_path: Path, fake_tools: Path
+) -> None:
+    with (tmp_path / "held").open("w") as held:
+        os.dup2(held.fileno(), 77)
+        try:
+            assert run_crane(["pip", "--version"], tmp_path, fake_tools, pass_fds=(77,)) == 7
+        finally:
+            os.close(77)
+    ignored = int((fake_tools / "seen-signals").read_text().split()[1], 16)
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (signum - 1)), signum
+    assert "77" not in (fake_tools / "seen-fds").read_text().split()
 
 
 def test_a_corrupt_registry_is_reported_not_bypassed(tmp_path: Path, fake_tools: Path) -> None:
@@ -163,3 +185,10 @@ def test_the_config_dir_is_platformdirs_own(
             environ.config_dir()
         return
     assert environ.config_dir() == expected
+
+
+def test_android_is_left_to_platformdirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone")
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("ANDROID_DATA", "/data")
+    assert environ._plain_xdg_config_home() is None

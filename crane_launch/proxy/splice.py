@@ -22,6 +22,7 @@ import os
 import select
 import sys
 import threading
+import time
 
 __all__ = ["AVAILABLE", "MIN_BYTES", "RelayError", "relay"]
 
@@ -31,6 +32,7 @@ MIN_BYTES = 256 * 1024
 
 _PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = 1031
+_F_GETPIPE_SZ = 1032
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _POLL_SLICE_MS = 200
 """How often a waiting relay looks whether it was called off."""
@@ -43,12 +45,19 @@ class RelayError(ConnectionError):
 async def relay(source: int, target: int, count: int, timeout: float) -> None:
     """Move exactly `count` bytes from socket `source` to socket `target` (both
     non-blocking). Raises RelayError when either side ends or fails first, TimeoutError
-    when neither moves for `timeout` seconds. Cancelled, it calls the relay off (the
+    when nothing moves for `timeout` seconds. Cancelled, it calls the relay off (the
     thread stops within `_POLL_SLICE_MS`)."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     stop = threading.Event()
-    source_dup, target_dup = os.dup(source), os.dup(target)
+    duplicates: list[int] = []
+    try:
+        duplicates.append(os.dup(source))
+        duplicates.append(os.dup(target))
+    except OSError as exc:
+        _close_all(duplicates)
+        raise RelayError(exc.strerror or str(exc)) from None
+    source_dup, target_dup = duplicates
 
     def settle(error: BaseException | None) -> None:
         if done.done():
@@ -65,35 +74,50 @@ async def relay(source: int, target: int, count: int, timeout: float) -> None:
         except BaseException as exc:  # handed to the awaiting task
             error = exc
         finally:
-            os.close(source_dup)
-            os.close(target_dup)
+            _close_all(duplicates)
         with contextlib.suppress(RuntimeError):  # the loop may be gone at shutdown
             loop.call_soon_threadsafe(settle, error)
 
-    threading.Thread(target=work, name="crane-splice", daemon=True).start()
+    try:
+        threading.Thread(target=work, name="crane-splice", daemon=True).start()
+    except RuntimeError as exc:  # no thread to be had: nothing holds the duplicates
+        _close_all(duplicates)
+        raise RelayError(str(exc)) from None
     try:
         await done
     finally:
         stop.set()
 
 
+def _close_all(descriptors: list[int]) -> None:
+    for fd in descriptors:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _relay(source: int, target: int, count: int, timeout: float, stop: threading.Event) -> None:
+    """The relay's loop. Without progress it waits for one thing only: the child's socket
+    while the pipe holds bytes (the index's bytes wait meanwhile: the pipe may be full
+    long before its nominal size, one slot per packet), else the index's socket. It looks
+    at `stop` and at the time since the last progress on every turn."""
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        with contextlib.suppress(OSError):
-            import fcntl
+        import fcntl
 
+        with contextlib.suppress(OSError):  # refused above the user's pipe quota
             fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
-        readable, writable, either = select.poll(), select.poll(), select.poll()
+        capacity = fcntl.fcntl(write_end, _F_GETPIPE_SZ)
+        readable, writable = select.poll(), select.poll()
         readable.register(source, select.POLLIN)
         writable.register(target, select.POLLOUT)
-        either.register(source, select.POLLIN)
-        either.register(target, select.POLLOUT)
         remaining, in_pipe = count, 0
+        last_progress = time.monotonic()
         while remaining or in_pipe:
+            if stop.is_set():
+                raise RelayError("the relay was called off")
             moved = False
-            if remaining and in_pipe < _PIPE_SIZE:
-                got = _splice(source, write_end, min(remaining, _PIPE_SIZE - in_pipe))
+            if remaining and in_pipe < capacity:
+                got = _splice(source, write_end, min(remaining, capacity - in_pipe))
                 if got == 0:
                     raise RelayError("the index closed the connection mid-body")
                 if got is not None:
@@ -105,25 +129,15 @@ def _relay(source: int, target: int, count: int, timeout: float, stop: threading
                 if sent:
                     in_pipe -= sent
                     moved = True
-            if not moved:
-                wants_source = bool(remaining) and in_pipe < _PIPE_SIZE
-                poller = (
-                    either if wants_source and in_pipe else readable if wants_source else writable
-                )
-                _wait(poller, timeout, stop)
+            if moved:
+                last_progress = time.monotonic()
+                continue
+            if time.monotonic() - last_progress > timeout:
+                raise TimeoutError("nothing of the relay moved in time")
+            (writable if in_pipe else readable).poll(_POLL_SLICE_MS)
     finally:
         os.close(read_end)
         os.close(write_end)
-
-
-def _wait(poller: select.poll, timeout: float, stop: threading.Event) -> None:
-    waited = 0
-    while not poller.poll(_POLL_SLICE_MS):
-        waited += _POLL_SLICE_MS
-        if stop.is_set():
-            raise RelayError("the relay was called off")
-        if waited >= timeout * 1000:
-            raise TimeoutError("neither side of the relay moved in time")
 
 
 def _splice(source: int, target: int, count: int) -> int | None:

@@ -102,11 +102,13 @@ class Upstream:
         self._lean_prefixes = _unproxied_prefixes(getproxies()) if client is None else ()
         self._given_client = client
         self._made_client: httpx.AsyncClient | None = None
+        self._closed = False
         self._token: str | None = None
         self._token_at = 0.0
         self._token_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._lean is not None:
             await self._lean.aclose()
         client = self._given_client or self._made_client
@@ -203,6 +205,8 @@ class Upstream:
         self, method: str, url: str, headers: dict[str, str], token: str | None
     ) -> httpx.Response:
         # The Authorization header is built per hop, so it never leaves the private origin.
+        if self._closed:
+            raise httpx.ConnectError("crane's connection to the index is closed")
         send_headers = dict(headers)
         if token is not None:
             send_headers["Authorization"] = token

@@ -5,9 +5,11 @@ child that goes away mid-body costs the upstream connection, never the next answ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,7 +125,10 @@ def test_a_child_that_leaves_mid_body_costs_only_that_upstream_connection(
     door: tuple[ProxyServer, Origin, list[int]],
 ) -> None:
     server, origin, _relayed = door
-    with socket.create_connection(("127.0.0.1", server.port)) as child:
+    with socket.socket() as child:
+        # A small receive buffer: the body cannot all be on its way when the child leaves.
+        child.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        child.connect(("127.0.0.1", server.port))
         child.sendall(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
         got = child.recv(64 * 1024)
         assert got.startswith(b"HTTP/1.1 200")
@@ -214,5 +219,40 @@ def test_a_cancelled_relay_stops_its_thread() -> None:
         assert not any(t.name == "crane-splice" for t in threading.enumerate())
         for sock in (left, right, out_a, out_b):
             sock.close()
+
+    asyncio.run(main())
+
+
+def test_a_stalled_child_neither_spins_nor_outlives_the_timeout() -> None:
+    """Small packets fill a pipe long before its nominal size; with the child not reading,
+    the relay must sleep until the child's socket can take more, and give up in time."""
+
+    async def main() -> None:
+        left, right = socket.socketpair()
+        out_a, out_b = socket.socketpair()
+        for sock in (right, out_a, out_b):
+            sock.setblocking(False)
+        stop = threading.Event()
+
+        def feed() -> None:
+            packet = b"p" * 1448
+            with contextlib.suppress(OSError):
+                while not stop.is_set():
+                    left.sendall(packet)
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        cpu = time.process_time()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await splice.relay(right.fileno(), out_a.fileno(), 1 << 30, 0.6)
+        elapsed = time.monotonic() - started
+        used = time.process_time() - cpu
+        stop.set()
+        for sock in (left, right, out_a, out_b):
+            sock.close()
+        feeder.join(5)
+        assert elapsed < 3.0
+        assert used < 0.5 * elapsed  # a spinning relay uses a whole core
 
     asyncio.run(main())

@@ -437,3 +437,21 @@ def test_a_url_that_is_not_ascii_goes_the_httpx_way() -> None:
     heads = asyncio.run(main())
     assert heads[0].startswith(b"GET /simple/a/ HTTP/1.1")
     assert heads[1].startswith(b"GET /simple/f%C3%A9/ HTTP/1.1")
+
+
+def test_an_upstream_closed_refuses_further_requests() -> None:
+    class Tokens:
+        def authorization(self) -> str:
+            return "Bearer t"
+
+        def reauthorized(self, stale: str) -> str:
+            return "Bearer t"
+
+    async def main() -> None:
+        async with scripted(ok(b"x")) as server:
+            upstream = Upstream(server.url + "/simple/", Tokens())
+            await upstream.aclose()
+            with pytest.raises(httpx.ConnectError):
+                await upstream.get(server.url + "/simple/a/")
+
+    asyncio.run(main())
