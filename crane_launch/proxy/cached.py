@@ -14,7 +14,9 @@ import asyncio
 import hashlib
 import logging
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -27,6 +29,11 @@ __all__ = ["CorruptDownload", "byte_range", "disk_reply", "teed_reply"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
+_OFFLOAD_MIN_BYTES = 1024 * 1024
+"""Bodies from this size on are hashed and written in a thread beside the relay."""
+_MAX_PENDING_WRITES = 16
+"""Chunks handed to that thread and not yet written: what bounds the memory a slow disk
+costs (16 chunks of at most 256 KiB)."""
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -139,16 +146,20 @@ def teed_reply(
 async def _tee(
     response: httpx.Response, writer: CacheWriter, url: str, on_cut: Callable[[], None]
 ) -> AsyncIterator[bytes]:
+    """The body to the child, one chunk behind: the last chunk waits for the verdict."""
+    length = response.headers.get("content-length", "")
+    sink = _Sink(writer, offload=length.isdigit() and int(length) >= _OFFLOAD_MIN_BYTES)
     held: bytes | None = None
     done = False
     try:
         async for chunk in response.aiter_raw():
             if not chunk:
                 continue
-            writer.write(chunk)
+            await sink.write(chunk)
             if held is not None:
                 yield held
             held = chunk  # one chunk behind: the last one waits for the verdict
+        await sink.drain()
         if not writer.matches():
             on_cut()
             log.warning("%s does not match the hash its page gave; download cut", url)
@@ -158,5 +169,42 @@ async def _tee(
         done = True
         await asyncio.to_thread(writer.commit)
     finally:
-        if not done:
-            writer.abort()
+        sink.close(abort=not done)
+
+
+class _Sink:
+    """Where a teed body's chunks go: the writer itself, or, for a large body, a thread
+    of its own that hashes and writes them in order beside the relay (on the event loop
+    they held a 1 GiB download to about 0.4 GB/s on this machine). Earlier chunks reach
+    the child before their hash is known, as they always did; `drain` waits until every
+    chunk given is hashed, before the verdict."""
+
+    def __init__(self, writer: CacheWriter, *, offload: bool) -> None:
+        self._writer = writer
+        self._executor = (
+            ThreadPoolExecutor(1, thread_name_prefix="crane-cache") if offload else None
+        )
+        self._pending: deque[asyncio.Future[None]] = deque()
+
+    async def write(self, chunk: bytes) -> None:
+        if self._executor is None:
+            self._writer.write(chunk)
+            return
+        loop = asyncio.get_running_loop()
+        self._pending.append(loop.run_in_executor(self._executor, self._writer.write, chunk))
+        while len(self._pending) > _MAX_PENDING_WRITES:
+            await self._pending.popleft()
+
+    async def drain(self) -> None:
+        while self._pending:
+            await self._pending.popleft()
+
+    def close(self, *, abort: bool) -> None:
+        if self._executor is None:
+            if abort:
+                self._writer.abort()
+            return
+        if abort:
+            # In order after any write still pending: nothing writes once it is aborted.
+            self._executor.submit(self._writer.abort)
+        self._executor.shutdown(wait=False)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -274,3 +275,61 @@ def test_a_cache_that_cannot_be_changed_still_answers(cache: FileCache) -> None:
         assert cache.lookup(DIGEST) is None  # rejected; its removal fails quietly
     finally:
         os.chmod(path.parent, 0o700)
+
+
+BIG = bytes(range(256)) * 8192  # 2 MiB: hashed and written in a thread beside the relay
+BIG_DIGEST = hashlib.sha256(BIG).hexdigest()
+
+
+def test_a_large_download_is_stored_as_it_streams(cache: FileCache) -> None:
+    writer = cache.writer(sha256=BIG_DIGEST)
+    assert writer is not None
+    reply = teed_reply(_upstream(BIG), writer, "https://crane.example/big.whl", lambda: None)
+    assert asyncio.run(body_of(reply)) == BIG
+    assert cache.lookup(BIG_DIGEST) is not None
+
+
+def test_a_large_download_that_does_not_match_is_cut_before_its_last_bytes(
+    cache: FileCache,
+) -> None:
+    writer = cache.writer(sha256=BIG_DIGEST)
+    assert writer is not None
+    bad = BIG[:-1] + b"Y"  # only the very last byte differs
+    cuts: list[bool] = []
+    reply = teed_reply(
+        _upstream(bad), writer, "https://crane.example/big.whl", lambda: cuts.append(True)
+    )
+    sent: list[bytes] = []
+
+    async def consume() -> None:
+        assert not isinstance(reply.body, bytes)
+        async for chunk in reply.body:
+            sent.append(chunk)
+
+    with pytest.raises(CorruptDownload):
+        asyncio.run(consume())
+    assert len(b"".join(sent)) < len(bad)
+    assert cuts == [True]
+    assert cache.lookup(BIG_DIGEST) is None
+    assert not list(cache.files.rglob("*.tmp"))
+
+
+def test_a_large_download_the_child_abandons_leaves_nothing(cache: FileCache) -> None:
+    writer = cache.writer(sha256=BIG_DIGEST)
+    assert writer is not None
+    reply = teed_reply(_upstream(BIG), writer, "https://crane.example/big.whl", lambda: None)
+
+    async def consume_some() -> None:
+        assert not isinstance(reply.body, bytes)
+        body = reply.body.__aiter__()
+        for _ in range(10):
+            await body.__anext__()
+        await body.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(consume_some())
+    for _ in range(50):
+        if not list(cache.files.rglob("*.tmp")):
+            break
+        time.sleep(0.02)
+    assert not list(cache.files.rglob("*.tmp"))
+    assert cache.lookup(BIG_DIGEST) is None
