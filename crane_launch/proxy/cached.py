@@ -22,7 +22,7 @@ import httpx
 
 from crane_launch.proxy.cache import CacheEntry, CacheWriter, FileCache
 from crane_launch.proxy.server import CutReply, Reply, Request
-from crane_launch.proxy.upstream import CONTENT_HEADERS
+from crane_launch.proxy.upstream import forwarded_headers
 
 __all__ = ["CorruptDownload", "byte_range", "disk_reply", "teed_reply"]
 
@@ -136,19 +136,31 @@ def teed_reply(
 ) -> Reply:
     """The index's 200 answer for `url` streamed to the child and into `writer`;
     `on_cut` is called when the download is cut because it does not match its hash."""
-    headers = [
-        (n, value) for n in CONTENT_HEADERS if (value := response.headers.get(n)) is not None
-    ]
-    body = _tee(response, writer, url, on_cut)
-    return Reply(response.status_code, headers, body, close=response.aclose)
+    started: list[bool] = []
+    body = _tee(response, writer, url, on_cut, started)
+
+    async def close() -> None:
+        try:
+            await response.aclose()
+        finally:
+            if not started:  # the body never began (the reply failed first): nothing else will
+                writer.abort()
+
+    return Reply(response.status_code, forwarded_headers(response), body, close=close)
 
 
 async def _tee(
-    response: httpx.Response, writer: CacheWriter, url: str, on_cut: Callable[[], None]
+    response: httpx.Response,
+    writer: CacheWriter,
+    url: str,
+    on_cut: Callable[[], None],
+    started: list[bool],
 ) -> AsyncIterator[bytes]:
     """The body to the child, one chunk behind: the last chunk waits for the verdict."""
+    started.append(True)
     length = response.headers.get("content-length", "")
-    sink = _Sink(writer, offload=length.isdigit() and int(length) >= _OFFLOAD_MIN_BYTES)
+    large = length.isascii() and length.isdigit() and int(length) >= _OFFLOAD_MIN_BYTES
+    sink = _Sink(writer, offload=large)
     held: bytes | None = None
     done = False
     try:
@@ -167,7 +179,9 @@ async def _tee(
         if held is not None:
             yield held
         done = True
-        await asyncio.to_thread(writer.commit)
+        # Shielded: a run ending now (its tasks cancelled) must not drop a commit that
+        # nothing would abort either.
+        await asyncio.shield(asyncio.to_thread(writer.commit))
     finally:
         sink.close(abort=not done)
 
@@ -187,13 +201,20 @@ class _Sink:
         self._pending: deque[asyncio.Future[None]] = deque()
 
     async def write(self, chunk: bytes) -> None:
-        if self._executor is None:
-            self._writer.write(chunk)
-            return
-        loop = asyncio.get_running_loop()
-        self._pending.append(loop.run_in_executor(self._executor, self._writer.write, chunk))
-        while len(self._pending) > _MAX_PENDING_WRITES:
-            await self._pending.popleft()
+        if self._executor is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                future = loop.run_in_executor(self._executor, self._writer.write, chunk)
+            except RuntimeError:  # no thread to be had: in order, on the loop from here on
+                await self.drain()
+                self._executor.shutdown(wait=False)
+                self._executor = None
+            else:
+                self._pending.append(future)
+                while len(self._pending) > _MAX_PENDING_WRITES:
+                    await self._pending.popleft()
+                return
+        self._writer.write(chunk)
 
     async def drain(self) -> None:
         while self._pending:
@@ -206,5 +227,12 @@ class _Sink:
             return
         if abort:
             # In order after any write still pending: nothing writes once it is aborted.
-            self._executor.submit(self._writer.abort)
+            try:
+                self._executor.submit(self._writer.abort)
+            except RuntimeError:  # no thread for it: once the last pending write is done
+                last = self._pending[-1] if self._pending else None
+                if last is None or last.done():
+                    self._writer.abort()
+                else:
+                    last.add_done_callback(lambda _done: self._writer.abort())
         self._executor.shutdown(wait=False)

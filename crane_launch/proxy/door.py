@@ -454,7 +454,12 @@ class IndexDoor:
         if response.headers.get("content-encoding", "identity").lower() != "identity":
             return None
         length = response.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > cache.max_size:
+        if (
+            length is not None
+            and length.isascii()
+            and length.isdigit()
+            and int(length) > cache.max_size
+        ):
             return None
         return cache.writer(
             sha256=digest,

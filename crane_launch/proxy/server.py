@@ -215,6 +215,10 @@ class ProxyServer:
             pass
         except asyncio.CancelledError:
             pass
+        except RuntimeError:
+            # uvloop's way of saying the child has gone: an operation on a closed transport.
+            if not writer.transport.is_closing():
+                log.exception("proxy connection failed")
         except Exception:
             log.exception("proxy connection failed")
         finally:

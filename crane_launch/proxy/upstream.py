@@ -32,6 +32,7 @@ __all__ = [
     "UpstreamResponse",
     "cookieless",
     "end_to_end",
+    "forwarded_headers",
     "streamed_reply",
 ]
 
@@ -284,11 +285,29 @@ def streamed_reply(
     """The upstream response as a reply streamed to the child: its raw bytes (never
     decoded, never held whole) and the named headers (None: every end-to-end header);
     the upstream stream is closed once the body has been sent or abandoned."""
+    return Reply(
+        response.status_code,
+        forwarded_headers(response, names),
+        RawBody(response),
+        close=response.aclose,
+    )
+
+
+def forwarded_headers(
+    response: httpx.Response, names: tuple[str, ...] | None = CONTENT_HEADERS
+) -> list[tuple[str, str]]:
+    """The named headers of `response` (None: every end-to-end one), as the child gets
+    them. A `Content-Length` that came with a `Transfer-Encoding` is dropped: the body
+    was framed by the coding (RFC 9112 6.3), and a length passed on would frame the
+    child's copy by a number the index chose, so that a download the door holds back
+    the end of (to verify it) could already look complete."""
     if names is None:
         headers = end_to_end(response.headers.multi_items())
     else:
         headers = [(n, value) for n in names if (value := response.headers.get(n)) is not None]
-    return Reply(response.status_code, headers, RawBody(response), close=response.aclose)
+    if "transfer-encoding" in response.headers:
+        headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+    return headers
 
 
 class RawBody:

@@ -269,6 +269,8 @@ def _framing(head: _Head, method: str) -> tuple[str, int]:
         names = [c.strip().lower() for v in codings for c in v.split(b",") if c.strip()]
         if names != [b"chunked"]:
             raise httpx.RemoteProtocolError("the index sent a transfer coding other than chunked")
+        # A Content-Length beside it is ignored (RFC 9112 6.3); `upstream.forwarded_headers`
+        # keeps it from the child, and the connection is not reused.
         return "chunked", 0
     lengths = {v.strip() for n, v in head.headers if n == b"content-length"}
     if lengths:
@@ -494,7 +496,10 @@ class LeanPool:
         except BaseException:
             conn.close()
             raise
-        stream = LeanStream(self, conn, kind, length, head.keep_alive)
+        keep = head.keep_alive and not (
+            kind == "chunked" and any(n == b"content-length" for n, _ in head.headers)
+        )
+        stream = LeanStream(self, conn, kind, length, keep)
         return httpx.Response(
             head.status,
             headers=[(n, v) for n, v in head.headers],

@@ -10,6 +10,7 @@ import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from crane_launch.proxy.cache import DEFAULT_MAX_SIZE, FileCache, parse_size
 from crane_launch.proxy.cached import CorruptDownload, byte_range, disk_reply, teed_reply
 from crane_launch.proxy.server import Reply, Request
+from crane_launch.proxy.upstream import streamed_reply
 
 DATA = b"wheel bytes " * 1000
 DIGEST = hashlib.sha256(DATA).hexdigest()
@@ -333,3 +335,51 @@ def test_a_large_download_the_child_abandons_leaves_nothing(cache: FileCache) ->
         time.sleep(0.02)
     assert not list(cache.files.rglob("*.tmp"))
     assert cache.lookup(BIG_DIGEST) is None
+
+
+def test_a_large_download_is_stored_when_no_thread_can_be_had(
+    cache: FileCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    real_submit = ThreadPoolExecutor.submit
+
+    def refuse(self: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        if (self._thread_name_prefix or "").startswith("crane-cache"):
+            raise RuntimeError("can't start new thread")
+        return real_submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse)
+    writer = cache.writer(sha256=BIG_DIGEST)
+    assert writer is not None
+    reply = teed_reply(_upstream(BIG), writer, "https://crane.example/big.whl", lambda: None)
+    assert asyncio.run(body_of(reply)) == BIG
+    assert cache.lookup(BIG_DIGEST) is not None
+    assert not list(cache.files.rglob("*.tmp"))
+
+
+def test_a_teed_reply_whose_body_never_starts_leaves_nothing(cache: FileCache) -> None:
+    writer = cache.writer(sha256=BIG_DIGEST)
+    assert writer is not None
+    reply = teed_reply(_upstream(BIG), writer, "https://crane.example/big.whl", lambda: None)
+    close = reply.close
+    assert close is not None
+
+    async def closing() -> None:
+        await close()  # as the server does when sending the head failed
+
+    asyncio.run(closing())
+    assert not list(cache.files.rglob("*.tmp"))
+
+
+def test_a_length_beside_a_transfer_coding_never_reaches_the_child(cache: FileCache) -> None:
+    response = httpx.Response(
+        200,
+        headers={"transfer-encoding": "chunked", "content-length": "5", "content-type": "x/y"},
+        content=b"",
+    )
+    writer = cache.writer(sha256=BIG_DIGEST)
+    assert writer is not None
+    reply = teed_reply(response, writer, "https://crane.example/big.whl", lambda: None)
+    assert [name for name, _ in reply.headers] == ["content-type"]
+    assert [name for name, _ in streamed_reply(response).headers] == ["content-type"]

@@ -455,3 +455,20 @@ def test_an_upstream_closed_refuses_further_requests() -> None:
                 await upstream.get(server.url + "/simple/a/")
 
     asyncio.run(main())
+
+
+def test_a_length_beside_chunked_is_ignored_and_the_connection_dropped() -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+    )
+
+    async def main() -> None:
+        async with scripted(answer, ok(b"next")) as server:
+            pool = LeanPool()
+            response = await fetch(pool, server.url + "/")
+            assert response.content == b"hello"
+            assert not pool._idle.get(("http", "127.0.0.1", server.port))
+            await pool.aclose()
+
+    asyncio.run(main())
