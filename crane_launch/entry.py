@@ -32,6 +32,11 @@ can change the project.)"""
 
 def main() -> NoReturn:
     argv = sys.argv[1:]
+    if argv == ["--version"]:  # what click's version option prints, without importing click
+        from crane_launch import __version__
+
+        print(f"crane, version {__version__}")
+        sys.exit(0)
     if tuple(argv) in VERSION_QUERIES and os.name == "posix":
         _exec_tool(argv, os.environ)
     from crane_launch.cli import main as cli_main

@@ -192,3 +192,18 @@ def test_android_is_left_to_platformdirs(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.setenv("ANDROID_DATA", "/data")
     assert environ._plain_xdg_config_home() is None
+
+
+def test_crane_version_is_clicks_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from crane_launch import cli
+
+    expected = CliRunner().invoke(cli.cli, ["--version"]).output
+    monkeypatch.setattr(sys, "argv", ["crane", "--version"])
+    with pytest.raises(SystemExit) as stopped:
+        entry.main()
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == expected
