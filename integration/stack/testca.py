@@ -19,7 +19,9 @@ def _name(text: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
 
 
-def make_test_ca(directory: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")):
+def make_test_ca(
+    directory: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
+) -> tuple[Path, ssl.SSLContext]:
     """Write ca.pem, server.pem, server.key into `directory`; return (ca_pem_path, ssl ctx)."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
@@ -82,6 +84,7 @@ def make_test_ca(directory: Path, hosts: tuple[str, ...] = ("localhost", "127.0.
             serialization.NoEncryption(),
         )
     )
+    key_path.chmod(0o600)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
     return ca_path, context

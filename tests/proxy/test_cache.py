@@ -207,18 +207,29 @@ def _upstream(data: bytes) -> httpx.Response:
     return httpx.Response(200, headers={"content-length": str(len(data))}, stream=Stream())
 
 
-def test_a_download_is_stored_as_it_streams(cache: FileCache) -> None:
-    writer = cache.writer(sha256=DIGEST)
-    assert writer is not None
-    reply = teed_reply(_upstream(DATA), writer, "https://crane.example/x.whl", lambda: None)
-    assert asyncio.run(body_of(reply)) == DATA
-    assert cache.lookup(DIGEST) is not None
+BIG = bytes(range(256)) * 8192  # 2 MiB: hashed and written in a thread beside the relay
+BODIES = pytest.mark.parametrize("data", [DATA, BIG], ids=["small", "large"])
 
 
-def test_a_download_that_does_not_match_is_cut_before_its_last_bytes(cache: FileCache) -> None:
-    writer = cache.writer(sha256=DIGEST)
+@BODIES
+def test_a_download_is_stored_as_it_streams(cache: FileCache, data: bytes) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    writer = cache.writer(sha256=digest)
     assert writer is not None
-    bad = b"Y" + DATA[1:]
+    reply = teed_reply(_upstream(data), writer, "https://crane.example/x.whl", lambda: None)
+    assert asyncio.run(body_of(reply)) == data
+    assert cache.lookup(digest) is not None
+
+
+@BODIES
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_download_that_does_not_match_is_cut_before_its_last_bytes(
+    cache: FileCache, data: bytes, where: str
+) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    writer = cache.writer(sha256=digest)
+    assert writer is not None
+    bad = b"Y" + data[1:] if where == "first" else data[:-1] + b"Y"
     cuts: list[bool] = []
     reply = teed_reply(
         _upstream(bad), writer, "https://crane.example/x.whl", lambda: cuts.append(True)
@@ -234,7 +245,7 @@ def test_a_download_that_does_not_match_is_cut_before_its_last_bytes(cache: File
         asyncio.run(consume())
     assert len(b"".join(sent)) < len(bad)
     assert cuts == [True]
-    assert cache.lookup(DIGEST) is None
+    assert cache.lookup(digest) is None
     assert not list(cache.files.rglob("*.tmp"))
 
 
@@ -279,41 +290,7 @@ def test_a_cache_that_cannot_be_changed_still_answers(cache: FileCache) -> None:
         os.chmod(path.parent, 0o700)
 
 
-BIG = bytes(range(256)) * 8192  # 2 MiB: hashed and written in a thread beside the relay
 BIG_DIGEST = hashlib.sha256(BIG).hexdigest()
-
-
-def test_a_large_download_is_stored_as_it_streams(cache: FileCache) -> None:
-    writer = cache.writer(sha256=BIG_DIGEST)
-    assert writer is not None
-    reply = teed_reply(_upstream(BIG), writer, "https://crane.example/big.whl", lambda: None)
-    assert asyncio.run(body_of(reply)) == BIG
-    assert cache.lookup(BIG_DIGEST) is not None
-
-
-def test_a_large_download_that_does_not_match_is_cut_before_its_last_bytes(
-    cache: FileCache,
-) -> None:
-    writer = cache.writer(sha256=BIG_DIGEST)
-    assert writer is not None
-    bad = BIG[:-1] + b"Y"  # only the very last byte differs
-    cuts: list[bool] = []
-    reply = teed_reply(
-        _upstream(bad), writer, "https://crane.example/big.whl", lambda: cuts.append(True)
-    )
-    sent: list[bytes] = []
-
-    async def consume() -> None:
-        assert not isinstance(reply.body, bytes)
-        async for chunk in reply.body:
-            sent.append(chunk)
-
-    with pytest.raises(CorruptDownload):
-        asyncio.run(consume())
-    assert len(b"".join(sent)) < len(bad)
-    assert cuts == [True]
-    assert cache.lookup(BIG_DIGEST) is None
-    assert not list(cache.files.rglob("*.tmp"))
 
 
 def test_a_large_download_the_child_abandons_leaves_nothing(cache: FileCache) -> None:

@@ -19,6 +19,7 @@ import pytest
 from crane_launch.proxy import splice
 from crane_launch.proxy.server import ProxyServer, Reply, Request
 from crane_launch.proxy.upstream import Upstream, streamed_reply
+from tests.proxy.fakes import FakeTokens
 
 pytestmark = pytest.mark.skipif(not splice.AVAILABLE, reason="splice(2) is Linux only")
 
@@ -78,19 +79,12 @@ def door(
 
     monkeypatch.setattr(splice, "relay", counting)
 
-    class NoToken:
-        def authorization(self) -> str:
-            return "Bearer x"
-
-        def reauthorized(self, stale: str) -> str:
-            return "Bearer x"
-
     upstream: Upstream | None = None
 
     async def handler(req: Request) -> Reply:
         nonlocal upstream
         if upstream is None:
-            upstream = Upstream(f"http://127.0.0.1:{origin.port}/simple/", NoToken())
+            upstream = Upstream(f"http://127.0.0.1:{origin.port}/simple/", FakeTokens())
         answer = await upstream.get(
             f"http://127.0.0.1:{origin.port}{req.target}", method=req.method, stream=True
         )

@@ -17,6 +17,7 @@ import pytest
 
 from crane_launch.proxy.upstream import Upstream, _unproxied_prefixes
 from crane_launch.proxy.wire import LeanPool
+from tests.proxy.fakes import FakeTokens
 
 Answer = bytes | Callable[[asyncio.StreamWriter], Awaitable[None]]
 
@@ -419,16 +420,9 @@ def test_bytes_waiting_in_the_kernel_make_an_idle_connection_unusable() -> None:
 
 
 def test_a_url_that_is_not_ascii_goes_the_httpx_way() -> None:
-    class Tokens:
-        def authorization(self) -> str:
-            return "Bearer t"
-
-        def reauthorized(self, stale: str) -> str:
-            return "Bearer t"
-
     async def main() -> list[bytes]:
         async with scripted(ok(b"lean"), ok(b"httpx")) as server:
-            upstream = Upstream(server.url + "/simple/", Tokens())
+            upstream = Upstream(server.url + "/simple/", FakeTokens())
             await upstream.get(server.url + "/simple/a/")
             await upstream.get(server.url + "/simple/f\u00e9/")
             await upstream.aclose()
@@ -440,16 +434,9 @@ def test_a_url_that_is_not_ascii_goes_the_httpx_way() -> None:
 
 
 def test_an_upstream_closed_refuses_further_requests() -> None:
-    class Tokens:
-        def authorization(self) -> str:
-            return "Bearer t"
-
-        def reauthorized(self, stale: str) -> str:
-            return "Bearer t"
-
     async def main() -> None:
         async with scripted(ok(b"x")) as server:
-            upstream = Upstream(server.url + "/simple/", Tokens())
+            upstream = Upstream(server.url + "/simple/", FakeTokens())
             await upstream.aclose()
             with pytest.raises(httpx.ConnectError):
                 await upstream.get(server.url + "/simple/a/")
