@@ -76,7 +76,6 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self.reusable = True
-        self.used = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -483,7 +482,6 @@ class LeanPool:
         transport = conn.transport
         if transport is None:
             raise _Closed
-        conn.used = True
         try:
             transport.write(data)
             while True:
