@@ -29,9 +29,10 @@ _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class Context:
-    def __init__(self, no_input: bool, no_cache: bool = False) -> None:
+    def __init__(self, no_input: bool, no_cache: bool = False, report: str | None = None) -> None:
         self.no_input = no_input
         self.no_cache = no_cache
+        self.report = report or None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,14 +50,23 @@ class Context:
     envvar="CRANE_NO_CACHE",
     help="Neither read nor write crane's cache of private files this run.",
 )
+@click.option(
+    "--report",
+    metavar="FILE",
+    envvar="CRANE_REPORT",
+    help="After a pip, uv or poetry run, write where each project came from to FILE "
+    "(JSON; the format is in the README).",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, no_input: bool, no_cache: bool) -> None:
+def cli(
+    ctx: click.Context, verbose: int, no_input: bool, no_cache: bool, report: str | None
+) -> None:
     """Run pip, uv and poetry against private indexes behind OAuth 2.0.
 
     Register an index once, then prefix the tool: `crane pip install -i URL pkg`.
     """
     console.setup(verbose)
-    ctx.obj = Context(no_input=no_input, no_cache=no_cache)
+    ctx.obj = Context(no_input=no_input, no_cache=no_cache, report=report)
 
 
 # -- index --------------------------------------------------------------------------------
@@ -268,7 +278,7 @@ def _tool_command(name: str, help_text: str) -> Callable[[Callable[..., int]], A
 def pip_command(obj: Context, args: tuple[str, ...]) -> int:
     from crane_launch.commands import tools
 
-    return tools.pip(list(args), no_input=obj.no_input, no_cache=obj.no_cache)
+    return tools.pip(list(args), no_input=obj.no_input, no_cache=obj.no_cache, report=obj.report)
 
 
 @_tool_command(
@@ -279,7 +289,7 @@ def pip_command(obj: Context, args: tuple[str, ...]) -> int:
 def uv_command(obj: Context, args: tuple[str, ...]) -> int:
     from crane_launch.commands import tools
 
-    return tools.uv(list(args), no_input=obj.no_input, no_cache=obj.no_cache)
+    return tools.uv(list(args), no_input=obj.no_input, no_cache=obj.no_cache, report=obj.report)
 
 
 @_tool_command(
@@ -288,7 +298,7 @@ def uv_command(obj: Context, args: tuple[str, ...]) -> int:
 def poetry_command(obj: Context, args: tuple[str, ...]) -> int:
     from crane_launch.commands import tools
 
-    return tools.poetry(list(args), no_input=obj.no_input, no_cache=obj.no_cache)
+    return tools.poetry(list(args), no_input=obj.no_input, no_cache=obj.no_cache, report=obj.report)
 
 
 @cli.command()

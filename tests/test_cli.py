@@ -575,7 +575,7 @@ def test_a_tool_commands_exit_code_is_cranes(
 ) -> None:
     seen: list[tuple[list[str], bool]] = []
 
-    def fake(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
+    def fake(args: list[str], *, no_input: bool, no_cache: bool = False, **_: object) -> int:
         seen.append((args, no_input))
         return code
 
@@ -598,7 +598,7 @@ def test_verbose_shows_every_rooms_debug_lines_with_credentials_redacted(
 ) -> None:
     import logging
 
-    def noisy(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
+    def noisy(args: list[str], *, no_input: bool, no_cache: bool = False, **_: object) -> int:
         for room in ("auth._credentials", "proxy.door", "launch.run"):
             logging.getLogger(f"crane_launch.{room}").debug(
                 "%s: Authorization: Bearer tok-%s refresh_token=ref-%s", room, room, room

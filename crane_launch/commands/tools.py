@@ -76,14 +76,38 @@ def _shebang_interpreter(script: Path, environ: Mapping[str, str]) -> Path | Non
     return Path(words[0])
 
 
-def _run(plan: Plan, registry: Registry, *, no_input: bool, no_cache: bool) -> int:
+def _run(
+    plan: Plan,
+    registry: Registry,
+    *,
+    no_input: bool,
+    no_cache: bool,
+    report: str | None = None,
+) -> int:
     """Run `plan` with every registered index's secret variables hidden from the child."""
     hidden = plan.hidden | registry.secret_variables()
     replanned = dataclasses.replace(plan, hidden=hidden)
-    return run(replanned, os.environ, no_input=no_input, no_cache=no_cache)
+    return run(
+        replanned, os.environ, no_input=no_input, no_cache=no_cache, report=report_path(report)
+    )
 
 
-def pip(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
+def report_path(value: str | None) -> Path | None:
+    """Where `crane --report FILE` (`CRANE_REPORT`) writes, checked before anything runs:
+    UsageError (exit 2) for a directory or a file in a directory that does not exist."""
+    if not value:
+        return None
+    path = Path(value).expanduser().absolute()
+    if path.is_dir():
+        raise UsageError(f"--report {value}: is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"--report {value}: directory {path.parent} does not exist")
+    return path
+
+
+def pip(
+    args: list[str], *, no_input: bool, no_cache: bool = False, report: str | None = None
+) -> int:
     """`crane pip [--python PY] ARGS`: pip (or `PY -m pip`) through the index door."""
     from crane_launch.launch.pip import plan_pip  # each planner is imported for its tool only
 
@@ -98,10 +122,12 @@ def pip(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
         python=python,
         site_prefix=None if python else _pip_site_prefix(os.environ),
     )
-    return _run(plan, registry, no_input=no_input, no_cache=no_cache)
+    return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=report)
 
 
-def uv(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
+def uv(
+    args: list[str], *, no_input: bool, no_cache: bool = False, report: str | None = None
+) -> int:
     """`crane uv ARGS`: `uv pip` through the index door, project commands through the
     transparent door, anything else unchanged."""
     from crane_launch.launch.project import is_uv_project_command, plan_uv_project
@@ -122,16 +148,18 @@ def uv(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
         plan = Plan("uv", ["uv", *args], Unchanged(), notes=[note])
     else:
         plan = Plan("uv", ["uv", *args], Unchanged(), notes=["this uv command uses no index"])
-    return _run(plan, registry, no_input=no_input, no_cache=no_cache)
+    return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=report)
 
 
-def poetry(args: list[str], *, no_input: bool, no_cache: bool = False) -> int:
+def poetry(
+    args: list[str], *, no_input: bool, no_cache: bool = False, report: str | None = None
+) -> int:
     """`crane poetry ARGS`: poetry with its private sources behind the transparent door."""
     from crane_launch.launch.project import plan_poetry
 
     registry = Registry.for_run(os.environ)
     plan = plan_poetry(args, registry=registry, environ=os.environ, cwd=Path.cwd())
-    return _run(plan, registry, no_input=no_input, no_cache=no_cache)
+    return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=report)
 
 
 def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from crane_launch import __version__
 from crane_launch.auth import (
     Authorizer,
     TerminalUI,
@@ -47,11 +49,13 @@ from crane_launch.launch.plan import (
     DirectReference,
     FileCopy,
     IndexDoorMode,
+    Plan,
 )
 from crane_launch.launch.supervise import run_supervised
 from crane_launch.proxy.cache import FileCache
 from crane_launch.proxy.door import IndexDoor, IndexSpec
 from crane_launch.proxy.guard import Guard, NameStatus, distribution_projects
+from crane_launch.proxy.provenance import Ledger
 from crane_launch.proxy.server import ProxyServer, Reply, Request
 from crane_launch.proxy.transparent import TransparentDoor
 from crane_launch.proxy.upstream import TokenSource, Upstream
@@ -59,6 +63,7 @@ from crane_launch.proxy.upstream import TokenSource, Upstream
 __all__ = [
     "GuardedDoors",
     "OpenIndexDoor",
+    "account",
     "credentials_for",
     "file_cache",
     "index_spec",
@@ -69,6 +74,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+_PUBLIC_CHECK_WAIT = 3.0
+"""Seconds the end of a run waits for the public index to say whether it has the
+private projects of the run (the checks start as soon as each project is served)."""
 
 
 def credentials_for(
@@ -167,10 +176,13 @@ class GuardedDoors:
         from crane_launch.proxy.tls import InterceptionCA  # cryptography: only when needed
 
         self._upstreams = [Upstream(index.url, tokens) for index, tokens in indexes]
+        self.ledger = Ledger()
         self._index_doors = [
-            IndexDoor(index_spec(index, public_url), upstream, cache=cache)
+            IndexDoor(index_spec(index, public_url), upstream, cache=cache, ledger=self.ledger)
             for (index, _tokens), upstream in zip(indexes, self._upstreams, strict=True)
         ]
+        if public_url:
+            self.ledger.public_check = self._index_doors[0].public_has
         self._ca = InterceptionCA.create_for_guard()
         privates = {
             origin_of(index.url): upstream
@@ -178,7 +190,12 @@ class GuardedDoors:
         }
         self.guard = Guard(self._index_doors, privates)
         self._transparent = TransparentDoor(
-            privates, self._ca.leaf_ssl_context, guard=self.guard, pass_through=pass_through
+            privates,
+            self._ca.leaf_ssl_context,
+            guard=self.guard,
+            pass_through=pass_through,
+            ledger=self.ledger,
+            private_indexes={origin_of(index.url): index.url for index, _tokens in indexes},
         )
         self._server = ProxyServer(self._dispatch)
         _sweep_stale(Path(tempfile.gettempdir()), _RUN_DIR_PREFIX)
@@ -308,6 +325,20 @@ class GuardedDoors:
     def _served(self, door: IndexDoor, names: Sequence[str]) -> set[str]:
         return _on_loop(self._server, _served_names(door, names))
 
+    def provenance(self, wait: float = _PUBLIC_CHECK_WAIT) -> Ledger:
+        """The run's ledger, once the public index checks still running have had up to
+        `wait` seconds to finish (call it after the child is gone)."""
+        _on_loop(self._server, self.ledger.settle(wait), timeout=wait + 5)
+        return self.ledger
+
+    @property
+    def indexes(self) -> list[dict[str, str]]:
+        """The private indexes of the run and the public index each falls back to."""
+        return [
+            {"url": door.spec.url, "public_index": door.spec.public_url}
+            for door in self._index_doors
+        ]
+
     def verdict(self, code: int) -> int:
         """The run's exit code: the child's, or 3 when the guard refused a request."""
         if not self.guard.refusals:
@@ -315,6 +346,58 @@ class GuardedDoors:
         for line in dict.fromkeys(refusal.line() for refusal in self.guard.refusals):
             say(f"guard: {line}")
         return EXIT_CONFIG
+
+
+def account(
+    plan: Plan,
+    doors: GuardedDoors,
+    report: Path | None,
+    *,
+    child: int | None,
+    outcome: int | None,
+    error: CraneError | None,
+) -> None:
+    """The end of a run with open doors: the provenance line when the child ran, and the
+    record in `report` (`crane --report FILE`) whatever happened. Raises CraneError
+    (exit 1) when the report cannot be written and nothing else went wrong."""
+    try:
+        ledger = doors.provenance(wait=_PUBLIC_CHECK_WAIT if child is not None else 0.0)
+    except Exception as exc:  # the loop is gone: say nothing rather than hide the real end
+        log.debug("no provenance: %s", type(exc).__name__)
+        return
+    if child is not None:
+        say(ledger.summary())
+    if report is None:
+        return
+    record = ledger.as_json(
+        crane=__version__,
+        tool=plan.tool,
+        command=_subcommand(plan.command),
+        exit_code=outcome,
+        child_exit_code=child,
+        error=str(error) if error is not None else None,
+        indexes=doors.indexes,
+        refusals=list(dict.fromkeys(refusal.line() for refusal in doors.guard.refusals)),
+    )
+    try:
+        atomic_write_text(report, json.dumps(record, indent=2) + "\n", mode=0o644)
+    except OSError as exc:
+        message = f"cannot write the report {report}: {exc.strerror or exc}"
+        if outcome is not None:
+            raise CraneError(message) from None
+        log.warning("%s", message)
+
+
+def _subcommand(command: Sequence[str]) -> str:
+    """`pip install`, `uv pip install`, `uv sync`, `poetry lock`: the tool and its
+    command words, without options or their values (a value may be a URL or a secret)."""
+    words = list(command)
+    tool = Path(words[0]).name
+    if words[1:3] == ["-m", "pip"]:
+        tool, words = "pip", words[2:]
+    positional = [word for word in words[1:] if not word.startswith("-")]
+    wanted = 2 if positional[:1] == ["pip"] else 1
+    return " ".join([tool, *positional[:wanted]])
 
 
 def _find_links_files(locations: Sequence[Path]) -> list[Path]:

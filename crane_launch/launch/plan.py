@@ -149,6 +149,10 @@ class TransparentDoorMode:
     verified before the child starts."""
 
     privates: tuple[PrivateIndex, ...]
+    public_url: str = ""
+    """The public index the project's tool uses (the first unregistered index its settings
+    name, else the private index's registered public index, else pip's default): asked
+    only whether it has the private projects of the run, for the provenance summary."""
     project_dir: Path | None = None
     direct_references: tuple[DirectReference, ...] = ()
     find_links: tuple[Path, ...] = ()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crane_launch.config import PrivateIndex, Registry
+from crane_launch.config import PrivateIndex, Registry, builtin_public_index
 from crane_launch.errors import ConfigError
 from crane_launch.launch.files import ReadText, read_unless_missing
 from crane_launch.launch.plan import DirectReference, Plan, TransparentDoorMode, Unchanged
@@ -160,6 +160,7 @@ class RegisteredIndexes:
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._found: dict[str, PrivateIndex] = {}
+        self._others: list[str] = []
 
     def check(self, url: str) -> PrivateIndex | None:
         """The registered index at `url` (any spelling `Registry.find` accepts), remembered;
@@ -167,6 +168,8 @@ class RegisteredIndexes:
         index = self._registry.find(url)
         if index is not None:
             self._found.setdefault(index.url, index)
+        elif url not in self._others:
+            self._others.append(url)
         return index
 
     def plan(
@@ -197,8 +200,11 @@ class RegisteredIndexes:
         if found and refusals:
             raise ConfigError(refusals[0])
         if found:
+            first = next(iter(found.values()))
+            public = next(iter(self._others), None) or first.public_index
             mode = TransparentDoorMode(
                 privates=tuple(found.values()),
+                public_url=public or builtin_public_index(),
                 project_dir=project_dir,
                 direct_references=tuple(direct_references),
                 find_links=tuple(find_links),

@@ -24,9 +24,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from crane_launch.console import say
-from crane_launch.errors import ConfigError
+from crane_launch.errors import ConfigError, CraneError
 from crane_launch.launch.plan import ALWAYS_HIDDEN, IndexDoorMode, Plan, Unchanged
 from crane_launch.launch.supervise import run_supervised
 
@@ -37,8 +38,18 @@ PASS_THROUGH_VAR = "CRANE_PASS_THROUGH"  # noqa: S105 - a variable's name, not a
 pins. The guard sees nothing of what the child fetches there."""
 
 
-def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool, no_cache: bool = False) -> int:
-    """Run `plan` to the end and return the child's exit code (128 + n for signal n)."""
+def run(
+    plan: Plan,
+    environ: Mapping[str, str],
+    *,
+    no_input: bool,
+    no_cache: bool = False,
+    report: Path | None = None,
+) -> int:
+    """Run `plan` to the end and return the child's exit code (128 + n for signal n).
+
+    Once the child has run with the doors open, one line says where its projects came
+    from; `report` (`crane --report FILE`) gets the whole record as JSON."""
     command = resolve_command(plan.command, environ)
     for note in plan.notes:
         say(note)
@@ -54,26 +65,37 @@ def run(plan: Plan, environ: Mapping[str, str], *, no_input: bool, no_cache: boo
         (index, doors.credentials_for(index, environ, no_input=no_input)) for index in privates
     ]
     environ = child_environ  # the secrets are read: from here on, only the child's view
-    public_url = mode.public_url if isinstance(mode, IndexDoorMode) else ""
+    public_url = mode.public_url
     pass_through = pass_through_hosts(environ)
     if pass_through:
         say(f"guard: tunnelling {', '.join(sorted(pass_through))} blind ({PASS_THROUGH_VAR})")
     cache = None if no_cache else doors.file_cache(environ)
     with doors.GuardedDoors(indexes, public_url, pass_through=pass_through, cache=cache) as opened:
-        opened.verify_references(mode.direct_references)
-        opened.verify_find_links(mode.find_links)
-        if isinstance(mode, IndexDoorMode):
-            opened.verify_lock_files(mode.lock_files)
-            code = doors.through_index_door(command, mode, environ, opened)
-        else:
-            opened.verify_locks(mode.project_dir)
-            code = run_supervised(command, opened.environment(environ))
-            # A lock the tool has just written (and maybe installed from) is judged too:
-            # the run fails rather than leave a lock that takes a private project elsewhere.
-            opened.verify_locks(mode.project_dir)
-        if cache is not None:
-            cache.save_stats()
-        return opened.verdict(code)
+        child: int | None = None
+        outcome: int | None = None
+        error: CraneError | None = None
+        try:
+            opened.verify_references(mode.direct_references)
+            opened.verify_find_links(mode.find_links)
+            if isinstance(mode, IndexDoorMode):
+                opened.verify_lock_files(mode.lock_files)
+                child = doors.through_index_door(command, mode, environ, opened)
+            else:
+                opened.verify_locks(mode.project_dir)
+                child = run_supervised(command, opened.environment(environ))
+                # A lock the tool has just written (and maybe installed from) is judged
+                # too: the run fails rather than leave a lock that takes a private project
+                # elsewhere.
+                opened.verify_locks(mode.project_dir)
+            if cache is not None:
+                cache.save_stats()
+            outcome = opened.verdict(child)
+            return outcome
+        except CraneError as exc:
+            error = exc
+            raise
+        finally:
+            doors.account(plan, opened, report, child=child, outcome=outcome, error=error)
 
 
 def pass_through_hosts(environ: Mapping[str, str]) -> frozenset[str]:

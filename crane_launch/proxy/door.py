@@ -9,6 +9,10 @@ error would let a public project shadow a private one (dependency confusion).
 
 Files under `/<token>/files/...` are streamed from the private origin with credentials;
 the whole body is never held in memory.
+
+With a `provenance.Ledger`, the door records every answer of the private index for a
+project page (the guard's lookups included), the pages it served and from which index,
+and the private files the child downloaded with the sha256 their page gave.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote, urljoin
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
@@ -28,6 +32,7 @@ from crane_launch.proxy import rewrite, routing
 from crane_launch.proxy.cache import CacheEntry, CacheWriter, FileCache
 from crane_launch.proxy.cached import disk_reply, teed_reply
 from crane_launch.proxy.guard import NameStatus, distribution_projects
+from crane_launch.proxy.provenance import Ledger
 from crane_launch.proxy.server import Reply, Request
 from crane_launch.proxy.upstream import Upstream, UpstreamResponse, streamed_reply
 
@@ -73,9 +78,11 @@ class IndexDoor:
         *,
         token: str | None = None,
         cache: FileCache | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.spec = spec
         self._cache = cache
+        self._ledger = ledger
         self._hashes: dict[str, str] = {}
         """The sha256 the private pages served this run give each file (path and query)."""
         self._unsure: set[str] = set()
@@ -217,7 +224,11 @@ class IndexDoor:
         if decision.kind is routing.Decision.SERVE_PRIVATE and answer is not None:
             log.debug("project %s: private", route.project)
             content_type = answer.response.headers.get("content-type", "")
-            if self._cache is not None:
+            if self._ledger is not None:
+                self._ledger.page(
+                    route.project, source="private", index=self.spec.url, url=answer.url
+                )
+            if self._cache is not None or self._ledger is not None:
                 self._record_hashes(
                     route.project,
                     rewrite.file_hashes(
@@ -247,7 +258,33 @@ class IndexDoor:
     async def _ask(
         self, project: str, accept: str, user_agent: str | None = None
     ) -> tuple[routing.ProjectDecision, UpstreamResponse | None]:
-        """The private index's answer for `project`, decided; remembered for the guard."""
+        """The private index's answer for `project`, decided; remembered for the guard
+        and, with a ledger, recorded there."""
+        decision, answer = await self._decide(project, accept, user_agent)
+        if self._ledger is not None:
+            kinds = {
+                routing.Decision.SERVE_PRIVATE: "served",
+                routing.Decision.FALLBACK_PUBLIC: "absent",
+            }
+            verdict = kinds.get(decision.kind, "error")
+            status = answer.response.status_code if answer is not None else None
+            reason = decision.reason if verdict == "error" else ""
+            if verdict == "absent" and status == 200:
+                reason = "the index's own 'Not found' page (Crane/RDepot)"
+            self._ledger.private_answer(
+                project,
+                index=self.spec.url,
+                url=answer.url if answer is not None else self.spec.url + project + "/",
+                status=status,
+                verdict=verdict,  # type: ignore[arg-type]
+                proven=self.proven,
+                reason=reason,
+            )
+        return decision, answer
+
+    async def _decide(
+        self, project: str, accept: str, user_agent: str | None
+    ) -> tuple[routing.ProjectDecision, UpstreamResponse | None]:
         url = routing.private_project_url(self.spec.url, project)
         headers = {"Accept": accept}
         if user_agent:
@@ -301,6 +338,27 @@ class IndexDoor:
         """The private index this door stands for (what the guard names in its refusals)."""
         return self.spec.url
 
+    async def public_has(self, project: str) -> bool | None:
+        """Whether the public index has `project` (a page; None: it could not tell). Asked
+        for a project the private index served, for the run's provenance."""
+        if not self.spec.public_url:
+            return None
+        url = routing.public_project_url(self.spec.public_url, project)
+        try:
+            answer = await self._upstream.get(url, headers={"Accept": _DEFAULT_ACCEPT})
+        except httpx.HTTPError:
+            return None
+        status = answer.response.status_code
+        if status in (404, 410):
+            return False
+        content_type = answer.response.headers.get("content-type", "")
+        if (
+            status == 200
+            and rewrite.not_index_shaped(answer.response.content, content_type) is None
+        ):
+            return True
+        return None
+
     async def project_status(self, project: str) -> tuple[NameStatus, str]:
         """Whether the private index serves `project` (normalised), by the door's own rules;
         a page the door has already decided on this run is not asked for again."""
@@ -334,6 +392,10 @@ class IndexDoor:
         if response.status_code != 200:
             return _bad_gateway(
                 f"public index {self.spec.public_url} answered {response.status_code}"
+            )
+        if self._ledger is not None:
+            self._ledger.page(
+                route.project, source="public", index=self.spec.public_url, url=answer.url
             )
         # Public pages are rewritten too: their links become absolute so that the child
         # fetches public files directly, never through the door.
@@ -371,6 +433,7 @@ class IndexDoor:
         if cache is not None:
             hit, stored = await self._look_up(cache, request, url, digest, headers, cut=cut)
             if hit is not None:
+                self._note_file(request, url, digest, stored.size if stored else None, True)
                 return hit
         whole = "range" not in headers
         if cache is not None and digest is not None and request.method == "GET" and not whole:
@@ -394,6 +457,7 @@ class IndexDoor:
         if cache is not None and stored is not None and status == 304 and not asked_conditionally:
             await answer.aclose()
             cache.hit(stored.size)
+            self._note_file(request, url, digest, stored.size, True)
             return disk_reply(request, stored, cache, cut)
         if status not in _PASSED_FILE_STATUSES:
             await answer.aclose()
@@ -401,12 +465,34 @@ class IndexDoor:
                 message = routing.auth_failed_message(self.spec.url, self.spec.auth_advice)
                 return _bad_gateway(message)
             return _bad_gateway(f"{self.spec.url}: a file request was answered {status}")
+        if status in (200, 206):
+            length = response.headers.get("content-length")
+            size = int(length) if status == 200 and length and length.isdigit() else None
+            self._note_file(request, url, self._hashes.get(key), size, False)
         if cache is not None and request.method == "GET" and status == 200 and whole:
             cache.miss()
             writer = self._writer_for(cache, response, url, digest)
             if writer is not None:
                 return teed_reply(response, writer, shown_url(url), cut)
         return streamed_reply(response)
+
+    def _note_file(
+        self, request: Request, url: str, digest: str | None, size: int | None, cached: bool
+    ) -> None:
+        """Record a private file the child downloads (GET; a HEAD is no download)."""
+        if self._ledger is None or request.method != "GET":
+            return
+        name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        self._ledger.file(
+            distribution_projects(name),
+            source="private",
+            index=self.spec.url,
+            url=url,
+            sha256=digest,
+            sha256_from="index page" if digest else None,
+            size=size,
+            from_cache=cached,
+        )
 
     async def _look_up(
         self,

@@ -44,6 +44,7 @@ __all__ = [
     "ProjectLookup",
     "Refusal",
     "distribution_projects",
+    "requested_page",
     "requested_projects",
 ]
 
@@ -91,6 +92,12 @@ def requested_projects(
     page = _page_project(segments)
     found = _file_projects(segments[-1]) + ((page,) if page is not None else ()) + extra
     return tuple(dict.fromkeys(found))
+
+
+def requested_page(url: str) -> str | None:
+    """The normalised project `url` is the page of (`requested_projects`' page rule), or None."""
+    segments = _resolved_segments(_nfkc(unquote(urlsplit(url).path)))
+    return _page_project(segments) if segments else None
 
 
 def distribution_projects(filename: str) -> tuple[str, ...]:

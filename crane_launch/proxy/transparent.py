@@ -16,6 +16,9 @@ the real ones, so instead of an index door the child gets this proxy in HTTP(S)_
 - Hosts listed as pass-through, and every host when there is no guard, get a blind byte
   tunnel (through the user's own upstream proxy when crane's environment names one):
   the child verifies the real certificate, and the guard sees nothing of them.
+- With a `provenance.Ledger`, every project page and distribution file the child got
+  through the door is recorded with the index it came from; a whole distribution file
+  is hashed (sha256) as it streams to the child.
 """
 
 from __future__ import annotations
@@ -24,18 +27,20 @@ import asyncio
 import base64
 import contextlib
 import email.message
+import hashlib
 import hmac
 import logging
 import secrets
 import ssl
 import urllib.request
-from collections.abc import Callable
-from urllib.parse import unquote, urlsplit
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
 from crane_launch.config import Origin, origin_of, origin_url
-from crane_launch.proxy.guard import Guard, Refusal
+from crane_launch.proxy.guard import Guard, Refusal, distribution_projects, requested_page
+from crane_launch.proxy.provenance import FileRecord, Ledger, Source
 from crane_launch.proxy.server import Reply, Request, serve_h11
 from crane_launch.proxy.upstream import (
     CONTENT_HEADERS,
@@ -80,8 +85,12 @@ class TransparentDoor:
         pass_through: frozenset[str] = frozenset(),
         password: str | None = None,
         public_client: httpx.AsyncClient | None = None,
+        ledger: Ledger | None = None,
+        private_indexes: dict[Origin, str] | None = None,
     ) -> None:
         self._privates = privates
+        self._ledger = ledger
+        self._private_indexes = private_indexes or {}
         self._leaf_context = leaf_context
         self._guard = guard
         self._pass_through = frozenset(host.lower() for host in pass_through)
@@ -235,7 +244,9 @@ class TransparentDoor:
             await response.aclose()
             origin = origin_url(origin_of(url))
             return Reply.text(502, f"authentication to {origin} failed: run `crane login` for it")
-        return streamed_reply(response, _PASSED_RESPONSE_HEADERS)
+        reply = streamed_reply(response, _PASSED_RESPONSE_HEADERS)
+        index = self._private_indexes.get(origin_of(url), origin_url(origin_of(url)))
+        return self._recorded(request, url, reply, "private", index)
 
     async def _forward_public(self, request: Request, url: str) -> Reply:
         """`request` as the child sent it (method, headers, body), without credentials."""
@@ -255,7 +266,39 @@ class TransparentDoor:
         if refusal is not None:
             await response.aclose()
             return Reply.text(403, f"crane: {refusal.line()}\n")
-        return streamed_reply(response, None)
+        reply = streamed_reply(response, None)
+        return self._recorded(request, url, reply, "public", None)
+
+    def _recorded(
+        self, request: Request, url: str, reply: Reply, source: Source, index: str | None
+    ) -> Reply:
+        """`reply`, recorded in the ledger when it is a project page or a whole
+        distribution file the child downloads; such a file is hashed as it streams."""
+        if self._ledger is None or request.method != "GET" or reply.status not in (200, 206):
+            return reply
+        page = requested_page(url)
+        if page is not None:
+            if reply.status == 200:
+                page_index = index or urljoin(url.split("?", 1)[0], "..")
+                self._ledger.page(page, source=source, index=page_index, url=url)
+            return reply
+        projects = distribution_projects(unquote(urlsplit(url).path))
+        length = dict(reply.headers).get("content-length")
+        record = self._ledger.file(
+            projects,
+            source=source,
+            index=index or origin_url(origin_of(url)),
+            url=url,
+            size=int(length) if reply.status == 200 and length and length.isdigit() else None,
+        )
+        encoded = dict(reply.headers).get("content-encoding", "identity").lower()
+        if record is None or reply.status != 200 or encoded != "identity":
+            return reply
+        if isinstance(reply.body, bytes):
+            _hashed(record, hashlib.sha256(reply.body))
+            return reply
+        reply.body = _HashedBody(reply.body, record)
+        return reply
 
     async def _judge_response(self, url: str, response: httpx.Response) -> Refusal | None:
         """The guard's second look, at what the response says it is: a download that
@@ -271,6 +314,27 @@ class TransparentDoor:
         if filename:
             return await self._guard.check(url, filename=filename)
         return None
+
+
+def _hashed(record: FileRecord, digest: hashlib._Hash) -> None:
+    if record.sha256 is None:
+        record.sha256, record.sha256_from = digest.hexdigest(), "served bytes"
+
+
+class _HashedBody:
+    """A reply body that hashes what it streams; the record gets the digest only when
+    the whole body went out."""
+
+    def __init__(self, body: AsyncIterable[bytes], record: FileRecord) -> None:
+        self._body = body
+        self._record = record
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        digest = hashlib.sha256()
+        async for chunk in self._body:
+            digest.update(chunk)
+            yield chunk
+        _hashed(self._record, digest)
 
 
 def _disposition_filename(value: str) -> str | None:

@@ -239,7 +239,12 @@ def test_a_tool_command_hides_the_variables_of_every_index(
     plans: list[Plan] = []
 
     def fake_run(
-        plan: Plan, environ: Mapping[str, str], *, no_input: bool, no_cache: bool = False
+        plan: Plan,
+        environ: Mapping[str, str],
+        *,
+        no_input: bool,
+        no_cache: bool = False,
+        report: object = None,
     ) -> int:
         plans.append(plan)
         return 0
@@ -300,7 +305,12 @@ def test_a_saved_index_the_environment_replaces_still_has_its_variable_hidden(
     plans: list[Plan] = []
 
     def fake_run(
-        plan: Plan, environ: Mapping[str, str], *, no_input: bool, no_cache: bool = False
+        plan: Plan,
+        environ: Mapping[str, str],
+        *,
+        no_input: bool,
+        no_cache: bool = False,
+        report: object = None,
     ) -> int:
         plans.append(plan)
         return 0

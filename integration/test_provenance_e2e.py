@@ -1,0 +1,197 @@
+"""Provenance reports and `crane audit`, end to end: real pip, uv and poetry, the real IdP
+and the real indexes, with a small company's projects:
+
+- private index: corp-shared 1.0.0, corp-app 1.0.0 (requires corp-shared and
+  public-helper), corp-internal-only 1.0.0;
+- public index: corp-shared 99.0.0 (a dependency-confusion decoy), public-helper 1.0.0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from harness import uv_env
+from stack.wheels import build_wheel
+
+PRIVATE = (
+    ("corp-shared", "1.0.0", ()),
+    ("corp-app", "1.0.0", ("corp-shared", "public-helper")),
+    ("corp-internal-only", "1.0.0", ()),
+)
+PUBLIC = (
+    ("corp-shared", "99.0.0", ()),
+    ("public-helper", "1.0.0", ()),
+)
+
+
+@pytest.fixture(scope="session")
+def corp(stack) -> dict[str, str]:
+    """The company's wheels on both indexes; each file's sha256 by file name and origin."""
+    digests = {}
+    for directory, wheels, origin in (
+        (stack.private_dir, PRIVATE, "private"),
+        (stack.public_dir, PUBLIC, "public"),
+    ):
+        for name, version, requires in wheels:
+            path = build_wheel(directory, name, version, requires, origin)
+            digests[f"{origin}/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+@pytest.fixture
+def logged_in(stack, crane, corp):
+    crane.register(stack, None, "--public-index", stack.public_url)
+    assert crane.login(stack).code == 0
+    return crane
+
+
+def provenance_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("crane: provenance:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def projects(report: dict) -> dict[str, dict]:
+    return {entry["name"]: entry for entry in report["projects"]}
+
+
+def assert_corp_report(report: dict, corp: dict[str, str], *, private_url: str) -> None:
+    """corp-app and corp-shared came from the private index, public-helper fell back to
+    the public index with the private index's 404 as proof; files carry their hashes."""
+    assert report["format"] == "crane-provenance"
+    assert report["version"] == 1
+    found = projects(report)
+    assert found["corp-app"]["source"] == "private"
+    assert found["corp-shared"]["source"] == "private"
+    assert found["public-helper"]["source"] == "public"
+    assert report["summary"]["private"] == ["corp-app", "corp-shared"]
+    assert report["summary"]["public"] == ["public-helper"]
+    proof = found["public-helper"]["fallback"]
+    assert proof["index"] == private_url
+    assert proof["status"] == 404
+    assert proof["verdict"] == "absent"
+    assert proof["credentials_proven"] is True
+    assert "fallback" not in found["corp-shared"]
+    for name, origin in (("corp-app", "private"), ("corp-shared", "private")):
+        (file,) = found[name]["files"]
+        assert file["source"] == origin
+        assert file["sha256"] == corp[f"{origin}/{file['filename']}"], file
+    (helper,) = found["public-helper"]["files"]
+    assert helper["source"] == "public"
+    assert helper["sha256"] == corp[f"public/{helper['filename']}"]
+    assert "token" not in json.dumps(report).lower()
+
+
+def test_pip_report_and_line_name_private_projects_and_the_fallback(
+    stack, logged_in, corp, tmp_path
+):
+    report = tmp_path / "report.json"
+    result = logged_in.run(
+        "--report", str(report),
+        "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url, "corp-app",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    line = provenance_line(result.stderr)
+    assert "2 projects from the private index" in line
+    assert "1 from the public index (public-helper)" in line
+    assert "corp-shared is on the public index too, taken from the private one" in line
+    data = json.loads(report.read_text())
+    assert_corp_report(data, corp, private_url=stack.private_url)
+    found = projects(data)
+    assert found["corp-shared"]["also_on_public_index"] is True
+    assert found["corp-app"]["also_on_public_index"] is False
+    assert data["tool"] == "pip"
+    assert data["command"] == "pip install"
+    assert data["exit_code"] == 0
+    # Only the project's own version came: 99.0.0 on the public index was never asked for.
+    (shared,) = found["corp-shared"]["files"]
+    assert shared["filename"] == "corp_shared-1.0.0-py3-none-any.whl"
+
+
+def test_uv_pip_report_from_the_environment_variable(stack, logged_in, corp, tmp_path):
+    report = tmp_path / "uv-report.json"
+    env = {**uv_env(logged_in.env), "CRANE_REPORT": str(report)}
+    result = logged_in.run(
+        "uv", "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url,
+        "corp-app",
+        env=env,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "1 from the public index (public-helper)" in provenance_line(result.stderr)
+    data = json.loads(report.read_text())
+    assert_corp_report(data, corp, private_url=stack.private_url)
+    assert data["command"] == "uv pip install"
+
+
+UV_PROJECT = """\
+[project]
+name = "corp-service"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["corp-app"]
+
+[tool.uv]
+package = false
+
+[[tool.uv.index]]
+name = "private"
+url = "{private}"
+
+[[tool.uv.index]]
+name = "public"
+url = "{public}"
+default = true
+"""
+
+
+def test_uv_lock_and_sync_reports(stack, logged_in, corp, tmp_path):
+    work = logged_in.cwd
+    (work / "pyproject.toml").write_text(
+        UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
+    )
+    env = uv_env(logged_in.env)
+    locked = logged_in.run("--report", "lock.json", "uv", "lock", env=env, timeout=300)
+    assert locked.code == 0, locked.stderr
+    lock_report = json.loads((work / "lock.json").read_text())
+    found = projects(lock_report)
+    assert found["corp-app"]["source"] == "private"
+    assert found["corp-shared"]["source"] == "private"
+    assert found["public-helper"]["source"] == "public"
+    assert found["public-helper"]["fallback"]["status"] == 404
+    assert "2 projects from the private index" in provenance_line(locked.stderr)
+
+    synced = logged_in.run("--report", "sync.json", "uv", "sync", env=env, timeout=300)
+    assert synced.code == 0, synced.stderr
+    data = json.loads((work / "sync.json").read_text())
+    assert_corp_report(data, corp, private_url=stack.private_url)
+    assert data["command"] == "uv sync"
+    assert "corp-shared is on the public index too" in provenance_line(synced.stderr)
+
+
+def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(
+    stack, logged_in, tmp_path
+):
+    for where in (tmp_path, tmp_path / "missing" / "r.json"):
+        result = logged_in.run(
+            "--report", str(where), "pip", "install", "-i", stack.private_url, "corp-app"
+        )
+        assert result.code == 2, result.stderr
+        assert "--report" in result.stderr
+        assert "provenance" not in result.stderr
+
+
+def test_a_failing_run_still_reports(stack, logged_in, tmp_path):
+    report = tmp_path / "r.json"
+    result = logged_in.run(
+        "--report", str(report),
+        "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url,
+        "no-such-project-anywhere",
+    )  # fmt: skip
+    assert result.code == 1, result.stderr
+    data = json.loads(report.read_text())
+    assert data["exit_code"] == 1
+    entry = projects(data)["no-such-project-anywhere"]
+    assert entry["source"] == "none"
+    assert entry["private_index_answers"][0]["status"] == 404
