@@ -2,15 +2,17 @@
 
 Exit codes (see `errors.py`): 0 success; the child's code for pip/uv/poetry runs;
 1 unexpected failure; 2 usage; 3 configuration; 4 authentication; 5 upstream;
-128+n when stopped by signal n.
+6 `crane audit` found a dependency confusion; 128+n when stopped by signal n.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -19,6 +21,7 @@ from crane_launch import __version__, console
 from crane_launch.config import AUTH_SCHEMES, Registry
 from crane_launch.console import say
 from crane_launch.errors import EXIT_FAILURE, EXIT_USAGE, CraneError
+from crane_launch.errors import UsageError as CraneUsageError
 from crane_launch.process import harden
 
 __all__ = ["main"]
@@ -315,6 +318,86 @@ def serve(obj: Context, url: str, port: int) -> int:
     from crane_launch.commands import tools
 
     return tools.serve(url, port=port, no_input=obj.no_input, no_cache=obj.no_cache)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[PROJECT]...")
+@click.option(
+    "-r",
+    "--requirement",
+    "requirements",
+    multiple=True,
+    metavar="FILE",
+    help="A requirements file (with the files it includes). Repeatable.",
+)
+@click.option(
+    "--pyproject",
+    "pyprojects",
+    multiple=True,
+    metavar="FILE",
+    help="A pyproject.toml's dependencies.",
+)
+@click.option(
+    "--lock",
+    "locks",
+    multiple=True,
+    metavar="FILE",
+    help="A lock file: uv.lock, poetry.lock or pylock.toml. Repeatable.",
+)
+@click.option("--python", metavar="PY", help="The distributions installed for interpreter PY.")
+@click.option("--index", "index_url", metavar="URL", help="The registered index to audit against.")
+@click.option(
+    "--private-names",
+    is_flag=True,
+    help="List the private index's projects the public index does not have: the names "
+    "to reserve publicly.",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout instead of a table.")
+@click.pass_obj
+def audit(obj: Context, /, names: tuple[str, ...], **options: Any) -> int:
+    """Which projects are private, public or on both, and any dependency confusion.
+
+    Reads PROJECT names, requirements files, pyproject.toml dependencies, lock files or
+    an environment (default: the pyproject.toml and lock files here). Exit 6 when a lock
+    file, an environment or a pin takes a project of the private index from elsewhere;
+    5 when an index could not answer.
+    """
+    from crane_launch.commands import audit as auditing
+
+    index_url, as_json = options["index_url"], options["as_json"]
+    inputs = auditing.Inputs(
+        names=names,
+        requirements=tuple(Path(path) for path in options["requirements"]),
+        pyprojects=tuple(Path(path) for path in options["pyprojects"]),
+        locks=tuple(Path(path) for path in options["locks"]),
+        python=options["python"],
+    )
+    if options["private_names"]:
+        if not inputs.empty:
+            raise CraneUsageError("--private-names takes no other input")
+        listed = auditing.run_private_names(
+            index_url=index_url, environ=os.environ, no_input=obj.no_input
+        )
+        if as_json:
+            click.echo(json.dumps(listed.as_json(), indent=2))
+        else:
+            for name in listed.private_only:
+                click.echo(name)
+        say(listed.summary())
+        return listed.exit_code
+    result = auditing.run_audit(
+        inputs, index_url=index_url, environ=os.environ, cwd=Path.cwd(), no_input=obj.no_input
+    )
+    if as_json:
+        click.echo(result.dumps())
+    else:
+        for line in result.table():
+            click.echo(line)
+        for row in result.confusions:
+            for finding in row.findings:
+                say(finding)
+    say(result.summary())
+    return result.exit_code
 
 
 def _one_line(exc: click.ClickException) -> str:

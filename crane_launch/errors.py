@@ -12,6 +12,9 @@ The tree::
     │   └── LoginRequiredError           a login is needed and nobody can answer
     └── UpstreamError               (5)  an index or identity provider failed
 
+    EXIT_CONFUSION                  (6)  `crane audit`: a project of the private index
+                                         was (or would be) taken from elsewhere
+
 A child tool's own exit code is passed through unchanged; the codes above are
 crane's only when crane itself stopped the run. `cli.main` is the one place that
 turns these into a `crane: ...` line and an exit status.
@@ -24,6 +27,7 @@ from typing import NewType
 __all__ = [
     "EXIT_AUTH",
     "EXIT_CONFIG",
+    "EXIT_CONFUSION",
     "EXIT_FAILURE",
     "EXIT_UPSTREAM",
     "EXIT_USAGE",
@@ -46,6 +50,7 @@ EXIT_USAGE = ExitCode(2)
 EXIT_CONFIG = ExitCode(3)
 EXIT_AUTH = ExitCode(4)
 EXIT_UPSTREAM = ExitCode(5)
+EXIT_CONFUSION = ExitCode(6)
 
 
 class CraneError(Exception):

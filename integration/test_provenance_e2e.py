@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from harness import uv_env
@@ -44,6 +48,8 @@ def corp(stack) -> dict[str, str]:
 def logged_in(stack, crane, corp):
     crane.register(stack, None, "--public-index", stack.public_url)
     assert crane.login(stack).code == 0
+    stack.gate.reset()
+    stack.gate.clear()
     return crane
 
 
@@ -170,9 +176,7 @@ def test_uv_lock_and_sync_reports(stack, logged_in, corp, tmp_path):
     assert "corp-shared is on the public index too" in provenance_line(synced.stderr)
 
 
-def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(
-    stack, logged_in, tmp_path
-):
+def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(stack, logged_in, tmp_path):
     for where in (tmp_path, tmp_path / "missing" / "r.json"):
         result = logged_in.run(
             "--report", str(where), "pip", "install", "-i", stack.private_url, "corp-app"
@@ -195,3 +199,145 @@ def test_a_failing_run_still_reports(stack, logged_in, tmp_path):
     entry = projects(data)["no-such-project-anywhere"]
     assert entry["source"] == "none"
     assert entry["private_index_answers"][0]["status"] == 404
+
+
+# -- crane audit ---------------------------------------------------------------------------
+
+PUBLIC_ONLY_PROJECT = """\
+[project]
+name = "corp-service"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["corp-shared", "public-helper"]
+
+[tool.uv]
+package = false
+
+[[tool.uv.index]]
+name = "public"
+url = "{public}"
+default = true
+"""
+
+
+def plain(tool: str, *args: str, env: dict[str, str], cwd: Path) -> None:
+    """`tool` run directly, without crane (the way a confusion happens)."""
+    found = shutil.which(tool, path=env["PATH"])
+    assert found is not None, tool
+    done = subprocess.run([found, *args], env=env, cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def confused_uv_lock(stack, logged_in) -> Path:
+    """A uv.lock written by plain uv against the public index only: it took corp-shared
+    99.0.0 from there."""
+    work = logged_in.cwd / "confused"
+    work.mkdir()
+    (work / "pyproject.toml").write_text(PUBLIC_ONLY_PROJECT.format(public=stack.public_url))
+    plain("uv", "lock", env=uv_env(logged_in.env), cwd=work)
+    assert 'name = "corp-shared"\nversion = "99.0.0"' in (work / "uv.lock").read_text()
+    return work / "uv.lock"
+
+
+def test_audit_of_a_lock_that_took_a_private_project_from_the_public_index_exits_6(
+    stack, logged_in, confused_uv_lock
+):
+    result = logged_in.run("audit", "--lock", str(confused_uv_lock))
+    assert result.code == 6, result.stdout + result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert "CONFUSION" in rows["corp-shared"]
+    assert "99.0.0" in rows["corp-shared"]
+    assert "CONFUSION" not in rows["public-helper"]
+    finding = next(line for line in result.stderr.splitlines() if "corp-shared 99.0.0" in line)
+    assert "uv.lock:" in finding
+    assert stack.public_url.rstrip("/") in finding
+    assert "dependency confusion: corp-shared" in result.stderr
+
+    as_json = logged_in.run("audit", "--json", "--lock", str(confused_uv_lock))
+    assert as_json.code == 6
+    data = json.loads(as_json.stdout)
+    assert data["format"] == "crane-audit"
+    assert data["exit_code"] == 6
+    found = {row["name"]: row for row in data["projects"]}
+    assert found["corp-shared"]["findings"]
+    assert found["corp-shared"]["presence"] == "both"
+    assert found["corp-shared"]["private"]["versions"] == ["1.0.0"]
+    assert found["corp-shared"]["public"]["versions"] == ["99.0.0"]
+    assert found["corp-shared"]["versions_in_common"] == []
+    # public-helper is not on the private index and the lock says where it came from:
+    # the public index was not asked about it.
+    assert found["public-helper"]["public"]["status"] == "not asked"
+
+
+def test_audit_of_a_lock_written_through_crane_passes(stack, logged_in):
+    work = logged_in.cwd
+    (work / "pyproject.toml").write_text(
+        UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
+    )
+    assert logged_in.run("uv", "lock", env=uv_env(logged_in.env), timeout=300).code == 0
+    result = logged_in.run("audit")  # the pyproject.toml and uv.lock of the directory
+    assert result.code == 0, result.stdout + result.stderr
+    header, *lines = result.stdout.splitlines()
+    assert header.split() == ["PROJECT", "PRIVATE", "PUBLIC", "IN", "USE", "VERDICT"]
+    rows = {line.split()[0]: line for line in lines}
+    assert set(rows) == {"corp-app", "corp-shared", "public-helper"}
+    assert "no version in common; the public index's is higher (99.0.0)" in rows["corp-shared"]
+    assert "private only" in rows["corp-app"]
+
+
+def test_audit_of_an_environment_that_installed_the_decoy_exits_6(stack, logged_in, tmp_path):
+    venv = tmp_path / "venv"
+    env = logged_in.env
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    python = str(venv / "bin" / "python")
+    plain(python, "-m", "pip", "install", "-q", "-i", stack.public_url, "corp-shared",
+          env=env, cwd=tmp_path)  # fmt: skip
+    result = logged_in.run("audit", "--python", python)
+    assert result.code == 6, result.stdout + result.stderr
+    assert "corp-shared 99.0.0 is installed, a version only the public index has" in (result.stderr)
+    # The same environment with the private corp-shared is clean.
+    private_files = stack.private_upstream_url
+    plain(python, "-m", "pip", "install", "-q", "--force-reinstall",
+          "-i", private_files, "corp-shared==1.0.0", env=env, cwd=tmp_path)  # fmt: skip
+    clean = logged_in.run("audit", "--python", python)
+    assert clean.code == 0, clean.stdout + clean.stderr
+
+
+def test_audit_of_requirements_says_private_public_both_and_missing(stack, logged_in, tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("corp-app>=1\npublic-helper\n-r more.txt\n")
+    (tmp_path / "more.txt").write_text("Corp_Shared\nno-such-project-anywhere\n")
+    result = logged_in.run("audit", "--json", "-r", str(requirements))
+    assert result.code == 0, result.stderr
+    found = {row["name"]: row for row in json.loads(result.stdout)["projects"]}
+    assert {name: row["presence"] for name, row in found.items()} == {
+        "corp-app": "private",
+        "corp-shared": "both",
+        "public-helper": "public",
+        "no-such-project-anywhere": "neither",
+    }
+    # Project pages only, read-only: the private index saw no file request.
+    paths = [record.path for record in stack.gate.records()]
+    assert not [path for path in paths if path.endswith((".whl", ".tar.gz"))], paths
+
+
+def test_private_names_lists_what_the_public_index_lacks(stack, logged_in):
+    result = logged_in.run("audit", "--private-names")
+    assert result.code == 0, result.stderr
+    listed = result.stdout.split()
+    assert {"corp-app", "corp-internal-only"} <= set(listed)
+    assert "corp-shared" not in listed  # the public index has it (the decoy)
+    assert "corp-shared" in result.stderr  # named as on both
+    data = json.loads(logged_in.run("audit", "--private-names", "--json").stdout)
+    assert "corp-shared" in data["on_both"]
+    assert set(data["private_only"]) == set(listed)
+
+
+def test_audit_needs_an_index_choice_when_several_are_registered(stack, logged_in, tls_front):
+    logged_in.register(stack, tls_front.url)
+    result = logged_in.run("audit", "corp-app")
+    assert result.code == 2, result.stderr
+    assert "--index" in result.stderr
+    chosen = logged_in.run("audit", "--index", stack.private_url, "corp-app")
+    assert chosen.code == 0, chosen.stderr

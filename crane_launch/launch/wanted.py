@@ -33,8 +33,8 @@ from crane_launch.launch.references import _pin, _uv_source_references, requirem
 from crane_launch.launch.reqfiles import (
     _COMMENT_RE,
     _EDITABLE_RE,
-    Root,
     RequirementsWalk,
+    Root,
     _expand,
     _logical_lines,
     walk_requirements,
@@ -182,10 +182,19 @@ def _requirement_line(line: str, place: str) -> Wanted | None:
     try:
         requirement = Requirement(text)
     except InvalidRequirement as exc:
-        if text.startswith((".", "~")) or "/" in text or "\\" in text:
+        if _looks_like_path(text):
             return None  # a local directory or archive
         raise UsageError(f"{place}: is not a valid requirement ({_first_line(exc)})") from None
     return Wanted(normalise_project(requirement.name), place, requirement.url)
+
+
+def _looks_like_path(text: str) -> bool:
+    """pip's `_looks_like_path`, for a requirement that did not parse: `./pkg[extra]`,
+    `src/pkg ; python_version < '3.12'` (a path may hold no space here)."""
+    head = text.split(";", 1)[0].strip()
+    if not head or any(character.isspace() for character in head):
+        return False
+    return head.startswith((".", "~")) or "/" in head or "\\" in head
 
 
 def _from_reference(text: str, place: str) -> Wanted | None:
@@ -475,10 +484,7 @@ def _installed(listing: list[Any]) -> list[Installed]:
             continue
         url, editable = _direct_url(entry.get("direct_url"))
         installer = entry.get("installer")
-        if isinstance(installer, str):
-            installer = installer.strip() or None
-        else:
-            installer = None
+        installer = (installer.strip() or None) if isinstance(installer, str) else None
         found[project] = Installed(project, version, url, editable, installer)
     return list(found.values())
 

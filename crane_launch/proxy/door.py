@@ -28,7 +28,7 @@ import httpx
 
 from crane_launch.config import origin_of, origin_url, shown_url
 from crane_launch.errors import AuthError, ConfigError, CraneError, UpstreamError
-from crane_launch.proxy import rewrite, routing
+from crane_launch.proxy import listing, rewrite, routing
 from crane_launch.proxy.cache import CacheEntry, CacheWriter, FileCache
 from crane_launch.proxy.cached import disk_reply, teed_reply
 from crane_launch.proxy.guard import NameStatus, distribution_projects
@@ -337,6 +337,62 @@ class IndexDoor:
     def private_url(self) -> str:
         """The private index this door stands for (what the guard names in its refusals)."""
         return self.spec.url
+
+    async def private_versions(self, project: str) -> tuple[NameStatus, frozenset[str], str]:
+        """`project_status` with the versions the private index's page offers (for
+        `crane audit`); the reason says why the status is UNKNOWN."""
+        decision, answer = await self._ask(project, _DEFAULT_ACCEPT)
+        if decision.kind is routing.Decision.FAIL:
+            return NameStatus.UNKNOWN, frozenset(), decision.reason
+        if decision.kind is routing.Decision.FALLBACK_PUBLIC or answer is None:
+            return NameStatus.ABSENT, frozenset(), ""
+        return self._versions(answer, project)
+
+    async def public_versions(self, project: str) -> tuple[NameStatus, frozenset[str], str]:
+        """Whether the public index has `project`, and its versions (for `crane audit`):
+        a 200 page is SERVED, a 404/410 ABSENT, anything else UNKNOWN."""
+        url = routing.public_project_url(self.spec.public_url, project)
+        try:
+            answer = await self._upstream.get(url, headers={"Accept": _DEFAULT_ACCEPT})
+        except httpx.HTTPError as exc:
+            return NameStatus.UNKNOWN, frozenset(), _describe(exc)
+        status = answer.response.status_code
+        if status in (404, 410):
+            return NameStatus.ABSENT, frozenset(), ""
+        if status != 200:
+            return NameStatus.UNKNOWN, frozenset(), f"the public index answered {status}"
+        return self._versions(answer, project)
+
+    def _versions(
+        self, answer: UpstreamResponse, project: str
+    ) -> tuple[NameStatus, frozenset[str], str]:
+        content_type = answer.response.headers.get("content-type", "")
+        try:
+            versions = listing.project_versions(answer.response.content, content_type, project)
+        except rewrite.PageError as exc:
+            return NameStatus.UNKNOWN, frozenset(), f"{shown_url(answer.url)}: {exc}"
+        return NameStatus.SERVED, versions, ""
+
+    async def listed_projects(self) -> list[str]:
+        """The projects the private index's root page lists (for `crane audit
+        --private-names`). Raises UpstreamError when the index gives no such list."""
+        try:
+            answer = await self._upstream.get(
+                self.spec.url, headers={"Accept": _DEFAULT_ACCEPT}, within=self.spec.url
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{self.spec.url}: {_describe(exc)}") from None
+        response = answer.response
+        if response.status_code != 200:
+            raise UpstreamError(
+                f"{self.spec.url}: the index answered {response.status_code} for its list of "
+                "projects"
+            )
+        content_type = response.headers.get("content-type", "")
+        try:
+            return listing.listed_projects(response.content, content_type)
+        except rewrite.PageError as exc:
+            raise UpstreamError(f"{self.spec.url}: {exc}") from None
 
     async def public_has(self, project: str) -> bool | None:
         """Whether the public index has `project` (a page; None: it could not tell). Asked

@@ -35,7 +35,7 @@ from crane_launch.proxy.rewrite import (
 )
 from crane_launch.proxy.routing import normalise_project
 
-__all__ = ["highest", "listed_projects", "overlap", "project_versions"]
+__all__ = ["highest", "listed_projects", "overlap", "project_versions", "version_key"]
 
 _VALID_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _EGG = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(?:-[^-]+)*\.egg$", re.IGNORECASE)
@@ -267,14 +267,15 @@ def overlap(private: Iterable[str], public: Iterable[str]) -> frozenset[str]:
 def highest(versions: Iterable[str]) -> str | None:
     """The highest version by PEP 440 ordering, as written; a version that does not
     parse loses to every one that does (among themselves, by text). None for none."""
-    ranked = [(_rank(version), version) for version in versions]
+    ranked = [(version_key(version), version) for version in versions]
     return max(ranked)[1] if ranked else None
 
 
 _NO_VERSION = Version("0")
 
 
-def _rank(version: str) -> tuple[int, Version, str]:
+def version_key(version: str) -> tuple[int, Version, str]:
+    """A sort key in PEP 440 order; a version that does not parse sorts first, by text."""
     parsed = _parse(version)
     if parsed is None:
         return (0, _NO_VERSION, version.strip().lower())
