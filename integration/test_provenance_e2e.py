@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import uv_env
+from harness import Crane, uv_env
 from stack.wheels import build_wheel
 
 PRIVATE = (
@@ -174,6 +174,65 @@ def test_uv_lock_and_sync_reports(stack, logged_in, corp, tmp_path):
     assert_corp_report(data, corp, private_url=stack.private_url)
     assert data["command"] == "uv sync"
     assert "corp-shared is on the public index too" in provenance_line(synced.stderr)
+
+
+POETRY_PROJECT = """\
+[project]
+name = "corp-service"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["corp-app"]
+
+[tool.poetry]
+package-mode = false
+
+[[tool.poetry.source]]
+name = "private"
+url = "{private}"
+priority = "primary"
+
+[[tool.poetry.source]]
+name = "public"
+url = "{public}"
+priority = "supplemental"
+"""
+
+
+def test_poetry_lock_and_install_reports(stack, logged_in, corp, project_env):
+    work = logged_in.cwd
+    (work / "pyproject.toml").write_text(
+        POETRY_PROJECT.format(private=stack.private_url, public=stack.public_url)
+    )
+    crane = Crane({**project_env, "CRANE_HOME": logged_in.env["CRANE_HOME"]}, cwd=work)
+    locked = crane.run("--report", "lock.json", "poetry", "lock", timeout=300)
+    assert locked.code == 0, locked.stdout + locked.stderr
+    found = projects(json.loads((work / "lock.json").read_text()))
+    assert found["corp-shared"]["source"] == "private"
+    assert found["public-helper"]["source"] == "public"
+    installed = crane.run("--report", "install.json", "poetry", "install", timeout=300)
+    assert installed.code == 0, installed.stdout + installed.stderr
+    data = json.loads((work / "install.json").read_text())
+    assert_corp_report(data, corp, private_url=stack.private_url)
+    assert data["command"] == "poetry install"
+    assert "1 from the public index (public-helper)" in provenance_line(installed.stderr)
+
+
+def test_the_public_index_is_not_asked_about_private_projects_when_told_not_to(
+    stack, logged_in, tmp_path
+):
+    report = tmp_path / "r.json"
+    env = {**logged_in.env, "CRANE_PUBLIC_CHECK": "0"}
+    result = logged_in.run(
+        "--report", str(report),
+        "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url, "corp-app",
+        env=env,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    line = provenance_line(result.stderr)
+    assert "2 projects from the private index" in line
+    assert "on the public index too" not in line
+    found = projects(json.loads(report.read_text()))
+    assert found["corp-shared"]["also_on_public_index"] is None
 
 
 def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(stack, logged_in, tmp_path):

@@ -155,7 +155,9 @@ class Row:
     def verdict(self) -> str:
         """The table's last column."""
         if self.findings:
-            return "CONFUSION: " + self.findings[0]
+            # Each finding starts with its place; the whole line goes to stderr.
+            places = [finding.split(": ", 1)[0] for finding in self.findings]
+            return "CONFUSION: taken from elsewhere at " + ", ".join(places)
         presence = self.presence
         if presence == "unknown":
             reason = self.private.reason or self.public.reason

@@ -172,6 +172,7 @@ class GuardedDoors:
         *,
         pass_through: frozenset[str],
         cache: FileCache | None = None,
+        check_public: bool = True,
     ) -> None:
         from crane_launch.proxy.tls import InterceptionCA  # cryptography: only when needed
 
@@ -181,7 +182,7 @@ class GuardedDoors:
             IndexDoor(index_spec(index, public_url), upstream, cache=cache, ledger=self.ledger)
             for (index, _tokens), upstream in zip(indexes, self._upstreams, strict=True)
         ]
-        if public_url:
+        if public_url and check_public:
             self.ledger.public_check = self._index_doors[0].public_has
         self._ca = InterceptionCA.create_for_guard()
         privates = {

@@ -31,11 +31,16 @@ from crane_launch.errors import ConfigError, CraneError
 from crane_launch.launch.plan import ALWAYS_HIDDEN, IndexDoorMode, Plan, Unchanged
 from crane_launch.launch.supervise import run_supervised
 
-__all__ = ["PASS_THROUGH_VAR", "pass_through_hosts", "resolve_command", "run"]
+__all__ = ["PASS_THROUGH_VAR", "PUBLIC_CHECK_VAR", "pass_through_hosts", "resolve_command", "run"]
 
 PASS_THROUGH_VAR = "CRANE_PASS_THROUGH"  # noqa: S105 - a variable's name, not a secret
 """Hosts (comma-separated) the guard tunnels blind: for a host whose certificate the child
 pins. The guard sees nothing of what the child fetches there."""
+
+PUBLIC_CHECK_VAR = "CRANE_PUBLIC_CHECK"
+"""`0`: a run does not ask the public index whether it has the run's private projects
+(the provenance line then names none "on both"; the report says null). The names of
+private projects then never leave for the public index."""
 
 
 def run(
@@ -66,11 +71,14 @@ def run(
     ]
     environ = child_environ  # the secrets are read: from here on, only the child's view
     public_url = mode.public_url
+    check_public = environ.get(PUBLIC_CHECK_VAR, "1").strip() != "0"
     pass_through = pass_through_hosts(environ)
     if pass_through:
         say(f"guard: tunnelling {', '.join(sorted(pass_through))} blind ({PASS_THROUGH_VAR})")
     cache = None if no_cache else doors.file_cache(environ)
-    with doors.GuardedDoors(indexes, public_url, pass_through=pass_through, cache=cache) as opened:
+    with doors.GuardedDoors(
+        indexes, public_url, pass_through=pass_through, cache=cache, check_public=check_public
+    ) as opened:
         child: int | None = None
         outcome: int | None = None
         error: CraneError | None = None
