@@ -129,8 +129,10 @@ def tool_env(tmp_path) -> dict[str, str]:
     ``UV_CACHE_DIR``, ``POETRY_CONFIG_DIR``, ``POETRY_CACHE_DIR``, ``POETRY_DATA_DIR``,
     ``XDG_CONFIG_HOME``/``XDG_CACHE_HOME``/``XDG_DATA_HOME`` (so no user uv.toml or poetry
     config is read), ``CRANE_HOME``, ``CI=true``, ``NO_PROXY=127.0.0.1,localhost``,
-    ``UV_PYTHON_DOWNLOADS=never``, and ``PATH`` with the project's bin directory first, so
-    the pip, uv and poetry crane starts are the project's whatever PATH pytest had.
+    ``UV_PYTHON_DOWNLOADS=never``, ``CRANE_PUBLIC_CHECK=0`` (no run asks a public index
+    about its private projects unless a test says so), and ``PATH`` with the project's
+    bin directory first, so the pip, uv and poetry crane starts are the project's
+    whatever PATH pytest had.
     uv's own config discovery is left on (tests may write a uv.toml / pyproject.toml).
     """
     env = {
@@ -164,6 +166,10 @@ def tool_env(tmp_path) -> dict[str, str]:
         no_proxy="127.0.0.1,localhost",
         PYTHONDONTWRITEBYTECODE="1",
         UV_PYTHON_DOWNLOADS="never",  # no network here: never fetch an interpreter
+        # A run asks the public index about its private projects; where a test names no
+        # public index that would be pip's default index on the network. The provenance
+        # tests turn it on against the local public index.
+        CRANE_PUBLIC_CHECK="0",
         PATH=child_path(),
     )
     return env

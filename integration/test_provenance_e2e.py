@@ -46,6 +46,7 @@ def corp(stack) -> dict[str, str]:
 
 @pytest.fixture
 def logged_in(stack, crane, corp):
+    crane.env["CRANE_PUBLIC_CHECK"] = "1"  # the public index here is the local one
     crane.register(stack, None, "--public-index", stack.public_url)
     assert crane.login(stack).code == 0
     stack.gate.reset()

@@ -73,7 +73,7 @@ VERSION = 1
 _AT_ONCE = 16
 T = TypeVar("T")
 
-Presence = Literal["private", "public", "both", "neither", "unknown"]
+Presence = Literal["private", "public", "both", "neither", "not-private", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,9 @@ class Row:
         if public is NameStatus.SERVED:
             return "public"
         if public is None:
-            return "unknown" if private is None else "public"  # locked or installed elsewhere
+            # Only a lock or the environment names it, and the private index lacks it:
+            # the public index was not asked.
+            return "unknown" if private is None else "not-private"
         return "neither"
 
     @property
@@ -160,7 +162,7 @@ class Row:
             return "CONFUSION: taken from elsewhere at " + ", ".join(places)
         presence = self.presence
         if presence == "unknown":
-            reason = self.private.reason or self.public.reason
+            reason = self.private.reason or self.public.reason or "no answer"
             return f"unknown: {reason}"
         if presence == "both":
             common = self.common or frozenset()
@@ -181,7 +183,7 @@ class Row:
             return text
         if presence == "neither":
             return "on no index: anybody may claim this name publicly"
-        if presence == "public" and self.public.status is None:
+        if presence == "not-private":
             return "not on the private index (public index not asked)"
         return f"{presence} only"
 
@@ -236,8 +238,12 @@ class Audit:
         counts: dict[str, int] = {}
         for row in self.rows:
             counts[row.presence] = counts.get(row.presence, 0) + 1
-        order = ("private", "public", "both", "neither", "unknown")
-        labels = {"both": "on both", "neither": "on no index"}
+        order = ("private", "public", "both", "not-private", "neither", "unknown")
+        labels = {
+            "both": "on both",
+            "neither": "on no index",
+            "not-private": "not on the private index",
+        }
         parts = [f"{counts[key]} {labels.get(key, key)}" for key in order if counts.get(key)]
         line = f"audit of {_count(len(self.rows), 'project')}: {', '.join(parts) or 'nothing'}"
         if self.confusions:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -23,7 +22,6 @@ from typing import Any, TypeVar
 
 import psutil
 
-from crane_launch import __version__
 from crane_launch.auth import (
     Authorizer,
     TerminalUI,
@@ -51,6 +49,7 @@ from crane_launch.launch.plan import (
     IndexDoorMode,
     Plan,
 )
+from crane_launch.launch.report import write_report
 from crane_launch.launch.supervise import run_supervised
 from crane_launch.proxy.cache import FileCache
 from crane_launch.proxy.door import IndexDoor, IndexSpec
@@ -75,7 +74,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_PUBLIC_CHECK_WAIT = 3.0
+_PUBLIC_CHECK_WAIT = 1.0
 """Seconds the end of a run waits for the public index to say whether it has the
 private projects of the run (the checks start as soon as each project is served)."""
 
@@ -362,7 +361,9 @@ def account(
     record in `report` (`crane --report FILE`) whatever happened. Raises CraneError
     (exit 1) when the report cannot be written and nothing else went wrong."""
     try:
-        ledger = doors.provenance(wait=_PUBLIC_CHECK_WAIT if child is not None else 0.0)
+        # Stopped by a signal (128 + n) or by an error: no waiting for the public index.
+        finished = child is not None and 0 <= child < 128
+        ledger = doors.provenance(wait=_PUBLIC_CHECK_WAIT if finished else 0.0)
     except Exception as exc:  # the loop is gone: say nothing rather than hide the real end
         log.debug("no provenance: %s", type(exc).__name__)
         return
@@ -370,35 +371,16 @@ def account(
         say(ledger.summary())
     if report is None:
         return
-    record = ledger.as_json(
-        crane=__version__,
-        tool=plan.tool,
-        command=_subcommand(plan.command),
-        exit_code=outcome,
-        child_exit_code=child,
-        error=str(error) if error is not None else None,
+    write_report(
+        report,
+        ledger,
+        plan,
+        outcome=outcome,
+        child=child,
+        error=error,
         indexes=doors.indexes,
-        refusals=list(dict.fromkeys(refusal.line() for refusal in doors.guard.refusals)),
+        refusals=[refusal.line() for refusal in doors.guard.refusals],
     )
-    try:
-        atomic_write_text(report, json.dumps(record, indent=2) + "\n", mode=0o644)
-    except OSError as exc:
-        message = f"cannot write the report {report}: {exc.strerror or exc}"
-        if outcome is not None:
-            raise CraneError(message) from None
-        log.warning("%s", message)
-
-
-def _subcommand(command: Sequence[str]) -> str:
-    """`pip install`, `uv pip install`, `uv sync`, `poetry lock`: the tool and its
-    command words, without options or their values (a value may be a URL or a secret)."""
-    words = list(command)
-    tool = Path(words[0]).name
-    if words[1:3] == ["-m", "pip"]:
-        tool, words = "pip", words[2:]
-    positional = [word for word in words[1:] if not word.startswith("-")]
-    wanted = 2 if positional[:1] == ["pip"] else 1
-    return " ".join([tool, *positional[:wanted]])
 
 
 def _find_links_files(locations: Sequence[Path]) -> list[Path]:

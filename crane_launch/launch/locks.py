@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from crane_launch.config import normalise_url, origin_of
+from crane_launch.config import normalise_url, origin_of, shown_url
 from crane_launch.errors import ConfigError, UsageError
 from crane_launch.launch.files import ReadText, display_path, read_unless_missing
 from crane_launch.launch.project_scan import load_toml, table_at, tables
@@ -454,7 +454,15 @@ def lock_violations(
 
 
 def _judge(kind: SourceKind, location: str, private: str) -> str | None:
-    """Why `location` is not on the private index (normalised URL `private`); None if it is."""
+    """Why `location` is not on the private index (normalised URL `private`); None if it is.
+    A URL is named without user info, query or fragment: a lock may hold a credential."""
+    reason = _why_not(kind, location, private)
+    if reason is None or "://" not in location:
+        return reason
+    return reason.replace(location, shown_url(location))
+
+
+def _why_not(kind: SourceKind, location: str, private: str) -> str | None:
     if kind in ("registry", "reference"):
         if _same_index(location, private):
             return None

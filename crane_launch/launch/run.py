@@ -62,7 +62,22 @@ def run(
     hidden = plan.hidden | ALWAYS_HIDDEN
     child_environ = {name: value for name, value in environ.items() if name not in hidden}
     if isinstance(mode, Unchanged):
-        return run_supervised(command, child_environ)
+        code = run_supervised(command, child_environ)
+        if report is not None:  # no index in play: a record that says so
+            from crane_launch.launch.report import write_report
+            from crane_launch.proxy.provenance import Ledger
+
+            write_report(
+                report,
+                Ledger(),
+                plan,
+                outcome=code,
+                child=code,
+                error=None,
+                indexes=[],
+                refusals=[],
+            )
+        return code
     from crane_launch.launch import doors  # the proxy, httpx and auth: only from here on
 
     privates = (mode.private,) if isinstance(mode, IndexDoorMode) else mode.privates

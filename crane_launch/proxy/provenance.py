@@ -189,13 +189,13 @@ class Ledger:
         reason: str = "",
     ) -> None:
         """The private index's answer for `project`'s page (asked by the door or the guard)."""
-        answer = PrivateAnswer(index, shown_url(url), status, verdict, proven, reason)
+        answer = PrivateAnswer(shown_url(index), shown_url(url), status, verdict, proven, reason)
         self._project(project).answers.append(answer)
 
     def page(self, project: str, *, source: Source, index: str, url: str) -> None:
         """The child was given `project`'s page from `index` (`url`, the page's real URL)."""
         record = self._project(project)
-        entry = (source, index, shown_url(url))
+        entry = (source, shown_url(index), shown_url(url))
         if entry not in record.pages:
             record.pages.append(entry)
         if source == "private":
@@ -230,7 +230,9 @@ class Ledger:
             if sha256 is not None and existing.sha256 is None:
                 existing.sha256, existing.sha256_from = sha256, sha256_from
             return existing
-        created = FileRecord(filename, shown, source, index, sha256, sha256_from, size, from_cache)
+        created = FileRecord(
+            filename, shown, source, shown_url(index), sha256, sha256_from, size, from_cache
+        )
         record.files[shown] = created
         return created
 

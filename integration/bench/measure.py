@@ -62,6 +62,9 @@ def tool_env(scratch: Path, extra: Mapping[str, str] | None = None) -> dict[str,
         CRANE_HOME=str(scratch / "crane-home"),
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
+        # The benchmark's projects name no public index, so a run's check of the public
+        # index would go to pip's default index on the network: off.
+        CRANE_PUBLIC_CHECK="0",
     )
     env.update(extra or {})
     return env

@@ -85,6 +85,7 @@ class FakeDoors:
         *,
         pass_through: frozenset[str],
         cache: object = None,
+        check_public: bool = True,
     ) -> None:
         self.indexes = list(indexes)
         self.environments: list[dict[str, str]] = []
