@@ -26,6 +26,8 @@ from crane_launch.process import harden
 
 __all__ = ["main"]
 
+_REPORTED = frozenset({"pip", "uv", "poetry"})
+"""The commands `--report FILE` (`CRANE_REPORT`) applies to."""
 _TOOL_ARGS: dict[str, Any] = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 # click >= 8.2 raises this for a bare `crane`; its message is the help text, shown as is.
 _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -69,6 +71,11 @@ def cli(
     Register an index once, then prefix the tool: `crane pip install -i URL pkg`.
     """
     console.setup(verbose)
+    explicit = ctx.get_parameter_source("report") is click.core.ParameterSource.COMMANDLINE
+    if report and explicit and ctx.invoked_subcommand not in _REPORTED:
+        raise CraneUsageError(
+            "--report is for a pip, uv or poetry run: crane --report FILE pip ..."
+        )
     ctx.obj = Context(no_input=no_input, no_cache=no_cache, report=report)
 
 

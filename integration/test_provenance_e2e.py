@@ -401,3 +401,45 @@ def test_audit_needs_an_index_choice_when_several_are_registered(stack, logged_i
     assert "--index" in result.stderr
     chosen = logged_in.run("audit", "--index", stack.private_url, "corp-app")
     assert chosen.code == 0, chosen.stderr
+
+
+POETRY_PUBLIC_ONLY = """\
+[project]
+name = "corp-service"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["corp-shared", "public-helper"]
+
+[tool.poetry]
+package-mode = false
+
+[[tool.poetry.source]]
+name = "mirror"
+url = "{public}"
+priority = "primary"
+"""
+
+
+@pytest.mark.parametrize("tool", ["pip-lock", "poetry"])
+def test_audit_of_pylock_and_poetry_lock_from_the_public_index_exits_6(
+    stack, logged_in, tool, project_env
+):
+    """The same confusion in the other lock formats, each written by its real tool alone."""
+    work = logged_in.cwd / tool
+    work.mkdir()
+    if tool == "pip-lock":
+        plain("pip", "lock", "-q", "-i", stack.public_url, "corp-shared", "public-helper",
+              "-o", "pylock.toml", env=logged_in.env, cwd=work)  # fmt: skip
+        lock = work / "pylock.toml"
+    else:
+        (work / "pyproject.toml").write_text(POETRY_PUBLIC_ONLY.format(public=stack.public_url))
+        plain("poetry", "lock", env=project_env, cwd=work)
+        lock = work / "poetry.lock"
+    result = logged_in.run("audit", "--lock", str(lock))
+    assert result.code == 6, result.stdout + result.stderr
+    assert "dependency confusion: corp-shared" in result.stderr
+    assert f"{lock.name}:" in result.stderr
+    assert "corp-shared 99.0.0" in result.stderr
+    # In its directory, `crane audit` alone reads the same lock (and the pyproject.toml).
+    here = Crane(logged_in.env, cwd=work).run("audit")
+    assert here.code == 6, here.stdout + here.stderr

@@ -631,3 +631,30 @@ def test_status_names_the_hosts_the_guard_tunnels_blind(
     )
     monkeypatch.delenv("CRANE_PASS_THROUGH")
     assert "guard:" not in crane("status").out
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv", "poetry"])
+def test_report_goes_to_the_tool_commands(
+    crane: Crane, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tool: str
+) -> None:
+    seen: list[object] = []
+
+    def fake(args: list[str], *, no_input: bool, no_cache: bool = False, **rest: object) -> int:
+        seen.append(rest.get("report"))
+        return 0
+
+    monkeypatch.setattr(f"crane_launch.commands.tools.{tool}", fake)
+    assert crane("--report", str(tmp_path / "r.json"), tool, "install", "x").code == 0
+    monkeypatch.setenv("CRANE_REPORT", str(tmp_path / "e.json"))
+    assert crane(tool, "install", "x").code == 0
+    assert seen == [str(tmp_path / "r.json"), str(tmp_path / "e.json")]
+
+
+def test_report_with_another_command_is_a_usage_error_unless_from_the_environment(
+    crane: Crane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = crane("--report", "r.json", "status")
+    assert result.code == 2
+    assert "--report is for a pip, uv or poetry run" in result.err
+    monkeypatch.setenv("CRANE_REPORT", "r.json")  # a CI job's setting: other commands run
+    assert crane("status").code == 0
