@@ -1120,3 +1120,17 @@ def test_a_public_page_index_is_recorded_without_userinfo(ledger: Ledger) -> Non
 
     assert reply.status == 200
     assert "secret" not in json.dumps(ledger.as_json())
+
+
+def test_the_same_answer_asked_twice_is_recorded_once() -> None:
+    ledger = Ledger()
+    for status, verdict in ((404, "absent"), (404, "absent"), (200, "served")):
+        ledger.private_answer(
+            "demo",
+            index="https://p/simple/",
+            url="https://p/simple/demo/",
+            status=status,
+            verdict=verdict,  # type: ignore[arg-type]
+            proven=True,
+        )
+    assert [a.status for a in ledger.projects["demo"].answers] == [404, 200]
