@@ -153,3 +153,31 @@ def origins(target: Path) -> dict[str, str]:
 def uv_env(env: dict[str, str]) -> dict[str, str]:
     """`env` for uv against pypiserver, whose listen backlog is 5: uv's parallelism below it."""
     return {**env, "UV_CONCURRENT_DOWNLOADS": "2", "UV_CONCURRENT_BUILDS": "1"}
+
+
+def pyproject(
+    dependencies: Sequence[str],
+    *,
+    name: str = "demo-app",
+    uv_indexes: Sequence[tuple[str, str, bool]] = (),
+    poetry_sources: Sequence[tuple[str, str, str]] = (),
+) -> str:
+    """A pyproject.toml for a project that is not a package: `uv_indexes` are
+    `[[tool.uv.index]]` (name, url, default), `poetry_sources` `[[tool.poetry.source]]`
+    (name, url, priority)."""
+    deps = ", ".join(f'"{dependency}"' for dependency in dependencies)
+    text = (
+        f'[project]\nname = "{name}"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+        f"dependencies = [{deps}]\n"
+    )
+    if uv_indexes:
+        text += "\n[tool.uv]\npackage = false\n"
+        for index, url, default in uv_indexes:
+            text += f'\n[[tool.uv.index]]\nname = "{index}"\nurl = "{url}"\n'
+            text += "default = true\n" if default else ""
+    if poetry_sources:
+        text += "\n[tool.poetry]\npackage-mode = false\n"
+        for source, url, priority in poetry_sources:
+            text += f'\n[[tool.poetry.source]]\nname = "{source}"\nurl = "{url}"\n'
+            text += f'priority = "{priority}"\n'
+    return text

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import Crane, uv_env
+from harness import Crane, pyproject, uv_env
 from stack.wheels import build_wheel
 
 PRIVATE = (
@@ -52,6 +52,15 @@ def logged_in(stack, crane, corp):
     stack.gate.reset()
     stack.gate.clear()
     return crane
+
+
+def uv_project(stack) -> str:
+    """corp-service: corp-app from the private index, the public index the default."""
+    return pyproject(
+        ["corp-app"],
+        name="corp-service",
+        uv_indexes=[("private", stack.private_url, False), ("public", stack.public_url, True)],
+    )
 
 
 def provenance_line(stderr: str) -> str:
@@ -132,32 +141,9 @@ def test_uv_pip_report_from_the_environment_variable(stack, logged_in, corp, tmp
     assert data["command"] == "uv pip install"
 
 
-UV_PROJECT = """\
-[project]
-name = "corp-service"
-version = "0.1.0"
-requires-python = ">=3.11"
-dependencies = ["corp-app"]
-
-[tool.uv]
-package = false
-
-[[tool.uv.index]]
-name = "private"
-url = "{private}"
-
-[[tool.uv.index]]
-name = "public"
-url = "{public}"
-default = true
-"""
-
-
 def test_uv_lock_and_sync_reports(stack, logged_in, corp, tmp_path):
     work = logged_in.cwd
-    (work / "pyproject.toml").write_text(
-        UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
-    )
+    (work / "pyproject.toml").write_text(uv_project(stack))
     env = uv_env(logged_in.env)
     locked = logged_in.run("--report", "lock.json", "uv", "lock", env=env, timeout=300)
     assert locked.code == 0, locked.stderr
@@ -177,32 +163,16 @@ def test_uv_lock_and_sync_reports(stack, logged_in, corp, tmp_path):
     assert "corp-shared is on the public index too" in provenance_line(synced.stderr)
 
 
-POETRY_PROJECT = """\
-[project]
-name = "corp-service"
-version = "0.1.0"
-requires-python = ">=3.11"
-dependencies = ["corp-app"]
-
-[tool.poetry]
-package-mode = false
-
-[[tool.poetry.source]]
-name = "private"
-url = "{private}"
-priority = "primary"
-
-[[tool.poetry.source]]
-name = "public"
-url = "{public}"
-priority = "supplemental"
-"""
-
-
 def test_poetry_lock_and_install_reports(stack, logged_in, corp, project_env):
     work = logged_in.cwd
     (work / "pyproject.toml").write_text(
-        POETRY_PROJECT.format(private=stack.private_url, public=stack.public_url)
+        pyproject(
+            ["corp-app"],
+            poetry_sources=[
+                ("private", stack.private_url, "primary"),
+                ("public", stack.public_url, "supplemental"),
+            ],
+        )
     )
     crane = Crane({**project_env, "CRANE_HOME": logged_in.env["CRANE_HOME"]}, cwd=work)
     locked = crane.run("--report", "lock.json", "poetry", "lock", timeout=300)
@@ -263,22 +233,6 @@ def test_a_failing_run_still_reports(stack, logged_in, tmp_path):
 
 # -- crane audit ---------------------------------------------------------------------------
 
-PUBLIC_ONLY_PROJECT = """\
-[project]
-name = "corp-service"
-version = "0.1.0"
-requires-python = ">=3.11"
-dependencies = ["corp-shared", "public-helper"]
-
-[tool.uv]
-package = false
-
-[[tool.uv.index]]
-name = "public"
-url = "{public}"
-default = true
-"""
-
 
 def plain(tool: str, *args: str, env: dict[str, str], cwd: Path) -> None:
     """`tool` run directly, without crane (the way a confusion happens)."""
@@ -294,7 +248,9 @@ def confused_uv_lock(stack, logged_in) -> Path:
     99.0.0 from there."""
     work = logged_in.cwd / "confused"
     work.mkdir()
-    (work / "pyproject.toml").write_text(PUBLIC_ONLY_PROJECT.format(public=stack.public_url))
+    (work / "pyproject.toml").write_text(
+        pyproject(["corp-shared", "public-helper"], uv_indexes=[("public", stack.public_url, True)])
+    )
     plain("uv", "lock", env=uv_env(logged_in.env), cwd=work)
     assert 'name = "corp-shared"\nversion = "99.0.0"' in (work / "uv.lock").read_text()
     return work / "uv.lock"
@@ -332,9 +288,7 @@ def test_audit_of_a_lock_that_took_a_private_project_from_the_public_index_exits
 
 def test_audit_of_a_lock_written_through_crane_passes(stack, logged_in):
     work = logged_in.cwd
-    (work / "pyproject.toml").write_text(
-        UV_PROJECT.format(private=stack.private_url, public=stack.public_url)
-    )
+    (work / "pyproject.toml").write_text(uv_project(stack))
     assert logged_in.run("uv", "lock", env=uv_env(logged_in.env), timeout=300).code == 0
     result = logged_in.run("audit")  # the pyproject.toml and uv.lock of the directory
     assert result.code == 0, result.stdout + result.stderr
@@ -403,23 +357,6 @@ def test_audit_needs_an_index_choice_when_several_are_registered(stack, logged_i
     assert chosen.code == 0, chosen.stderr
 
 
-POETRY_PUBLIC_ONLY = """\
-[project]
-name = "corp-service"
-version = "0.1.0"
-requires-python = ">=3.11"
-dependencies = ["corp-shared", "public-helper"]
-
-[tool.poetry]
-package-mode = false
-
-[[tool.poetry.source]]
-name = "mirror"
-url = "{public}"
-priority = "primary"
-"""
-
-
 @pytest.mark.parametrize("tool", ["pip-lock", "poetry"])
 def test_audit_of_pylock_and_poetry_lock_from_the_public_index_exits_6(
     stack, logged_in, tool, project_env
@@ -432,7 +369,12 @@ def test_audit_of_pylock_and_poetry_lock_from_the_public_index_exits_6(
               "-o", "pylock.toml", env=logged_in.env, cwd=work)  # fmt: skip
         lock = work / "pylock.toml"
     else:
-        (work / "pyproject.toml").write_text(POETRY_PUBLIC_ONLY.format(public=stack.public_url))
+        (work / "pyproject.toml").write_text(
+            pyproject(
+                ["corp-shared", "public-helper"],
+                poetry_sources=[("mirror", stack.public_url, "primary")],
+            )
+        )
         plain("poetry", "lock", env=project_env, cwd=work)
         lock = work / "poetry.lock"
     result = logged_in.run("audit", "--lock", str(lock))

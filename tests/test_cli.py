@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,8 +16,8 @@ import pytest
 
 from crane_launch import __version__
 from crane_launch.auth import Endpoints, TokenSet, TokenStore
-from crane_launch.cli import main
 from crane_launch.config import Registry
+from tests.clirun import Crane, Result, in_process
 
 URL = "https://pkgs.example.test/simple/"
 ISSUER = "https://idp.example.test/realms/dev"
@@ -27,16 +25,6 @@ TOKEN_URL = f"{ISSUER}/token"
 DEVICE_URL = f"{ISSUER}/device"
 POSITIONAL = [URL, "crane-cli", TOKEN_URL, DEVICE_URL]
 DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Crane = Callable[..., Result]
 
 
 @pytest.fixture
@@ -59,15 +47,7 @@ def _no_hardening_of_the_test_process(monkeypatch: pytest.MonkeyPatch) -> None:
 def crane(crane_home: Path, capsys: pytest.CaptureFixture[str]) -> Crane:
     """Run `crane ARGS...` in-process; return its exit code and what it printed."""
 
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as caught:
-            main(list(args))
-        code = caught.value.code
-        captured = capsys.readouterr()
-        return Result(code if isinstance(code, int) else int(code is not None), *captured)
-
-    return run
+    return in_process(capsys)
 
 
 @pytest.fixture

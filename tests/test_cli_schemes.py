@@ -12,7 +12,6 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -21,8 +20,8 @@ import httpx
 import pytest
 
 from crane_launch.auth import CI_SCHEMES_HINT, TokenSet, TokenStore, make_client
-from crane_launch.cli import main
 from crane_launch.config import ENVIRONMENT_VARIABLES, Registry
+from tests.clirun import Crane, Result, in_process
 
 URL = "https://index.example/simple/"
 IDP = "https://idp.example"
@@ -30,16 +29,6 @@ TOKEN_URL = f"{IDP}/token"
 DEVICE_URL = f"{IDP}/device"
 REVOKE_URL = f"{IDP}/revoke"
 HIDDEN = "hidden-secret-value"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Crane = Callable[..., Result]
 
 
 @pytest.fixture
@@ -54,15 +43,7 @@ def crane_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def crane(crane_home: Path, capsys: pytest.CaptureFixture[str]) -> Crane:
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as caught:
-            main(list(args))
-        code = caught.value.code
-        captured = capsys.readouterr()
-        return Result(code if isinstance(code, int) else int(code is not None), *captured)
-
-    return run
+    return in_process(capsys)
 
 
 @pytest.fixture(autouse=True)

@@ -16,9 +16,10 @@ environment names, and that the private index lacks, is not asked about publicly
 Findings (exit 6, `EXIT_CONFUSION`): a project the private index has that
 - a lock file takes from anywhere else (`locks.lock_violations`, the rule the run's own
   lock check applies);
-- the environment holds in a version only the public index has, or installed from a URL
-  that is not on the private index (installers do not record the index a distribution
-  came from; its version is the evidence);
+- the environment holds in a version the private index does not have (only the public
+  index has it, or no index does any more), or installed from a URL that is not on the
+  private index (installers do not record the index a distribution came from; its
+  version is the evidence);
 - a requirement pins to a URL that is not on the private index.
 Otherwise an index that could not answer for a name it was asked about gives exit 5
 (crane cannot vouch for that name), else 0.
@@ -335,11 +336,13 @@ def collect(
         if not full.is_file():
             raise UsageError(f"--lock {path}: no such file")
         for package in read_lock(full, project_dir=full.parent):
-            if not package.local:
+            if not package.local or package.sources:
+                # The user's own package counts only for what it fetches from elsewhere
+                # (the rule of the run's own lock check).
                 row(package.name).locked.append(package)
     if inputs.python is not None:
         for installed in installed_packages(inputs.python, environ, hidden=hidden):
-            if installed.editable or (installed.direct_url or "").startswith("file:"):
+            if installed.editable or _local_tree(installed.direct_url):
                 continue  # the user's own files
             row(installed.name).installed = installed
     return [rows[name] for name in sorted(rows)]
@@ -355,6 +358,17 @@ def _wanted(inputs: Inputs, *, cwd: Path, environ: Mapping[str, str]) -> list[Wa
     for path in inputs.pyprojects:
         found += pyproject_names(cwd / path, read_text=_read_text, cwd=cwd)
     return found
+
+
+def _local_tree(url: str | None) -> bool:
+    """A `file:` URL of a directory (a project of the user's), not of a downloaded
+    archive: an archive came from somewhere and is judged by its version."""
+    if url is None or not url.startswith("file:"):
+        return False
+    return not url.lower().endswith(_ARCHIVES)
+
+
+_ARCHIVES = (".whl", ".tar.gz", ".zip", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 
 
 def _default_inputs(cwd: Path) -> Inputs:
@@ -413,9 +427,10 @@ def _judge_installed(
 ) -> None:
     what = f"{python}: {row.name} {installed.version} is installed"
     tail = f"but private index {private_url} has {row.name}; reinstall it with crane"
-    if installed.direct_url is not None:
-        if not _on_origin(installed.direct_url, private_origin):
-            row.findings.append(f"{what} from {shown_url(installed.direct_url)}, {tail}")
+    url = installed.direct_url
+    if url is not None and not url.startswith("file:"):
+        if not _on_origin(url, private_origin):
+            row.findings.append(f"{what} from {shown_url(url)}, {tail}")
         return
     on_private = bool(overlap([installed.version], row.private.versions))
     on_public = bool(overlap([installed.version], row.public.versions))
@@ -424,7 +439,9 @@ def _judge_installed(
     elif on_public:
         row.findings.append(f"{what}, a version only the public index has, {tail}")
     elif not on_private:
-        row.notes.append(f"{what}: a version neither index has")
+        # Not from the private index as it is now: from elsewhere, or a release it no
+        # longer has. Either way, nothing vouches for it.
+        row.findings.append(f"{what}, a version the private index does not have, {tail}")
 
 
 def _on_origin(url: str, origin: object) -> bool:

@@ -7,24 +7,26 @@ code. `serve` keeps an index door open until a signal.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crane_launch.config import PrivateIndex, Registry, builtin_public_index, normalise_url
 from crane_launch.console import say
-from crane_launch.errors import LoginRequiredError, UsageError
+from crane_launch.errors import CraneError, LoginRequiredError, UsageError
 from crane_launch.launch.plan import Plan, Unchanged
 from crane_launch.launch.run import run
 
 if TYPE_CHECKING:
     from crane_launch.auth import Authorizer
+    from crane_launch.launch.report import Report
 
 __all__ = ["pip", "poetry", "serve", "uv"]
 
@@ -82,27 +84,33 @@ def _run(
     *,
     no_input: bool,
     no_cache: bool,
-    report: str | None = None,
+    report: Report | None = None,
 ) -> int:
     """Run `plan` with every registered index's secret variables hidden from the child."""
     hidden = plan.hidden | registry.secret_variables()
     replanned = dataclasses.replace(plan, hidden=hidden)
-    return run(
-        replanned, os.environ, no_input=no_input, no_cache=no_cache, report=report_path(report)
-    )
+    return run(replanned, os.environ, no_input=no_input, no_cache=no_cache, report=report)
 
 
-def report_path(value: str | None) -> Path | None:
-    """Where `crane --report FILE` (`CRANE_REPORT`) writes, checked before anything runs:
-    UsageError (exit 2) for a directory or a file in a directory that does not exist."""
+def _report_at(value: str | None) -> Report | None:
+    """`--report VALUE` checked now (`Report.at`); the module only when one is asked for."""
     if not value:
         return None
-    path = Path(value).expanduser().absolute()
-    if path.is_dir():
-        raise UsageError(f"--report {value}: is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise UsageError(f"--report {value}: directory {path.parent} does not exist")
-    return path
+    from crane_launch.launch.report import Report
+
+    return Report.at(value)
+
+
+@contextlib.contextmanager
+def _reported(report: Report | None, tool: str, command: list[str]) -> Iterator[None]:
+    """A run crane stops before the tool starts (a refused setting, a login, a probe)
+    still gets its record: an old report never stands for this run."""
+    try:
+        yield
+    except CraneError as exc:
+        if report is not None and not report.written:
+            report.write_failure(tool, command, exc)
+        raise
 
 
 def pip(
@@ -111,18 +119,20 @@ def pip(
     """`crane pip [--python PY] ARGS`: pip (or `PY -m pip`) through the index door."""
     from crane_launch.launch.pip import plan_pip  # each planner is imported for its tool only
 
+    target = _report_at(report)
     python, rest = _split_python(args)
-    registry = Registry.for_run(os.environ)
-    plan = plan_pip(
-        rest,
-        registry=registry,
-        environ=os.environ,
-        cwd=Path.cwd(),
-        home=Path.home(),
-        python=python,
-        site_prefix=None if python else _pip_site_prefix(os.environ),
-    )
-    return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=report)
+    with _reported(target, "pip", ["pip", *rest]):
+        registry = Registry.for_run(os.environ)
+        plan = plan_pip(
+            rest,
+            registry=registry,
+            environ=os.environ,
+            cwd=Path.cwd(),
+            home=Path.home(),
+            python=python,
+            site_prefix=None if python else _pip_site_prefix(os.environ),
+        )
+        return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
 
 
 def uv(
@@ -133,22 +143,24 @@ def uv(
     from crane_launch.launch.project import is_uv_project_command, plan_uv_project
     from crane_launch.launch.uv import plan_uv_pip
 
-    registry = Registry.for_run(os.environ)
-    if args[:1] == ["pip"]:
-        plan = plan_uv_pip(
-            args, registry=registry, environ=os.environ, cwd=Path.cwd(), home=Path.home()
-        )
-    elif is_uv_project_command(args):
-        plan = plan_uv_project(args, registry=registry, environ=os.environ, cwd=Path.cwd())
-    elif args[:1] == ["tool"]:
-        note = (
-            "crane does not handle `uv tool` yet: running uv unchanged, without the private "
-            "index's credentials and without crane's guard"
-        )
-        plan = Plan("uv", ["uv", *args], Unchanged(), notes=[note])
-    else:
-        plan = Plan("uv", ["uv", *args], Unchanged(), notes=["this uv command uses no index"])
-    return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=report)
+    target = _report_at(report)
+    with _reported(target, "uv", ["uv", *args]):
+        registry = Registry.for_run(os.environ)
+        if args[:1] == ["pip"]:
+            plan = plan_uv_pip(
+                args, registry=registry, environ=os.environ, cwd=Path.cwd(), home=Path.home()
+            )
+        elif is_uv_project_command(args):
+            plan = plan_uv_project(args, registry=registry, environ=os.environ, cwd=Path.cwd())
+        elif args[:1] == ["tool"]:
+            note = (
+                "crane does not handle `uv tool` yet: running uv unchanged, without the "
+                "private index's credentials and without crane's guard"
+            )
+            plan = Plan("uv", ["uv", *args], Unchanged(), notes=[note])
+        else:
+            plan = Plan("uv", ["uv", *args], Unchanged(), notes=["this uv command uses no index"])
+        return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
 
 
 def poetry(
@@ -157,9 +169,11 @@ def poetry(
     """`crane poetry ARGS`: poetry with its private sources behind the transparent door."""
     from crane_launch.launch.project import plan_poetry
 
-    registry = Registry.for_run(os.environ)
-    plan = plan_poetry(args, registry=registry, environ=os.environ, cwd=Path.cwd())
-    return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=report)
+    target = _report_at(report)
+    with _reported(target, "poetry", ["poetry", *args]):
+        registry = Registry.for_run(os.environ)
+        plan = plan_poetry(args, registry=registry, environ=os.environ, cwd=Path.cwd())
+        return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
 
 
 def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:

@@ -49,7 +49,7 @@ from crane_launch.launch.plan import (
     IndexDoorMode,
     Plan,
 )
-from crane_launch.launch.report import write_report
+from crane_launch.launch.report import Report
 from crane_launch.launch.supervise import run_supervised
 from crane_launch.proxy.cache import FileCache
 from crane_launch.proxy.door import IndexDoor, IndexSpec
@@ -351,15 +351,14 @@ class GuardedDoors:
 def account(
     plan: Plan,
     doors: GuardedDoors,
-    report: Path | None,
+    report: Report | None,
     *,
     child: int | None,
     outcome: int | None,
     error: CraneError | None,
 ) -> None:
     """The end of a run with open doors: the provenance line when the child ran, and the
-    record in `report` (`crane --report FILE`) whatever happened. Raises CraneError
-    (exit 1) when the report cannot be written and nothing else went wrong."""
+    record in `report` (`crane --report FILE`) whatever happened (`Report.write`)."""
     try:
         # Stopped by a signal (128 + n) or by an error: no waiting for the public index.
         finished = child is not None and 0 <= child < 128
@@ -371,10 +370,11 @@ def account(
         say(ledger.summary())
     if report is None:
         return
-    write_report(
-        report,
+    report.write(
         ledger,
-        plan,
+        command=plan.command,
+        tool=plan.tool,
+        guarded=True,
         outcome=outcome,
         child=child,
         error=error,

@@ -197,7 +197,7 @@ def read_lock(
         return []
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(f"{full}: is not valid TOML ({' '.join(str(exc).split())})") from None
     shape = _Shape(full)
     entries = shape.array(data, key)

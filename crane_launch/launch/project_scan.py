@@ -116,7 +116,7 @@ def load_toml(path: Path, read_text: ReadText) -> dict[str, Any] | None:
         return None
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         reason = " ".join(str(exc).split())
         raise ConfigError(f"{path}: is not valid TOML ({reason})") from None
 

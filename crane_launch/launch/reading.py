@@ -257,7 +257,7 @@ def _local_references(path: Path, read_text: ReadText) -> list[DirectReference]:
         return script_references(text, shown)
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return []  # the tool reports a broken project file itself
     return pyproject_references(data, str(path), {})
 

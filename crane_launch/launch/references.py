@@ -184,7 +184,7 @@ def script_metadata(text: str) -> dict[str, Any] | None:
     )
     try:
         return tomllib.loads(body)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return None
 
 

@@ -24,12 +24,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crane_launch.console import say
 from crane_launch.errors import ConfigError, CraneError
 from crane_launch.launch.plan import ALWAYS_HIDDEN, IndexDoorMode, Plan, Unchanged
 from crane_launch.launch.supervise import run_supervised
+
+if TYPE_CHECKING:
+    from crane_launch.launch.report import Report
 
 __all__ = ["PASS_THROUGH_VAR", "PUBLIC_CHECK_VAR", "pass_through_hosts", "resolve_command", "run"]
 
@@ -49,7 +52,7 @@ def run(
     *,
     no_input: bool,
     no_cache: bool = False,
-    report: Path | None = None,
+    report: Report | None = None,
 ) -> int:
     """Run `plan` to the end and return the child's exit code (128 + n for signal n).
 
@@ -64,18 +67,17 @@ def run(
     if isinstance(mode, Unchanged):
         code = run_supervised(command, child_environ)
         if report is not None:  # no index in play: a record that says so
-            from crane_launch.launch.report import write_report
             from crane_launch.proxy.provenance import Ledger
 
-            write_report(
-                report,
+            report.write(
                 Ledger(),
-                plan,
+                command=plan.command,
+                tool=plan.tool,
+                guarded=False,
                 outcome=code,
                 child=code,
                 error=None,
                 indexes=[],
-                refusals=[],
             )
         return code
     from crane_launch.launch import doors  # the proxy, httpx and auth: only from here on

@@ -259,7 +259,7 @@ def _read_toml(path: Path, read_text: ReadText) -> _Toml:
         return _Toml(False, None)
     try:
         return _Toml(True, tomllib.loads(text))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         if path.name == "pyproject.toml":
             return _Toml(True, None)
         reason = " ".join(str(exc).split())

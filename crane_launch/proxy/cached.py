@@ -225,7 +225,11 @@ class _Sink:
             if abort:
                 self._writer.abort()
             return
-        if abort:
+        if abort and all(future.done() for future in self._pending):
+            # Every write is done (the verdict case): abort now, so that no temporary file
+            # outlives the reply.
+            self._writer.abort()
+        elif abort:
             # In order after any write still pending: nothing writes once it is aborted.
             try:
                 self._executor.submit(self._writer.abort)

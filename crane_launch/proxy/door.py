@@ -86,6 +86,8 @@ class IndexDoor:
         self._hashes: dict[str, str] = {}
         """The sha256 the private pages served this run give each file (path and query)."""
         self._unsure: set[str] = set()
+        self._page_of: dict[str, str | None] = {}
+        """The project whose private page linked each file (None: more than one)."""
         """Files pages gave different hashes this run: served uncached."""
         self._cut: set[str] = set()
         """Files whose download this run was cut for a hash mismatch (path and query)."""
@@ -229,17 +231,30 @@ class IndexDoor:
                     route.project, source="private", index=self.spec.url, url=answer.url
                 )
             if self._cache is not None or self._ledger is not None:
-                self._record_hashes(
-                    route.project,
-                    rewrite.file_hashes(
-                        answer.response.content, content_type, answer.url, self._private_origin
-                    ),
+                links = rewrite.file_links(
+                    answer.response.content, content_type, answer.url, self._private_origin
                 )
+                hashes = {key: digest for key, digest in links.items() if digest is not None}
+                self._record_hashes(route.project, hashes)
+                self._record_links(route.project, links)
             return self._rewritten(answer.response.content, content_type, answer.url)
         if decision.kind is routing.Decision.FALLBACK_PUBLIC:
             log.debug("project %s: public", route.project)
             return await self._public(route, accept)
         return _bad_gateway(decision.reason)
+
+    def _record_links(self, project: str, links: dict[str, str | None]) -> None:
+        """Remember which project's page linked each file, for the ledger: a file whose
+        name could be two projects' (`foo-2-1.0.tar.gz`) is the linking page's. As with
+        hashes, a page speaks only for files its name allows; a file two pages claim is
+        nobody's."""
+        for key in links:
+            name = unquote(key.partition("?")[0].rsplit("/", 1)[-1])
+            if project not in distribution_projects(name):
+                continue
+            known = self._page_of.setdefault(key, project)
+            if known != project:
+                self._page_of[key] = None
 
     def _record_hashes(self, project: str, hashes: dict[str, str]) -> None:
         """Remember the hashes `project`'s page gives its own files: a page speaks for the
@@ -353,7 +368,9 @@ class IndexDoor:
         a 200 page is SERVED, a 404/410 ABSENT, anything else UNKNOWN."""
         url = routing.public_project_url(self.spec.public_url, project)
         try:
-            answer = await self._upstream.get(url, headers={"Accept": _DEFAULT_ACCEPT})
+            answer = await self._upstream.get(
+                url, headers={"Accept": _DEFAULT_ACCEPT}, anonymous=True
+            )
         except httpx.HTTPError as exc:
             return NameStatus.UNKNOWN, frozenset(), _describe(exc)
         status = answer.response.status_code
@@ -401,7 +418,9 @@ class IndexDoor:
             return None
         url = routing.public_project_url(self.spec.public_url, project)
         try:
-            answer = await self._upstream.get(url, headers={"Accept": _DEFAULT_ACCEPT})
+            answer = await self._upstream.get(
+                url, headers={"Accept": _DEFAULT_ACCEPT}, anonymous=True
+            )
         except httpx.HTTPError:
             return None
         status = answer.response.status_code
@@ -439,7 +458,9 @@ class IndexDoor:
     async def _public(self, route: routing.ProjectPage, accept: str) -> Reply:
         url = routing.public_project_url(self.spec.public_url, route.project)
         try:
-            answer = await self._upstream.get(url, headers={"Accept": accept})
+            # Anonymous: the public index gets no credentials, even where it shares the
+            # private origin or redirects there.
+            answer = await self._upstream.get(url, headers={"Accept": accept}, anonymous=True)
         except httpx.HTTPError as exc:
             return _bad_gateway(f"public index {self.spec.public_url}: {_describe(exc)}")
         response = answer.response
@@ -489,7 +510,9 @@ class IndexDoor:
         if cache is not None:
             hit, stored = await self._look_up(cache, request, url, digest, headers, cut=cut)
             if hit is not None:
-                self._note_file(request, url, digest, stored.size if stored else None, True)
+                self._note_file(
+                    request, url, key, digest, size=stored.size if stored else None, cached=True
+                )
                 return hit
         whole = "range" not in headers
         if cache is not None and digest is not None and request.method == "GET" and not whole:
@@ -513,7 +536,7 @@ class IndexDoor:
         if cache is not None and stored is not None and status == 304 and not asked_conditionally:
             await answer.aclose()
             cache.hit(stored.size)
-            self._note_file(request, url, digest, stored.size, True)
+            self._note_file(request, url, key, digest, size=stored.size, cached=True)
             return disk_reply(request, stored, cache, cut)
         if status not in _PASSED_FILE_STATUSES:
             await answer.aclose()
@@ -521,10 +544,10 @@ class IndexDoor:
                 message = routing.auth_failed_message(self.spec.url, self.spec.auth_advice)
                 return _bad_gateway(message)
             return _bad_gateway(f"{self.spec.url}: a file request was answered {status}")
-        if status in (200, 206):
+        if status == 200:  # a range (206) is no download: uv reads metadata so
             length = response.headers.get("content-length")
-            size = int(length) if status == 200 and length and length.isdigit() else None
-            self._note_file(request, url, self._hashes.get(key), size, False)
+            size = int(length) if length and length.isascii() and length.isdigit() else None
+            self._note_file(request, url, key, self._hashes.get(key), size=size, cached=False)
         if cache is not None and request.method == "GET" and status == 200 and whole:
             cache.miss()
             writer = self._writer_for(cache, response, url, digest)
@@ -533,14 +556,23 @@ class IndexDoor:
         return streamed_reply(response)
 
     def _note_file(
-        self, request: Request, url: str, digest: str | None, size: int | None, cached: bool
+        self,
+        request: Request,
+        url: str,
+        key: str,
+        digest: str | None,
+        *,
+        size: int | None,
+        cached: bool,
     ) -> None:
-        """Record a private file the child downloads (GET; a HEAD is no download)."""
-        if self._ledger is None or request.method != "GET":
+        """Record a private file the child downloads whole (a GET without a range: a
+        HEAD or a range is no download), as a file of the project whose page linked it."""
+        if self._ledger is None or request.method != "GET" or request.header("range"):
             return
+        linked = self._page_of.get(key)
         name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
         self._ledger.file(
-            distribution_projects(name),
+            (linked,) if linked else distribution_projects(name),
             source="private",
             index=self.spec.url,
             url=url,

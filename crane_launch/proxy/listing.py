@@ -14,7 +14,6 @@ decoded, a page with a form) raises `PageError`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from html.parser import HTMLParser
@@ -29,8 +28,8 @@ from crane_launch.proxy.rewrite import (
     Attributes,
     PageError,
     _decode_html,
-    _load_json,
     _tags,
+    load_json_object,
     page_kind,
 )
 from crane_launch.proxy.routing import normalise_project
@@ -64,7 +63,7 @@ def project_versions(body: bytes, content_type: str, project: str) -> frozenset[
 
 def _json_files(body: bytes, project: str) -> tuple[list[str], list[str]]:
     """(file names, PEP 700 versions) of a PEP 691 project page."""
-    data = _json_object(body)
+    data = load_json_object(body)
     files = data.get("files")
     if not isinstance(files, list):
         if "files" not in data and isinstance(data.get("projects"), list):
@@ -183,7 +182,7 @@ def listed_projects(body: bytes, content_type: str) -> list[str]:
 
 
 def _json_projects(body: bytes) -> list[str]:
-    data = _json_object(body)
+    data = load_json_object(body)
     projects = data.get("projects")
     if not isinstance(projects, list):
         if "projects" not in data and isinstance(data.get("files"), list):
@@ -312,22 +311,6 @@ def _last_segment(url: str) -> str:
     except ValueError:  # such as an unbalanced `[` in the host
         path = url.partition("#")[0].partition("?")[0]
     return unquote(path.rsplit("/", 1)[-1])
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data: Any = _load_json(body)
-    except UnicodeDecodeError:
-        raise PageError("upstream JSON page is not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise PageError(
-            f"upstream JSON page is not valid JSON (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise PageError(f"upstream JSON page cannot be read ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise PageError("upstream JSON page is not a JSON object")
-    return data
 
 
 def _read_html(body: bytes, content_type: str) -> tuple[str, list[str]]:

@@ -214,16 +214,23 @@ class Ledger:
         sha256_from: Literal["index page", "served bytes"] | None = None,
         size: int | None = None,
         from_cache: bool = False,
+        by_host: bool = False,
     ) -> FileRecord | None:
         """The child downloaded `url`, a distribution file of one of `projects` (the
-        candidates its name allows: the first the run knows of, else the first). A
-        `.metadata` file (PEP 658) is not a distribution: not recorded."""
+        candidates its name allows; `_owner` picks one). A `.metadata` file (PEP 658) is
+        not a distribution: not recorded. `by_host`: the file is "private" only because
+        of the host it is on (the transparent door); a project whose pages all came from
+        another index on that host (a mirror beside the private index) keeps their source.
+        """
         shown = shown_url(url)
         filename = unquote(urlsplit(shown).path.rsplit("/", 1)[-1])
         if not projects or filename.endswith(".metadata"):
             return None
-        project = next((p for p in projects if p in self.projects), projects[0])
+        project = self._owner(projects, source)
         record = self._project(project)
+        page_sources = {page_source for page_source, _index, _url in record.pages}
+        if by_host and source == "private" and page_sources == {"public"}:
+            source = "public"
         if source == "private":
             self._check_public(project)
         existing = record.files.get(shown)
@@ -237,6 +244,18 @@ class Ledger:
         )
         record.files[shown] = created
         return created
+
+    def _owner(self, projects: tuple[str, ...], source: Source) -> str:
+        """Which of the candidate projects a file is of: one whose page came from the
+        same source, else the longest name (`foo-2-1.0.tar.gz` is foo-2's 1.0 before it
+        is foo's 2-1.0)."""
+        paged = [
+            name
+            for name in projects
+            if name in self.projects
+            and any(page_source == source for page_source, _i, _u in self.projects[name].pages)
+        ]
+        return max(paged or projects, key=len)
 
     # -- the public index, for private projects -------------------------------------------
 
@@ -295,6 +314,12 @@ class Ledger:
             more = f" and {len(both) - _NAMED_AT_MOST} more" if len(both) > _NAMED_AT_MOST else ""
             verb = "is" if len(both) == 1 else "are"
             line += f"; {shown}{more} {verb} on the public index too, taken from the private one"
+        unanswered = [
+            n for n in private if n in self._checks and self.projects[n].on_public is None
+        ]
+        if unanswered:
+            count = _count(len(unanswered), "project")
+            line += f"; the public index did not say whether it has {count} too"
         return line
 
     def as_json(self, **meta: Any) -> dict[str, Any]:

@@ -41,8 +41,10 @@ __all__ = [
     "PageError",
     "PageKind",
     "file_hashes",
+    "file_links",
     "is_rdepot_not_found_page",
     "lists_index_entries",
+    "load_json_object",
     "not_index_shaped",
     "page_kind",
     "rewrite_page",
@@ -458,7 +460,9 @@ def _start_tag(tag: str, attrs: Attributes, *, self_closing: bool) -> str:
 # --- JSON ---------------------------------------------------------------------------
 
 
-def _rewrite_json(body: bytes, page_url: str, mapper: LinkMapper) -> bytes:
+def load_json_object(body: bytes) -> dict[str, Any]:
+    """A PEP 691 page's JSON object (parsed once per body: memoised); PageError, with a
+    short reason, for anything else."""
     try:
         data: Any = _load_json(body)
     except UnicodeDecodeError:
@@ -471,6 +475,11 @@ def _rewrite_json(body: bytes, page_url: str, mapper: LinkMapper) -> bytes:
         raise PageError(f"upstream JSON page cannot be read ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise PageError("upstream JSON page is not a JSON object")
+    return data
+
+
+def _rewrite_json(body: bytes, page_url: str, mapper: LinkMapper) -> bytes:
+    data = load_json_object(body)
     if "files" not in data:
         if isinstance(data.get("projects"), list):
             return body
@@ -498,11 +507,20 @@ def file_hashes(
     keyed by path and query (what the child asks the door for): PEP 503 `#sha256=`
     fragments, PEP 691 `hashes`, and the PEP 658/714 hashes of `.metadata` files. A page
     that cannot be read gives none (the door's own rewriting reports it)."""
-    found: dict[str, str] = {}
+    links = file_links(body, content_type, page_url, private_origin)
+    return {key: digest for key, digest in links.items() if digest is not None}
+
+
+def file_links(
+    body: bytes, content_type: str, page_url: str, private_origin: Origin
+) -> dict[str, str | None]:
+    """Every file on `private_origin` the page at `page_url` links, keyed as in
+    `file_hashes`, with the sha256 the page gives it (None: no sha256). A `.metadata`
+    file is listed only with a hash."""
+    found: dict[str, str | None] = {}
 
     def record(href: str, base: str, digest: object) -> None:
-        if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
-            return
+        valid = isinstance(digest, str) and _SHA256.fullmatch(digest.lower()) is not None
         try:
             resolved = map_link(href, base, None, "")
             parts = urlsplit(resolved)
@@ -511,7 +529,10 @@ def file_hashes(
         except ValueError:
             return
         key = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        found[key] = digest.lower()
+        if valid:
+            found[key] = str(digest).lower()
+        else:
+            found.setdefault(key, None)
 
     kind = page_kind(content_type)
     try:
@@ -540,8 +561,7 @@ def _html_hashes(body: bytes, content_type: str, page_url: str, record: Recorder
             continue
         fragment = href.partition("#")[2]
         name, _eq, digest = fragment.partition("=")
-        if name.lower() == "sha256":
-            record(href, base, digest)
+        record(href, base, digest if name.lower() == "sha256" else None)
         for attribute, value in tag.attrs:
             if attribute in _METADATA_ATTRIBUTES and value:
                 name, _eq, digest = html.unescape(value).partition("=")
@@ -557,8 +577,7 @@ def _json_hashes(body: bytes, page_url: str, record: Recorder) -> None:
             continue
         url = entry["url"]
         hashes = entry.get("hashes")
-        if isinstance(hashes, dict):
-            record(url, page_url, hashes.get("sha256"))
+        record(url, page_url, hashes.get("sha256") if isinstance(hashes, dict) else None)
         for name in ("core-metadata", "dist-info-metadata"):
             metadata = entry.get(name)
             if isinstance(metadata, dict):

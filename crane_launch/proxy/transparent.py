@@ -274,13 +274,22 @@ class TransparentDoor:
     ) -> Reply:
         """`reply`, recorded in the ledger when it is a project page or a whole
         distribution file the child downloads; such a file is hashed as it streams."""
-        if self._ledger is None or request.method != "GET" or reply.status not in (200, 206):
+        # A range (206) or a HEAD is no download (uv reads a wheel's metadata so).
+        if (
+            self._ledger is None
+            or request.method != "GET"
+            or reply.status != 200
+            or request.header("range")
+        ):
             return reply
         page = requested_page(url)
         if page is not None:
-            if reply.status == 200:
-                page_index = index or urljoin(url.split("?", 1)[0], "..")
-                self._ledger.page(page, source=source, index=page_index, url=url)
+            if index is not None and not urlsplit(url).path.startswith(urlsplit(index).path):
+                # Another index on the private host (a mirror beside it): not the private
+                # index's page, though the host's credentials went with it.
+                source, index = "public", None
+            page_index = index or urljoin(url.split("?", 1)[0], "..")
+            self._ledger.page(page, source=source, index=page_index, url=url)
             return reply
         projects = distribution_projects(unquote(urlsplit(url).path))
         length = dict(reply.headers).get("content-length")
@@ -289,10 +298,11 @@ class TransparentDoor:
             source=source,
             index=index or origin_url(origin_of(url)),
             url=url,
-            size=int(length) if reply.status == 200 and length and length.isdigit() else None,
+            size=int(length) if length and length.isascii() and length.isdigit() else None,
+            by_host=source == "private",
         )
         encoded = dict(reply.headers).get("content-encoding", "identity").lower()
-        if record is None or reply.status != 200 or encoded != "identity":
+        if record is None or encoded != "identity":
             return reply
         if isinstance(reply.body, bytes):
             _hashed(record, hashlib.sha256(reply.body))

@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crane_launch.cli import main
 from crane_launch.commands import audit
 from crane_launch.commands.audit import (
     FORMAT,
@@ -37,6 +35,7 @@ from crane_launch.errors import EXIT_CONFUSION, EXIT_UPSTREAM, UnknownIndexError
 from crane_launch.launch.locks import LockedPackage
 from crane_launch.launch.wanted import Installed, Wanted
 from crane_launch.proxy.guard import NameStatus
+from tests.clirun import Crane, in_process
 
 INDEX = "https://crane.example/pypi/simple/"
 PUBLIC = "https://public.example/simple/"
@@ -413,7 +412,7 @@ def test_an_installed_version_both_indexes_have_is_a_note() -> None:
     assert "a version both indexes have" in note
 
 
-def test_an_installed_version_neither_index_has_is_a_note() -> None:
+def test_an_installed_version_the_private_index_does_not_have_is_a_finding() -> None:
     [found] = judged(
         row(
             "corp-lib",
@@ -424,8 +423,9 @@ def test_an_installed_version_neither_index_has_is_a_note() -> None:
         )
     )
 
-    assert found.findings == []
-    assert found.notes == ["py: corp-lib 0.5 is installed: a version neither index has"]
+    assert found.notes == []
+    [finding] = found.findings
+    assert finding.startswith("py: corp-lib 0.5 is installed, a version the private index does not")
 
 
 def test_an_installed_version_only_the_private_index_has_says_nothing() -> None:
@@ -779,7 +779,7 @@ def test_without_inputs_an_empty_directory_is_a_usage_error(tmp_path: Path) -> N
         collect(Inputs(), cwd=tmp_path, environ={})
 
 
-def test_an_environment_skips_the_users_own_files(
+def test_an_environment_skips_the_users_own_trees(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked: list[tuple[str, frozenset[str]]] = []
@@ -790,6 +790,7 @@ def test_an_environment_skips_the_users_own_files(
         asked.append((python, hidden))
         return [
             Installed("mine", "0.1", "file:///src/mine", True, "pip"),
+            Installed("tree", "0.3", "file:///src/tree", False, "pip"),
             Installed("local", "0.2", "file:///wheels/local-0.2.whl", False, "pip"),
             Installed("corp-lib", "1.0", None, False, "uv"),
         ]
@@ -799,7 +800,8 @@ def test_an_environment_skips_the_users_own_files(
     rows = collected(Inputs(python="py3"), tmp_path, hidden=frozenset({"SECRET_VAR"}))
 
     assert asked == [("py3", frozenset({"SECRET_VAR"}))]
-    assert list(rows) == ["corp-lib"]
+    # A downloaded archive came from somewhere: judged by its version like any other.
+    assert list(rows) == ["corp-lib", "local"]
     assert rows["corp-lib"].installed == Installed("corp-lib", "1.0", None, False, "uv")
 
 
@@ -939,16 +941,6 @@ def test_run_audit_reads_asks_and_judges(tmp_path: Path, monkeypatch: pytest.Mon
 # =======================================================================================
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Crane = Callable[..., Result]
-
-
 @pytest.fixture
 def crane(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -959,15 +951,7 @@ def crane(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("crane_launch.cli.harden", lambda: None)
 
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as caught:
-            main(list(args))
-        code = caught.value.code
-        captured = capsys.readouterr()
-        return Result(code if isinstance(code, int) else int(code is not None), *captured)
-
-    return run
+    return in_process(capsys)
 
 
 @pytest.fixture
@@ -1074,3 +1058,19 @@ def test_private_names_as_json(crane: Crane, listed: list[dict[str, Any]]) -> No
         ["aa", "zz"],
         ["b"],
     )
+
+
+def test_a_private_project_installed_from_a_downloaded_archive_is_judged_by_version() -> None:
+    archive = "file:///tmp/downloads/corp_lib-99.0-py3-none-any.whl"
+    [found] = judged(
+        row(
+            "corp-lib",
+            SERVED,
+            SERVED,
+            private_versions=versions("1.0"),
+            public_versions=versions("99.0"),
+            installed=Installed("corp-lib", "99.0", archive, False, "pip"),
+        )
+    )
+    [finding] = found.findings
+    assert "a version only the public index has" in finding

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from crane_launch.commands.tools import report_path
-from crane_launch.errors import CraneError, UsageError
-from crane_launch.launch.plan import Plan, Unchanged
-from crane_launch.launch.report import subcommand, write_report
+from crane_launch.commands import tools
+from crane_launch.errors import CraneError, RejectedSettingError, UsageError
+from crane_launch.launch.report import Report, subcommand
 from crane_launch.proxy.provenance import Ledger
 
 
@@ -25,75 +25,109 @@ from crane_launch.proxy.provenance import Ledger
         (["poetry", "-C", "/some/dir", "install"], "poetry install"),
         (["pip", "install", "https://user:secret@host/x.whl"], "pip install"),
         (["pip"], "pip"),
+        ([], ""),
     ],
 )
 def test_the_command_is_its_words_never_an_options_value(command: list[str], expected: str) -> None:
     assert subcommand(command) == expected
 
 
-def _plan() -> Plan:
-    return Plan("pip", ["pip", "install", "x"], Unchanged())
+def _write(report: Report, ledger: Ledger | None = None, **changes: object) -> None:
+    options: dict[str, object] = {
+        "command": ["pip", "install", "x"],
+        "tool": "pip",
+        "guarded": True,
+        "outcome": 0,
+        "child": 0,
+        "error": None,
+        "indexes": [],
+    }
+    options.update(changes)
+    report.write(ledger or Ledger(), **options)  # type: ignore[arg-type]
 
 
-def test_the_record_is_written_atomically_with_the_runs_facts(tmp_path: Path) -> None:
-    path = tmp_path / "report.json"
-    path.symlink_to(tmp_path / "elsewhere.json")
+def test_the_record_is_written_atomically_with_the_runs_facts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    report = Report.at("report.json")
+    assert report is not None
     ledger = Ledger()
     ledger.page(
         "corp-app", source="private", index="https://p/simple/", url="https://p/simple/corp-app/"
     )
-    write_report(
-        path,
-        ledger,
-        _plan(),
-        outcome=3,
-        child=0,
-        error=None,
-        indexes=[{"url": "https://p/simple/", "public_index": "https://q/simple/"}],
-        refusals=["refused a", "refused a", "refused b"],
-    )
-    assert not path.is_symlink()  # replaced, never written through
-    assert not (tmp_path / "elsewhere.json").exists()
-    data = json.loads(path.read_text())
+    old = os.umask(0o027)
+    try:
+        _write(
+            report,
+            ledger,
+            outcome=3,
+            indexes=[{"url": "https://p/simple/", "public_index": "https://q/simple/"}],
+            refusals=["refused a", "refused a", "refused b"],
+        )
+    finally:
+        os.umask(old)
+    assert report.written
+    data = json.loads((tmp_path / "report.json").read_text())
     assert data["format"] == "crane-provenance"
     assert data["version"] == 1
-    assert data["tool"] == "pip"
-    assert data["command"] == "pip install"
+    assert (data["tool"], data["command"], data["guarded"]) == ("pip", "pip install", True)
     assert (data["exit_code"], data["child_exit_code"], data["error"]) == (3, 0, None)
     assert data["refusals"] == ["refused a", "refused b"]
     assert data["summary"]["private"] == ["corp-app"]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o640  # the umask's
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
-def test_a_report_that_cannot_be_written_fails_a_good_run_only(tmp_path: Path) -> None:
+def test_a_report_that_cannot_be_written_fails_only_a_run_that_would_succeed(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "a-file").write_text("")
-    target = tmp_path / "a-file" / "r.json"  # its "directory" is a file: even root fails
+    report = Report(tmp_path / "a-file" / "r.json")  # its "directory" is a file: even root fails
     with pytest.raises(CraneError, match="cannot write the report"):
-        write_report(
-            target, Ledger(), _plan(), outcome=0, child=0, error=None, indexes=[], refusals=[]
-        )
-    # After an error that ended the run, that error stays the one reported.
-    write_report(
-        target,
-        Ledger(),
-        _plan(),
-        outcome=None,
-        child=None,
-        error=CraneError("x"),
-        indexes=[],
-        refusals=[],
-    )
+        _write(report, outcome=0)
+    _write(report, outcome=2, child=2)  # the tool's own failure stays the one reported
+    _write(report, outcome=None, child=None, error=CraneError("x"))
 
 
 def test_the_report_path_is_checked_before_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert report_path(None) is None
-    assert report_path("") is None
-    assert report_path("r.json") == tmp_path / "r.json"
+    assert Report.at(None) is None
+    assert Report.at("") is None
+    report = Report.at("r.json")
+    assert report is not None
+    assert report.path == tmp_path / "r.json"
+    (tmp_path / "old.json").write_text("{}")
+    assert Report.at("old.json") is not None  # an old report is replaced
     with pytest.raises(UsageError, match="is a directory"):
-        report_path(str(tmp_path))
+        Report.at(str(tmp_path))
     with pytest.raises(UsageError, match="does not exist"):
-        report_path(str(tmp_path / "missing" / "r.json"))
+        Report.at(str(tmp_path / "missing" / "r.json"))
+    (tmp_path / "link.json").symlink_to(tmp_path / "old.json")
+    with pytest.raises(UsageError, match="symbolic link"):
+        Report.at("link.json")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(UsageError, match="not a regular file"):
+        Report.at("fifo")
+    with pytest.raises(UsageError, match="not a regular file"):
+        Report.at(os.devnull)
+
+
+def test_a_run_crane_stops_before_the_tool_starts_still_gets_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "r.json"
+    path.write_text('{"exit_code": 0}')  # an older run's report
+
+    def refuse(*_args: object, **_kwargs: object) -> object:
+        raise RejectedSettingError("command line", "--extra-index-url", "no")
+
+    monkeypatch.setattr("crane_launch.launch.pip.plan_pip", refuse)
+    with pytest.raises(RejectedSettingError):
+        tools.pip(["install", "x"], no_input=True, report=str(path))
+    data = json.loads(path.read_text())
+    assert (data["exit_code"], data["guarded"], data["command"]) == (None, False, "pip install")
+    assert "--extra-index-url" in data["error"]
+    assert data["projects"] == []

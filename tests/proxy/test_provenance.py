@@ -271,13 +271,47 @@ def test_an_ambiguous_sdist_goes_to_the_first_project_the_run_knows() -> None:
     assert list(ledger.projects["foo-bar"].files) == [url]
 
 
-def test_an_ambiguous_sdist_of_no_known_project_goes_to_the_first_candidate() -> None:
+def test_an_ambiguous_sdist_of_no_known_project_goes_to_the_longest_candidate() -> None:
     ledger = Ledger()
-    url = "https://crane.example/repo/foo-bar-1.0.tar.gz"
+    url = "https://crane.example/repo/foo-2-1.0.tar.gz"
 
-    ledger.file(("foo", "foo-bar"), source="private", index=INDEX, url=url)
+    ledger.file(("foo", "foo-2"), source="private", index=INDEX, url=url)
 
-    assert list(ledger.projects) == ["foo"]
+    assert list(ledger.projects) == ["foo-2"]
+
+
+def test_an_ambiguous_sdist_goes_to_the_candidate_whose_page_came_from_its_source() -> None:
+    """foo-2's private sdist is never filed under foo, a public project of the run."""
+    ledger = Ledger()
+    ledger.page("foo", source="public", index="https://pub/simple/", url="https://pub/simple/foo/")
+    ledger.page("foo-2", source="private", index=INDEX, url=INDEX + "foo-2/")
+    ledger.file(
+        ("foo", "foo-2"),
+        source="private",
+        index=INDEX,
+        url="https://crane.example/foo-2-1.0.tar.gz",
+    )
+    assert ledger.projects["foo"].source == "public"
+    assert ledger.projects["foo-2"].source == "private"
+    assert ledger.projects["foo"].files == {}
+    summary = ledger.as_json()["summary"]
+    assert (summary["private"], summary["public"]) == (["foo-2"], ["foo"])
+
+
+def test_a_file_on_the_private_host_of_a_project_whose_pages_are_public_stays_public() -> None:
+    ledger = Ledger()
+    mirror = "https://crane.example/mirror/simple/"
+    ledger.page("pubdep", source="public", index=mirror, url=mirror + "pubdep/")
+    record = ledger.file(
+        ("pubdep",),
+        source="private",
+        index=INDEX,
+        url="https://crane.example/files/pubdep-1.0.tar.gz",
+        by_host=True,
+    )
+    assert record is not None
+    assert record.source == "public"
+    assert ledger.projects["pubdep"].source == "public"
 
 
 # -- URLs as shown ----------------------------------------------------------------------
@@ -631,7 +665,10 @@ def test_a_check_that_fails_leaves_the_answer_unknown() -> None:
     asyncio.run(work())
 
     assert ledger.projects["demo"].on_public is None
-    assert ledger.summary() == "provenance: 1 project from the private index"
+    assert ledger.summary() == (
+        "provenance: 1 project from the private index; the public index did not say "
+        "whether it has 1 project too"
+    )
 
 
 def test_without_a_public_check_nothing_is_asked() -> None:
@@ -1022,7 +1059,7 @@ def test_a_public_file_is_recorded_with_no_hash_until_its_body_went_out(ledger: 
     assert ledger.projects["demo"].files[PUBLIC_FILE].sha256 == hashlib.sha256(b"ab").hexdigest()
 
 
-def test_a_partial_answer_is_not_hashed(ledger: Ledger) -> None:
+def test_a_partial_answer_is_no_download(ledger: Ledger) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         headers = {"content-range": "bytes 0-3/100", "content-length": "4"}
         return httpx.Response(206, headers=headers, stream=Chunks([b"abcd"]))
@@ -1030,8 +1067,7 @@ def test_a_partial_answer_is_not_hashed(ledger: Ledger) -> None:
     reply, _body = asyncio.run(through(transparent(handler, ledger), PUBLIC_FILE))
 
     assert reply.status == 206
-    record = ledger.projects["demo"].files[PUBLIC_FILE]
-    assert (record.sha256, record.sha256_from, record.size) == (None, None, None)
+    assert ledger.projects == {}
 
 
 def test_a_head_request_records_nothing(ledger: Ledger) -> None:
@@ -1134,3 +1170,45 @@ def test_the_same_answer_asked_twice_is_recorded_once() -> None:
             proven=True,
         )
     assert [a.status for a in ledger.projects["demo"].answers] == [404, 200]
+
+
+def test_the_door_files_a_private_file_under_the_project_whose_page_linked_it(
+    door: IndexDoor, origins: ScriptedOrigins, ledger: Ledger
+) -> None:
+    """foo-2's sdist `foo-2-1.0.tar.gz` could be foo's 2-1.0 by its name: the private page
+    of foo-2 linked it, so it is foo-2's, and foo (public) gets nothing of it; a range
+    request for it is no download."""
+    origins.answer(INDEX + "foo/", 404, b"", HTML_TYPE)
+    origins.answer(PUBLIC + "foo/", 200, b'<a href="/f/foo-1.0.tar.gz">foo</a>', HTML_TYPE)
+    page = b'<a href="/repo/foo-2-1.0.tar.gz">foo-2-1.0.tar.gz</a>'
+    origins.answer(INDEX + "foo-2/", 200, page, HTML_TYPE)
+    origins.answer("https://crane.example/repo/foo-2-1.0.tar.gz", 200, DATA)
+
+    async def work() -> None:
+        await prove(door, origins)
+        await fetch(door, f"/{TOKEN}/simple/foo/")
+        await fetch(door, f"/{TOKEN}/simple/foo-2/")
+        await fetch(door, f"/{TOKEN}/files/repo/foo-2-1.0.tar.gz")
+
+    asyncio.run(work())
+    assert ledger.projects["foo"].source == "public"
+    assert ledger.projects["foo"].files == {}
+    assert list(ledger.projects["foo-2"].files) == ["https://crane.example/repo/foo-2-1.0.tar.gz"]
+    assert ledger.as_json()["summary"]["on_both_private_won"] == []
+
+
+def test_the_summary_says_when_the_public_index_did_not_answer_in_time() -> None:
+    async def slow(project: str) -> bool | None:
+        await asyncio.sleep(10)
+        return True
+
+    async def work() -> str:
+        ledger = Ledger(public_check=slow)
+        ledger.page("corp-app", source="private", index=INDEX, url=INDEX + "corp-app/")
+        await ledger.settle(0.01)
+        return ledger.summary()
+
+    assert asyncio.run(work()) == (
+        "provenance: 1 project from the private index; the public index did not say whether "
+        "it has 1 project too"
+    )
