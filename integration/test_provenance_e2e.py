@@ -385,3 +385,22 @@ def test_audit_of_pylock_and_poetry_lock_from_the_public_index_exits_6(
     # In its directory, `crane audit` alone reads the same lock (and the pyproject.toml).
     here = Crane(logged_in.env, cwd=work).run("audit")
     assert here.code == 6, here.stdout + here.stderr
+
+
+def test_a_run_crane_leaves_unchanged_or_stops_early_still_writes_its_report(
+    stack, logged_in, tmp_path
+):
+    report = tmp_path / "r.json"
+    result = logged_in.run("--report", str(report), "uv", "--version")
+    assert result.code == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert (data["guarded"], data["command"], data["projects"]) == (False, "uv", [])
+    refused = logged_in.run(
+        "--report", str(report),
+        "pip", "install", "-i", stack.private_url, "--extra-index-url", stack.public_url, "x",
+    )  # fmt: skip
+    assert refused.code == 3, refused.stderr
+    data = json.loads(report.read_text())
+    assert data["guarded"] is False
+    assert data["exit_code"] is None
+    assert "--extra-index-url" in data["error"]
