@@ -418,6 +418,7 @@ def test_tool_env_is_clean(tool_env):
             "POETRY_CACHE_DIR",
             "POETRY_DATA_DIR",
             "CRANE_HOME",
+            "CRANE_PUBLIC_CHECK",
         )
     ]
     assert "PIP_FIND_LINKS" not in tool_env
