@@ -22,6 +22,7 @@ turns these into a `crane: ...` line and an exit status.
 
 from __future__ import annotations
 
+import re
 from typing import NewType
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "UnknownIndexError",
     "UpstreamError",
     "UsageError",
+    "without_secrets",
 ]
 
 ExitCode = NewType("ExitCode", int)
@@ -85,9 +87,10 @@ class CorruptFileError(ConfigError):
 class UnknownIndexError(ConfigError):
     def __init__(self, url: str, suggestion: str | None = None) -> None:
         hint = f" (did you mean {suggestion}?)" if suggestion else ""
+        shown = without_secrets(url)
         super().__init__(
-            f"{url} is not a registered index{hint}; register it with "
-            f"`crane index register {url} ...`"
+            f"{shown} is not a registered index{hint}; register it with "
+            f"`crane index register {shown} ...`"
         )
         self.url = url
         self.suggestion = suggestion
@@ -100,6 +103,16 @@ class RejectedSettingError(ConfigError):
         super().__init__(f"{place}: {setting} is not allowed under crane: {why}")
         self.place = place
         self.setting = setting
+
+
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@]*@")
+_QUERY = re.compile(r"(://[^\s?#]*)[?#][^\s]*")
+
+
+def without_secrets(text: str) -> str:
+    """`text` with every URL in it shown without user info, query or fragment (a
+    password or a signed query a user typed must not reach a message or a report)."""
+    return _QUERY.sub(r"\1", _USERINFO.sub(r"\1", text))
 
 
 class AuthError(CraneError):

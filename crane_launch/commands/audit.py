@@ -342,8 +342,8 @@ def collect(
                 row(package.name).locked.append(package)
     if inputs.python is not None:
         for installed in installed_packages(inputs.python, environ, hidden=hidden):
-            if installed.editable or _local_tree(installed.direct_url):
-                continue  # the user's own files
+            if installed.editable or installed.directory:
+                continue  # the user's own tree
             row(installed.name).installed = installed
     return [rows[name] for name in sorted(rows)]
 
@@ -358,17 +358,6 @@ def _wanted(inputs: Inputs, *, cwd: Path, environ: Mapping[str, str]) -> list[Wa
     for path in inputs.pyprojects:
         found += pyproject_names(cwd / path, read_text=_read_text, cwd=cwd)
     return found
-
-
-def _local_tree(url: str | None) -> bool:
-    """A `file:` URL of a directory (a project of the user's), not of a downloaded
-    archive: an archive came from somewhere and is judged by its version."""
-    if url is None or not url.startswith("file:"):
-        return False
-    return not url.lower().endswith(_ARCHIVES)
-
-
-_ARCHIVES = (".whl", ".tar.gz", ".zip", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 
 
 def _default_inputs(cwd: Path) -> Inputs:

@@ -104,7 +104,10 @@ def _report_at(value: str | None) -> Report | None:
 @contextlib.contextmanager
 def _reported(report: Report | None, tool: str, command: list[str]) -> Iterator[None]:
     """A run crane stops before the tool starts (a refused setting, a login, a probe)
-    still gets its record: an old report never stands for this run."""
+    still gets its record, and a run that never ends (killed, interrupted) leaves none:
+    an old report never stands for this run."""
+    if report is not None:
+        report.path.unlink(missing_ok=True)  # `Report.at` saw a regular file or nothing
     try:
         yield
     except CraneError as exc:
@@ -120,8 +123,8 @@ def pip(
     from crane_launch.launch.pip import plan_pip  # each planner is imported for its tool only
 
     target = _report_at(report)
-    python, rest = _split_python(args)
-    with _reported(target, "pip", ["pip", *rest]):
+    with _reported(target, "pip", ["pip", *args]):
+        python, rest = _split_python(args)
         registry = Registry.for_run(os.environ)
         plan = plan_pip(
             rest,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from crane_launch import __version__
 from crane_launch.config import atomic_write_text
-from crane_launch.errors import CraneError, UsageError
+from crane_launch.errors import CraneError, UsageError, without_secrets
 
 if TYPE_CHECKING:
     from crane_launch.proxy.provenance import Ledger
@@ -94,7 +94,7 @@ class Report:
             guarded=guarded,
             exit_code=outcome,
             child_exit_code=child,
-            error=str(error) if error is not None else None,
+            error=without_secrets(str(error)) if error is not None else None,
             indexes=indexes,
             refusals=list(dict.fromkeys(refusals)),
         )

@@ -32,6 +32,8 @@ from types import FrameType
 
 import psutil
 
+from crane_launch.errors import ConfigError
+
 __all__ = ["run_supervised"]
 
 _POLL = 0.1
@@ -49,7 +51,12 @@ def run_supervised(
     me = psutil.Process()
     before = {proc.pid for proc in _children(me)}
     with _subreaper():
-        child = psutil.Popen(list(command), env=dict(env), preexec_fn=_die_with_parent())
+        try:
+            child = psutil.Popen(list(command), env=dict(env), preexec_fn=_die_with_parent())
+        except OSError as exc:  # a broken install: a script whose interpreter is gone
+            raise ConfigError(
+                f"{command[0]} cannot be started ({exc.strerror or exc}); reinstall it"
+            ) from None
         tree: dict[int, psutil.Process] = {child.pid: child}
         try:
             return _supervise(

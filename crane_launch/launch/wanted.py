@@ -375,6 +375,9 @@ class Installed:
     """`dir_info.editable` of `direct_url.json`."""
     installer: str | None
     """Its `INSTALLER` file (`pip`, `uv`, `poetry`), stripped; None when absent or empty."""
+    directory: bool = False
+    """`direct_url.json` has `dir_info`: installed from a directory, the user's own tree
+    (an archive, `archive_info`, came from somewhere, whatever its URL looks like)."""
 
 
 _LISTING = """\
@@ -447,7 +450,7 @@ def installed_packages(
             )
         try:
             listing = json.loads(output.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             listing = None
     if not isinstance(listing, list):
         raise UsageError(f"{python}: did not list its installed packages")
@@ -482,24 +485,25 @@ def _installed(listing: list[Any]) -> list[Installed]:
         project = normalise_project(name)
         if project in found:
             continue
-        url, editable = _direct_url(entry.get("direct_url"))
+        url, editable, directory = _direct_url(entry.get("direct_url"))
         installer = entry.get("installer")
         installer = (installer.strip() or None) if isinstance(installer, str) else None
-        found[project] = Installed(project, version, url, editable, installer)
+        found[project] = Installed(project, version, url, editable, installer, directory)
     return list(found.values())
 
 
-def _direct_url(text: object) -> tuple[str | None, bool]:
-    """(url, editable) of a `direct_url.json`; one that does not parse says nothing."""
+def _direct_url(text: object) -> tuple[str | None, bool, bool]:
+    """(url, editable, a directory) of a `direct_url.json`; one that does not parse says
+    nothing."""
     if not isinstance(text, str):
-        return None, False
+        return None, False, False
     try:
         data = json.loads(text)
-    except ValueError:
-        return None, False
+    except (ValueError, RecursionError):
+        return None, False, False
     if not isinstance(data, dict):
-        return None, False
+        return None, False, False
     url = data.get("url")
     dir_info = data.get("dir_info")
     editable = isinstance(dir_info, dict) and dir_info.get("editable") is True
-    return (url if isinstance(url, str) else None), editable
+    return (url if isinstance(url, str) else None), editable, isinstance(dir_info, dict)

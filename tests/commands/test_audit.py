@@ -790,7 +790,8 @@ def test_an_environment_skips_the_users_own_trees(
         asked.append((python, hidden))
         return [
             Installed("mine", "0.1", "file:///src/mine", True, "pip"),
-            Installed("tree", "0.3", "file:///src/tree", False, "pip"),
+            Installed("tree", "0.3", "file:///src/tree", False, "pip", directory=True),
+            Installed("odd", "99.0", "file:///dl/odd-99.0.tar.zst", False, "uv"),
             Installed("local", "0.2", "file:///wheels/local-0.2.whl", False, "pip"),
             Installed("corp-lib", "1.0", None, False, "uv"),
         ]
@@ -801,7 +802,7 @@ def test_an_environment_skips_the_users_own_trees(
 
     assert asked == [("py3", frozenset({"SECRET_VAR"}))]
     # A downloaded archive came from somewhere: judged by its version like any other.
-    assert list(rows) == ["corp-lib", "local"]
+    assert list(rows) == ["corp-lib", "local", "odd"]
     assert rows["corp-lib"].installed == Installed("corp-lib", "1.0", None, False, "uv")
 
 

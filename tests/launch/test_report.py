@@ -131,3 +131,30 @@ def test_a_run_crane_stops_before_the_tool_starts_still_gets_its_record(
     assert (data["exit_code"], data["guarded"], data["command"]) == (None, False, "pip install")
     assert "--extra-index-url" in data["error"]
     assert data["projects"] == []
+
+
+def test_a_failure_record_never_holds_a_password_or_query_from_the_error(
+    tmp_path: Path,
+) -> None:
+    report = Report(tmp_path / "r.json")
+    error = CraneError("https://bob:SECRETPASS@host/simple/?token=abc is not a registered index")
+    report.write_failure("pip", ["pip", "install", "x"], error)
+    text = (tmp_path / "r.json").read_text()
+    assert "SECRETPASS" not in text
+    assert "token=abc" not in text
+    assert "https://host/simple/ is not a registered index" in text
+
+
+def test_an_old_report_is_gone_once_the_run_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "r.json"
+    path.write_text('{"exit_code": 0}')
+
+    def interrupted(*_args: object, **_kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("crane_launch.launch.pip.plan_pip", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tools.pip(["install", "x"], no_input=True, report=str(path))
+    assert not path.exists()

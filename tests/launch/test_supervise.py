@@ -234,3 +234,14 @@ def test_a_child_does_not_outlive_a_crane_killed_outright(
     supervisor.kill()
     supervisor.wait(10)
     assert wait_until_gone([child], timeout=5) == [], "the child outlived a killed crane"
+
+
+def test_a_tool_that_cannot_be_started_is_a_config_error(tmp_path: Path) -> None:
+    from crane_launch.errors import ConfigError
+    from crane_launch.launch.supervise import run_supervised
+
+    script = tmp_path / "uv"
+    script.write_text("#!/no/such/interpreter\n")
+    script.chmod(0o755)
+    with pytest.raises(ConfigError, match="cannot be started"):
+        run_supervised([str(script), "--version"], {"PATH": "/usr/bin:/bin"})

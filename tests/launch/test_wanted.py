@@ -359,7 +359,7 @@ def test_a_venv_lists_direct_urls_editables_installers_and_the_first_of_twins(
     python, early = fake_venv
     found = installed_packages(str(python), {"PATH": os.defpath, "PYTHONPATH": str(early)})
     assert sorted(found, key=lambda installed: installed.name) == [
-        Installed("editable-one", "0.1", "file:///src/editable", True, None),
+        Installed("editable-one", "0.1", "file:///src/editable", True, None, directory=True),
         Installed(
             "from-url", "1.0", "https://files.example/From_Url-1.0-py3-none-any.whl", False, "uv"
         ),
@@ -461,3 +461,15 @@ def test_a_file_that_cannot_run_is_an_error(tmp_path: Path) -> None:
     python.write_text("not a program\n")
     with pytest.raises(UsageError, match="cannot be run"):
         installed_packages(str(python), {})
+
+
+def test_a_direct_url_json_that_nests_too_deep_says_nothing() -> None:
+    from crane_launch.launch.wanted import _direct_url
+
+    assert _direct_url("[" * 100_000 + "]" * 100_000) == (None, False, False)
+    assert _direct_url('{"url": "file:///d", "dir_info": {}}') == ("file:///d", False, True)
+    assert _direct_url('{"url": "file:///x.tbz", "archive_info": {}}') == (
+        "file:///x.tbz",
+        False,
+        False,
+    )
