@@ -34,7 +34,7 @@ import dataclasses
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -56,13 +56,16 @@ from crane_launch.launch.references import requirement_reference
 
 __all__ = [
     "Dialect",
+    "RequirementLine",
     "RequirementsIndexLine",
     "RequirementsWalk",
     "Root",
     "SortedIndexLines",
     "copy_value",
     "direct_references",
+    "is_option_line",
     "plan_copies",
+    "requirement_lines",
     "walk_requirements",
 ]
 
@@ -385,22 +388,49 @@ def _option_lines(text: str, environ: Mapping[str, str], table: OptionTable) -> 
 # --- direct references ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RequirementLine:
+    """One logical line of a requirements file: comments stripped, `${VAR}` expanded."""
+
+    path: Path
+    shown: str
+    """The file as messages name it (relative to the working directory when under it)."""
+    number: int
+    """The 1-based line the logical line starts on."""
+    text: str
+
+
+def requirement_lines(
+    walk: RequirementsWalk, *, cwd: Path, environ: Mapping[str, str]
+) -> Iterator[RequirementLine]:
+    """The non-empty logical lines of every file of `walk`, in file and line order."""
+    for path, file in walk.files.items():
+        shown = display_path(path, cwd)
+        for logical in _logical_lines(file.text.removeprefix("\ufeff")):
+            line = _expand(_COMMENT_RE.sub("", logical.text).strip(), environ)
+            if line:
+                yield RequirementLine(path, shown, logical.first, line)
+
+
+def is_option_line(text: str) -> bool:
+    """A line that is an option (`--index-url ...`), not a requirement; `-e URL` is a
+    requirement."""
+    return text.startswith("-") and not _EDITABLE_RE.match(text)
+
+
 def direct_references(
     walk: RequirementsWalk, *, cwd: Path, environ: Mapping[str, str]
 ) -> list[DirectReference]:
     """Every remote location the files of `walk` name (`references.requirement_reference`),
     `-e URL` lines included, in file and line order."""
     found: list[DirectReference] = []
-    for path, file in walk.files.items():
-        shown = display_path(path, cwd)
-        for logical in _logical_lines(file.text.removeprefix("\ufeff")):
-            line = _expand(_COMMENT_RE.sub("", logical.text).strip(), environ)
-            if not line or (line.startswith("-") and not _EDITABLE_RE.match(line)):
-                continue
-            place = f"requirements file {shown} line {logical.first}"
-            reference = requirement_reference(line, place)
-            if reference is not None:
-                found.append(reference)
+    for line in requirement_lines(walk, cwd=cwd, environ=environ):
+        if is_option_line(line.text):
+            continue
+        place = f"requirements file {line.shown} line {line.number}"
+        reference = requirement_reference(line.text, place)
+        if reference is not None:
+            found.append(reference)
     return found
 
 

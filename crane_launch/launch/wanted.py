@@ -31,12 +31,10 @@ from crane_launch.launch.plan import REMOTE_FILE_WHY
 from crane_launch.launch.project_scan import load_toml
 from crane_launch.launch.references import _pin, _uv_source_references, requirement_reference
 from crane_launch.launch.reqfiles import (
-    _COMMENT_RE,
-    _EDITABLE_RE,
     RequirementsWalk,
     Root,
-    _expand,
-    _logical_lines,
+    is_option_line,
+    requirement_lines,
     walk_requirements,
 )
 from crane_launch.proxy.routing import normalise_project
@@ -106,17 +104,12 @@ def requirement_names(
         if include.occurrence.name == "--requirement"
     }
     found: list[Wanted] = []
-    for path, file in walk.files.items():
-        kind = "requirements" if path in wanted_as_requirements else "constraints"
-        shown = display_path(path, cwd)
-        for logical in _logical_lines(file.text.removeprefix("\ufeff")):
-            line = _expand(_COMMENT_RE.sub("", logical.text).strip(), environ)
-            if not line:
-                continue
-            place = f"{kind} file {shown} line {logical.first}"
-            wanted = _requirement_line(line, place)
-            if wanted is not None:
-                found.append(wanted)
+    for line in requirement_lines(walk, cwd=cwd, environ=environ):
+        kind = "requirements" if line.path in wanted_as_requirements else "constraints"
+        place = f"{kind} file {line.shown} line {line.number}"
+        wanted = _requirement_line(line.text, place)
+        if wanted is not None:
+            found.append(wanted)
     return found
 
 
@@ -160,10 +153,10 @@ def _reason(exc: OSError | UnicodeDecodeError) -> str:
 
 def _requirement_line(line: str, place: str) -> Wanted | None:
     """What one logical line (comments gone, variables expanded) asks for."""
-    if _EDITABLE_RE.match(line):
-        return _from_reference(line, place)  # a local `-e` path names no project
-    if line.startswith("-"):
+    if is_option_line(line):
         return None  # an option line: -r/-c are the walk's, the index is not asked here
+    if line.startswith("-"):
+        return _from_reference(line, place)  # `-e URL`; a local `-e` path names no project
     # pip's `break_args_options`: the requirement ends at the first token that starts
     # with `-` (`--hash`, `--config-settings`); a marker may hold spaces, so not `split()`.
     words: list[str] = []
