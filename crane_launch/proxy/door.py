@@ -47,6 +47,8 @@ _DEFAULT_ACCEPT = (
 _FILE_REQUEST_HEADERS = ("range", "if-range", "if-none-match", "if-modified-since")
 _CONDITIONAL_HEADERS = frozenset({"if-none-match", "if-modified-since", "if-range"})
 _PASSED_FILE_STATUSES = frozenset({200, 206, 304, 404, 410, 416})
+_PAGE_LIMIT = 64 * 2**20
+"""The most of a public project page the audit and the public check read."""
 
 
 @dataclass(frozen=True)
@@ -361,34 +363,53 @@ class IndexDoor:
             return NameStatus.UNKNOWN, frozenset(), decision.reason
         if decision.kind is routing.Decision.FALLBACK_PUBLIC or answer is None:
             return NameStatus.ABSENT, frozenset(), ""
-        return self._versions(answer, project)
-
-    async def public_versions(self, project: str) -> tuple[NameStatus, frozenset[str], str]:
-        """Whether the public index has `project`, and its versions (for `crane audit`):
-        a 200 page is SERVED, a 404/410 ABSENT, anything else UNKNOWN."""
-        url = routing.public_project_url(self.spec.public_url, project)
-        try:
-            answer = await self._upstream.get(
-                url, headers={"Accept": _DEFAULT_ACCEPT}, anonymous=True
-            )
-        except httpx.HTTPError as exc:
-            return NameStatus.UNKNOWN, frozenset(), _describe(exc)
-        status = answer.response.status_code
-        if status in (404, 410):
-            return NameStatus.ABSENT, frozenset(), ""
-        if status != 200:
-            return NameStatus.UNKNOWN, frozenset(), f"the public index answered {status}"
-        return self._versions(answer, project)
-
-    def _versions(
-        self, answer: UpstreamResponse, project: str
-    ) -> tuple[NameStatus, frozenset[str], str]:
         content_type = answer.response.headers.get("content-type", "")
         try:
             versions = listing.project_versions(answer.response.content, content_type, project)
         except rewrite.PageError as exc:
             return NameStatus.UNKNOWN, frozenset(), f"{shown_url(answer.url)}: {exc}"
         return NameStatus.SERVED, versions, ""
+
+    async def public_versions(self, project: str) -> tuple[NameStatus, frozenset[str], str]:
+        """Whether the public index has `project`, and its versions (for `crane audit`):
+        a 200 page is SERVED, a 404/410 ABSENT, anything else UNKNOWN."""
+        status, body, content_type, why = await self._public_page(project)
+        if status is None:
+            return NameStatus.UNKNOWN, frozenset(), why
+        if status in (404, 410):
+            return NameStatus.ABSENT, frozenset(), ""
+        if status != 200:
+            return NameStatus.UNKNOWN, frozenset(), f"the public index answered {status}"
+        try:
+            versions = listing.project_versions(body, content_type, project)
+        except rewrite.PageError as exc:
+            return NameStatus.UNKNOWN, frozenset(), f"the public index's page: {exc}"
+        return NameStatus.SERVED, versions, ""
+
+    async def _public_page(self, project: str) -> tuple[int | None, bytes, str, str]:
+        """The public index's page of `project`, asked without credentials and read up to
+        `_PAGE_LIMIT`: (status, body, content type, why not); status None: no answer."""
+        url = routing.public_project_url(self.spec.public_url, project)
+        try:
+            answer = await self._upstream.get(
+                url, headers={"Accept": _DEFAULT_ACCEPT}, anonymous=True, stream=True
+            )
+        except httpx.HTTPError as exc:
+            return None, b"", "", _describe(exc)
+        response = answer.response
+        body = bytearray()
+        try:
+            if response.status_code == 200:
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _PAGE_LIMIT:
+                        limit = _PAGE_LIMIT // 2**20
+                        return None, b"", "", f"its page is larger than {limit} MiB"
+        except httpx.HTTPError as exc:
+            return None, b"", "", _describe(exc)
+        finally:
+            await answer.aclose()
+        return response.status_code, bytes(body), response.headers.get("content-type", ""), ""
 
     async def listed_projects(self) -> list[str]:
         """The projects the private index's root page lists (for `crane audit
@@ -416,21 +437,10 @@ class IndexDoor:
         for a project the private index served, for the run's provenance."""
         if not self.spec.public_url:
             return None
-        url = routing.public_project_url(self.spec.public_url, project)
-        try:
-            answer = await self._upstream.get(
-                url, headers={"Accept": _DEFAULT_ACCEPT}, anonymous=True
-            )
-        except httpx.HTTPError:
-            return None
-        status = answer.response.status_code
+        status, body, content_type, _why = await self._public_page(project)
         if status in (404, 410):
             return False
-        content_type = answer.response.headers.get("content-type", "")
-        if (
-            status == 200
-            and rewrite.not_index_shaped(answer.response.content, content_type) is None
-        ):
+        if status == 200 and rewrite.not_index_shaped(body, content_type) is None:
             return True
         return None
 

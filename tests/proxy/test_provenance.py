@@ -1212,3 +1212,18 @@ def test_the_summary_says_when_the_public_index_did_not_answer_in_time() -> None
         "provenance: 1 project from the private index; the public index did not say whether "
         "it has 1 project too"
     )
+
+
+def test_a_public_page_past_the_limit_is_no_answer(
+    door: IndexDoor, origins: ScriptedOrigins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("crane_launch.proxy.door._PAGE_LIMIT", 1000)
+    page = b'<a href="/f/demo-1.0.tar.gz">x</a>' * 100
+    origins.answer(PUBLIC + "demo/", 200, page, HTML_TYPE)
+
+    status, found, why = asyncio.run(door.public_versions("demo"))
+    assert (status, found) == (NameStatus.UNKNOWN, frozenset())
+    assert "larger than" in why
+    assert asyncio.run(door.public_has("demo")) is None
+    monkeypatch.setattr("crane_launch.proxy.door._PAGE_LIMIT", 10_000)
+    assert asyncio.run(door.public_versions("demo"))[:2] == (NameStatus.SERVED, frozenset({"1.0"}))
