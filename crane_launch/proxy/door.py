@@ -88,9 +88,9 @@ class IndexDoor:
         self._hashes: dict[str, str] = {}
         """The sha256 the private pages served this run give each file (path and query)."""
         self._unsure: set[str] = set()
+        """Files pages gave different hashes this run: served uncached."""
         self._page_of: dict[str, str | None] = {}
         """The project whose private page linked each file (None: more than one)."""
-        """Files pages gave different hashes this run: served uncached."""
         self._cut: set[str] = set()
         """Files whose download this run was cut for a hash mismatch (path and query)."""
         self.token = token or secrets.token_urlsafe(32)
@@ -291,7 +291,9 @@ class IndexDoor:
             self._ledger.private_answer(
                 project,
                 index=self.spec.url,
-                url=answer.url if answer is not None else self.spec.url + project + "/",
+                url=answer.url
+                if answer is not None
+                else routing.private_project_url(self.spec.url, project),
                 status=status,
                 verdict=verdict,  # type: ignore[arg-type]
                 proven=self.proven,
@@ -364,11 +366,7 @@ class IndexDoor:
         if decision.kind is routing.Decision.FALLBACK_PUBLIC or answer is None:
             return NameStatus.ABSENT, frozenset(), ""
         content_type = answer.response.headers.get("content-type", "")
-        try:
-            versions = listing.project_versions(answer.response.content, content_type, project)
-        except rewrite.PageError as exc:
-            return NameStatus.UNKNOWN, frozenset(), f"{shown_url(answer.url)}: {exc}"
-        return NameStatus.SERVED, versions, ""
+        return _versions(answer.response.content, content_type, project, shown_url(answer.url))
 
     async def public_versions(self, project: str) -> tuple[NameStatus, frozenset[str], str]:
         """Whether the public index has `project`, and its versions (for `crane audit`):
@@ -380,11 +378,7 @@ class IndexDoor:
             return NameStatus.ABSENT, frozenset(), ""
         if status != 200:
             return NameStatus.UNKNOWN, frozenset(), f"the public index answered {status}"
-        try:
-            versions = listing.project_versions(body, content_type, project)
-        except rewrite.PageError as exc:
-            return NameStatus.UNKNOWN, frozenset(), f"the public index's page: {exc}"
-        return NameStatus.SERVED, versions, ""
+        return _versions(body, content_type, project, "the public index's page")
 
     async def _public_page(self, project: str) -> tuple[int | None, bytes, str, str]:
         """The public index's page of `project`, asked without credentials and read up to
@@ -652,6 +646,16 @@ class IndexDoor:
             last_modified=response.headers.get("last-modified"),
             content_type=response.headers.get("content-type"),
         )
+
+
+def _versions(
+    body: bytes, content_type: str, project: str, where: str
+) -> tuple[NameStatus, frozenset[str], str]:
+    """SERVED with the versions a project page offers; UNKNOWN when it is no page."""
+    try:
+        return NameStatus.SERVED, listing.project_versions(body, content_type, project), ""
+    except rewrite.PageError as exc:
+        return NameStatus.UNKNOWN, frozenset(), f"{where}: {exc}"
 
 
 def _page_reply(content_type: str, body: bytes) -> Reply:

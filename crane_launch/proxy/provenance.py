@@ -62,7 +62,7 @@ class PrivateAnswer:
     verdict: Literal["served", "absent", "error"]
     credentials_proven: bool
     reason: str = ""
-    at: float = field(default_factory=time.time)
+    at: float = field(default_factory=time.time, compare=False)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -191,8 +191,8 @@ class Ledger:
         """The private index's answer for `project`'s page (asked by the door or the guard)."""
         answer = PrivateAnswer(shown_url(index), shown_url(url), status, verdict, proven, reason)
         answers = self._project(project).answers
-        if not any(_same_answer(answer, known) for known in answers):
-            answers.append(answer)  # a page the tool asks for twice: one answer
+        if answer not in answers:  # a page the tool asks for twice: one answer
+            answers.append(answer)
 
     def page(self, project: str, *, source: Source, index: str, url: str) -> None:
         """The child was given `project`'s page from `index` (`url`, the page's real URL)."""
@@ -339,17 +339,6 @@ class Ledger:
             },
             "projects": [self.projects[name].as_json() for name in sorted(self.projects)],
         }
-
-
-def _same_answer(one: PrivateAnswer, other: PrivateAnswer) -> bool:
-    return (one.index, one.url, one.status, one.verdict, one.credentials_proven, one.reason) == (
-        other.index,
-        other.url,
-        other.status,
-        other.verdict,
-        other.credentials_proven,
-        other.reason,
-    )
 
 
 def _count(number: int, noun: str) -> str:
