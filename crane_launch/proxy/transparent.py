@@ -302,12 +302,8 @@ class TransparentDoor:
             by_host=source == "private",
         )
         encoded = dict(reply.headers).get("content-encoding", "identity").lower()
-        if record is None or encoded != "identity":
-            return reply
-        if isinstance(reply.body, bytes):
-            _hashed(record, hashlib.sha256(reply.body))
-            return reply
-        reply.body = _HashedBody(reply.body, record)
+        if record is not None and encoded == "identity" and not isinstance(reply.body, bytes):
+            reply.body = _HashedBody(reply.body, record)
         return reply
 
     async def _judge_response(self, url: str, response: httpx.Response) -> Refusal | None:
@@ -326,11 +322,6 @@ class TransparentDoor:
         return None
 
 
-def _hashed(record: FileRecord, digest: hashlib._Hash) -> None:
-    if record.sha256 is None:
-        record.sha256, record.sha256_from = digest.hexdigest(), "served bytes"
-
-
 class _HashedBody:
     """A reply body that hashes what it streams; the record gets the digest only when
     the whole body went out."""
@@ -344,7 +335,8 @@ class _HashedBody:
         async for chunk in self._body:
             digest.update(chunk)
             yield chunk
-        _hashed(self._record, digest)
+        if self._record.sha256 is None:
+            self._record.sha256, self._record.sha256_from = digest.hexdigest(), "served bytes"
 
 
 def _disposition_filename(value: str) -> str | None:
