@@ -42,7 +42,7 @@ from crane_launch.config import (
 from crane_launch.console import say
 from crane_launch.errors import EXIT_CONFIG, ConfigError, CraneError
 from crane_launch.launch.environment import guarded_environment, index_door_environment
-from crane_launch.launch.locks import find_locks, lock_violations, read_lock
+from crane_launch.launch.locks import LockedPackage, find_locks, lock_violations, read_lock
 from crane_launch.launch.plan import (
     DirectReference,
     FileCopy,
@@ -273,6 +273,7 @@ class GuardedDoors:
         ]
         if not packages:
             return
+        self._note_locked(packages)
         names = sorted({package.name for package in packages})
         for door in self._index_doors:
             served = self._served(door, names)
@@ -282,6 +283,35 @@ class GuardedDoors:
             if violations:
                 more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
                 raise ConfigError(violations[0].message(door.private_url) + more)
+
+    def _note_locked(self, packages: Sequence[LockedPackage]) -> None:
+        """Tell the ledger which index each locked file comes from: a tool installing
+        from a lock fetches files without pages, and a file on a private host may be a
+        mirror's."""
+        privates = [door.private_url for door in self._index_doors]
+        for package in packages:
+            registry = next(
+                (
+                    loc
+                    for kind, loc in zip(package.kinds, package.sources, strict=True)
+                    if kind in ("registry", "reference")
+                ),
+                None,
+            )
+            if registry is None or "://" not in registry:
+                continue
+            try:
+                private = normalise_url(registry) in privates
+            except CraneError:
+                continue
+            for kind, location in zip(package.kinds, package.sources, strict=True):
+                if kind in ("sdist", "wheel", "file") and "://" in location:
+                    self.ledger.locked_file(
+                        location,
+                        project=package.name,
+                        source="private" if private else "public",
+                        index=registry,
+                    )
 
     def verify_find_links(self, directories: Sequence[Path]) -> None:
         """Refuse (ConfigError, exit 3) a local find-links directory that holds a file of a

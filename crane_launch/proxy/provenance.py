@@ -167,6 +167,8 @@ class Ledger:
         self.projects: dict[str, ProjectRecord] = {}
         self._checks: dict[str, asyncio.Task[None]] = {}
         self._slots: asyncio.Semaphore | None = None
+        self._locked: dict[str, tuple[str, Source, str]] = {}
+        """File URL (as shown) -> (project, source, index) from a verified lock file."""
         self.started = time.time()
 
     def _project(self, name: str) -> ProjectRecord:
@@ -176,6 +178,11 @@ class Ledger:
         return record
 
     # -- what the doors write -------------------------------------------------------------
+
+    def locked_file(self, url: str, *, project: str, source: Source, index: str) -> None:
+        """A lock file crane verified names `url` as a file of `project` from `index`: a
+        download of it is that project's, from that index (a lock fetches no pages)."""
+        self._locked[shown_url(url)] = (project, source, shown_url(index))
 
     def private_answer(
         self,
@@ -226,7 +233,12 @@ class Ledger:
         filename = unquote(urlsplit(shown).path.rsplit("/", 1)[-1])
         if not projects or filename.endswith(".metadata"):
             return None
-        project = self._owner(projects, source)
+        locked = self._locked.get(shown)
+        if locked is not None and locked[0] in projects and (by_host or locked[1] == source):
+            project, source, index = locked
+            by_host = False
+        else:
+            project = self._owner(projects, source)
         record = self._project(project)
         page_sources = {page_source for page_source, _index, _url in record.pages}
         if by_host and source == "private" and page_sources == {"public"}:

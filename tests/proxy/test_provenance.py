@@ -1227,3 +1227,28 @@ def test_a_public_page_past_the_limit_is_no_answer(
     assert asyncio.run(door.public_has("demo")) is None
     monkeypatch.setattr("crane_launch.proxy.door._PAGE_LIMIT", 10_000)
     assert asyncio.run(door.public_versions("demo"))[:2] == (NameStatus.SERVED, frozenset({"1.0"}))
+
+
+def test_a_locked_file_keeps_the_index_its_lock_names() -> None:
+    """`uv sync` fetches no pages: a file on the private host that the lock takes from a
+    mirror beside the private index is the mirror's, and a private one stays private."""
+    ledger = Ledger()
+    mirror = "https://crane.example/mirror/simple/"
+    mirrored = "https://crane.example/mirror/files/pubdep-1.0.tar.gz"
+    own = "https://crane.example/repo/corp_lib-1.0-py3-none-any.whl"
+    ledger.locked_file(mirrored, project="pubdep", source="public", index=mirror)
+    ledger.locked_file(own, project="corp-lib", source="private", index=INDEX)
+    for url, projects in ((mirrored, ("pubdep",)), (own, ("corp-lib",))):
+        ledger.file(projects, source="private", index=INDEX, url=url + "?sig=1", by_host=True)
+    assert ledger.projects["pubdep"].source == "public"
+    assert ledger.projects["pubdep"].files[mirrored].index == mirror
+    assert ledger.projects["corp-lib"].source == "private"
+
+
+def test_a_lock_entry_never_renames_a_file_its_name_does_not_allow() -> None:
+    ledger = Ledger()
+    url = "https://crane.example/repo/corp_lib-1.0-py3-none-any.whl"
+    ledger.locked_file(url, project="other", source="public", index=PUBLIC)
+    ledger.file(("corp-lib",), source="private", index=INDEX, url=url, by_host=True)
+    assert list(ledger.projects) == ["corp-lib"]
+    assert ledger.projects["corp-lib"].source == "private"
