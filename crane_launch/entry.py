@@ -37,7 +37,8 @@ def main() -> NoReturn:
 
         print(f"crane, version {__version__}")
         sys.exit(0)
-    if tuple(argv) in VERSION_QUERIES and os.name == "posix":
+    if tuple(argv) in VERSION_QUERIES and os.name == "posix" and not os.environ.get("CRANE_REPORT"):
+        # (A report asked for by the environment is written by the full path.)
         _exec_tool(argv, os.environ)
     from crane_launch.cli import main as cli_main
 

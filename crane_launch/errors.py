@@ -106,7 +106,7 @@ class RejectedSettingError(ConfigError):
 
 
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@]*@")
-_QUERY = re.compile(r"(://[^\s?#]*)[?#][^\s]*")
+_QUERY = re.compile(r"(://[^\s?#]*)[?#](?=[\w%~.=&+-])[^\s)]*")
 
 
 def without_secrets(text: str) -> str:

@@ -207,3 +207,21 @@ def test_crane_version_is_clicks_line(
         entry.main()
     assert stopped.value.code == 0
     assert capsys.readouterr().out == expected
+
+
+def test_a_report_asked_for_by_the_environment_takes_the_full_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["crane", "pip", "--version"])
+    monkeypatch.setenv("CRANE_REPORT", "r.json")
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("exec'd"))
+    called: list[bool] = []
+
+    def cli_main() -> None:
+        called.append(True)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("crane_launch.cli.main", cli_main)
+    with pytest.raises(SystemExit):
+        entry.main()
+    assert called == [True]

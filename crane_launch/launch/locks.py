@@ -349,10 +349,14 @@ def _read_poetry(
     return [_poetry_located(entry, shape, sources) for entry in entries]
 
 
-def _poetry_sources(project_dir: Path, read_text: ReadText) -> dict[str, str | None]:
+def _poetry_sources(project_dir: Path, read_text: ReadText) -> dict[str, str | None] | None:
     """The `[[tool.poetry.source]]` URLs by lower-case name (poetry matches names without
-    case); the first of a name wins. None for a source without a URL."""
+    case); the first of a name wins. None for a source without a URL. None in all when
+    there is no pyproject.toml beside the lock (a lock audited alone): then an entry is
+    judged by the URL the lock records."""
     pyproject = load_toml(project_dir / "pyproject.toml", read_text)
+    if pyproject is None:
+        return None
     found: dict[str, str | None] = {}
     for source in tables(table_at(pyproject, "tool", "poetry").get("source")):
         name, url = source.get("name"), source.get("url")
@@ -362,7 +366,7 @@ def _poetry_sources(project_dir: Path, read_text: ReadText) -> dict[str, str | N
 
 
 def _poetry_located(
-    entry: dict[str, Any], shape: _Shape, sources: Mapping[str, str | None]
+    entry: dict[str, Any], shape: _Shape, sources: Mapping[str, str | None] | None
 ) -> _Located:
     located = _Located()
     source = shape.table(entry, "source")
@@ -373,8 +377,10 @@ def _poetry_located(
         located.local = True
     elif kind == "legacy":
         reference = shape.text(source, "reference") or ""
-        resolved = sources.get(reference.lower())
-        if resolved is None:
+        resolved = sources.get(reference.lower()) if sources is not None else None
+        if sources is None:
+            pass  # no project to resolve the reference in: the lock's URL is all there is
+        elif resolved is None:
             located.add("missing-reference", reference)
         else:
             located.add("reference", resolved)

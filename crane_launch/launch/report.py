@@ -52,7 +52,7 @@ class Report:
         if not value:
             return None
         path = Path(value).expanduser().absolute()
-        shown = f"--report {value}"
+        shown = f"report file {value}"
         try:
             found = path.lstat()
         except FileNotFoundError:

@@ -25,7 +25,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from crane_launch.environ import ALWAYS_HIDDEN
-from crane_launch.errors import ConfigError, UsageError
+from crane_launch.errors import UsageError
 from crane_launch.launch.files import ReadText, display_path
 from crane_launch.launch.plan import REMOTE_FILE_WHY
 from crane_launch.launch.project_scan import load_toml
@@ -220,13 +220,11 @@ def pyproject_names(path: Path, *, read_text: ReadText, cwd: Path | None = None)
     and poetry's `dependencies`, `dev-dependencies` and every group's (poetry's `python`
     is not a project). The project itself (`myproj[extra]`) is skipped. Places name the
     file relative to `cwd` (default: its own directory). Raises `UsageError` naming the
-    file when it is missing, unreadable, not TOML, or when a list or table has the wrong
-    type or holds an invalid requirement.
+    file when it is missing, or when a list or table has the wrong type or holds an
+    invalid requirement; `ConfigError` (as for a lock file) when it cannot be read or is
+    not TOML.
     """
-    try:
-        data = load_toml(path, read_text)
-    except ConfigError as exc:
-        raise UsageError(exc.message) from None
+    data = load_toml(path, read_text)
     if data is None:
         raise UsageError(f"{path}: no such file")
     shown = display_path(path, path.parent if cwd is None else cwd)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from crane_launch.config import shown_url
+from crane_launch.config import origin_of, origin_url, shown_url
 
 __all__ = [
     "FORMAT",
@@ -215,7 +215,7 @@ class Ledger:
         projects: tuple[str, ...],
         *,
         source: Source,
-        index: str,
+        index: str | None,
         url: str,
         sha256: str | None = None,
         sha256_from: Literal["index page", "served bytes"] | None = None,
@@ -242,7 +242,16 @@ class Ledger:
         record = self._project(project)
         page_sources = {page_source for page_source, _index, _url in record.pages}
         if by_host and source == "private" and page_sources == {"public"}:
-            source = "public"
+            source, index = "public", None
+        if index is None:  # where the project's page came from, else the file's host
+            index = next(
+                (
+                    page_index
+                    for page_source, page_index, _u in record.pages
+                    if page_source == source
+                ),
+                origin_url(origin_of(shown)),
+            )
         if source == "private":
             self._check_public(project)
         existing = record.files.get(shown)

@@ -296,7 +296,7 @@ class TransparentDoor:
         record = self._ledger.file(
             projects,
             source=source,
-            index=index or origin_url(origin_of(url)),
+            index=index,
             url=url,
             size=int(length) if length and length.isascii() and length.isdigit() else None,
             by_host=source == "private",

@@ -210,14 +210,19 @@ def test_poetry_lock_sources_list_the_resolved_reference_and_the_locked_url(file
     assert package.kinds == ("reference", "registry")
 
 
-def test_poetry_lock_without_pyproject_resolves_no_reference(files: Files) -> None:
+def test_a_poetry_lock_alone_is_judged_by_the_urls_it_records(files: Files) -> None:
+    """Without a pyproject.toml (a lock audited by itself; poetry cannot install from it)
+    there is no source to resolve a reference in: the lock's own URL is judged."""
     files.write(
         "poetry.lock",
-        f'[[package]]\nname = "corp-shared"\nversion = "1"\n{_legacy("priv", PRIVATE)}\n',
+        f'[[package]]\nname = "corp-shared"\nversion = "1"\n{_legacy("priv", PRIVATE)}\n'
+        f'[[package]]\nname = "corp-lib"\nversion = "9"\n{_legacy("pub", PUB)}\n',
     )
     packages = read_lock(Path("poetry.lock"), project_dir=_work(files), read_text=files)
-    [violation] = lock_violations(packages, private_url=PRIVATE, private_names=SERVED)
-    assert "reference 'priv' names no" in violation.reason
+    served = {*SERVED, "corp-lib"}
+    [violation] = lock_violations(packages, private_url=PRIVATE, private_names=served)
+    assert violation.package.name == "corp-lib"
+    assert f"locked from {PUB} (registry)" in violation.reason
 
 
 # --- pylock.toml --------------------------------------------------------------------------

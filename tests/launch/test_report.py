@@ -158,3 +158,23 @@ def test_an_old_report_is_gone_once_the_run_starts(
     with pytest.raises(KeyboardInterrupt):
         tools.pip(["install", "x"], no_input=True, report=str(path))
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "(did you mean http://h:1/simple/?); register",
+            "(did you mean http://h:1/simple/?); register",
+        ),
+        ("https://bob:pw@h/simple/?token=abc#f rest", "https://h/simple/ rest"),
+        ("see http://h/x#frag.", "see http://h/x"),
+        ("an email a@b.example stays", "an email a@b.example stays"),
+    ],
+)
+def test_urls_in_error_text_lose_userinfo_and_query_but_not_the_prose(
+    text: str, shown: str
+) -> None:
+    from crane_launch.errors import without_secrets
+
+    assert without_secrets(text) == shown

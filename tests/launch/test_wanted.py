@@ -280,7 +280,6 @@ def test_a_pyproject_without_lists_wants_nothing(files: Files) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[project\n", "is not valid TOML"),
         ("project = 1\n", r"\[project\] is not a table"),
         ("[tool]\npoetry = 'x'\n", r"\[tool.poetry\] is not a table"),
         ("[project]\ndependencies = 'x'\n", r"\[project\] dependencies is not an array"),
@@ -473,3 +472,11 @@ def test_a_direct_url_json_that_nests_too_deep_says_nothing() -> None:
         False,
         False,
     )
+
+
+def test_a_pyproject_that_is_not_toml_is_a_config_error_as_a_lock_is(files: Files) -> None:
+    from crane_launch.errors import ConfigError
+
+    path = files.write("pyproject.toml", "[project\n")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: is not valid TOML"):
+        pyproject_names(path, read_text=files)

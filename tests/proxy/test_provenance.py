@@ -1252,3 +1252,18 @@ def test_a_lock_entry_never_renames_a_file_its_name_does_not_allow() -> None:
     ledger.file(("corp-lib",), source="private", index=INDEX, url=url, by_host=True)
     assert list(ledger.projects) == ["corp-lib"]
     assert ledger.projects["corp-lib"].source == "private"
+
+
+def test_a_public_files_index_is_the_one_its_page_came_from() -> None:
+    ledger = Ledger()
+    ledger.page("helper", source="public", index=PUBLIC, url=PUBLIC + "helper/")
+    record = ledger.file(
+        ("helper",), source="public", index=None, url="https://files.example/p/helper-1.0.tar.gz"
+    )
+    assert record is not None
+    assert record.index == PUBLIC
+    stray = ledger.file(
+        ("stray",), source="public", index=None, url="https://files.example/p/stray-1.0.tar.gz"
+    )
+    assert stray is not None
+    assert stray.index == "https://files.example"
