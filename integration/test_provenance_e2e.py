@@ -212,7 +212,7 @@ def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(stack, l
             "--report", str(where), "pip", "install", "-i", stack.private_url, "corp-app"
         )
         assert result.code == 2, result.stderr
-        assert "--report" in result.stderr
+        assert "crane: report file " in result.stderr
         assert "provenance" not in result.stderr
 
 
