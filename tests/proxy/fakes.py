@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import httpx
 
+from crane_launch.proxy.server import Door, Reply, Request
+
 Answer = Callable[[httpx.Request], httpx.Response] | type[httpx.TransportError]
 
 
@@ -86,3 +88,17 @@ class ScriptedOrigins:
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.MockTransport(self))
+
+
+async def read_reply(door: Door, request: Request) -> tuple[Reply, bytes]:
+    """`door`'s reply to `request`, its body read whole, and the reply closed."""
+    reply = await door(request)
+    try:
+        if isinstance(reply.body, bytes):
+            body = reply.body
+        else:
+            body = b"".join([chunk async for chunk in reply.body])
+    finally:
+        if reply.close is not None:
+            await reply.close()
+    return reply, body

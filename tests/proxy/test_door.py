@@ -25,6 +25,7 @@ from crane_launch.proxy.cache import FileCache
 from crane_launch.proxy.door import IndexDoor, IndexSpec
 from crane_launch.proxy.server import Door, ProxyServer, Reply, Request
 from crane_launch.proxy.upstream import Upstream
+from tests.proxy.fakes import read_reply
 from tests.recording import RecordingHandler
 
 if TYPE_CHECKING:
@@ -87,16 +88,7 @@ async def _fetch(
     door: Door, target: str, method: str, headers: dict[str, str]
 ) -> tuple[Reply, bytes]:
     request = Request(method, target, tuple((k.lower(), v) for k, v in headers.items()))
-    reply = await door(request)
-    try:
-        if isinstance(reply.body, bytes):
-            body = reply.body
-        else:
-            body = b"".join([chunk async for chunk in reply.body])
-    finally:
-        if reply.close is not None:
-            await reply.close()
-    return reply, body
+    return await read_reply(door, request)
 
 
 def ask(door: Door, target: str, method: str = "GET", **headers: str) -> tuple[Reply, bytes]:

@@ -26,6 +26,7 @@ from crane_launch.proxy.provenance import FORMAT, VERSION, Ledger
 from crane_launch.proxy.server import Door, Reply, Request
 from crane_launch.proxy.transparent import TransparentDoor
 from crane_launch.proxy.upstream import Upstream
+from tests.proxy.fakes import read_reply
 
 if TYPE_CHECKING:
     from tests.proxy.fakes import FakeTokens, ScriptedOrigins
@@ -721,17 +722,7 @@ def door(origins: ScriptedOrigins, tokens: FakeTokens, ledger: Ledger) -> IndexD
 
 async def fetch(door: Door, target: str, method: str = "GET") -> tuple[Reply, bytes]:
     """One request to `door`, its body read whole."""
-    request = Request(method, target, (("accept", "text/html"),))
-    reply = await door(request)
-    try:
-        if isinstance(reply.body, bytes):
-            body = reply.body
-        else:
-            body = b"".join([chunk async for chunk in reply.body])
-    finally:
-        if reply.close is not None:
-            await reply.close()
-    return reply, body
+    return await read_reply(door, Request(method, target, (("accept", "text/html"),)))
 
 
 async def prove(door: IndexDoor, origins: ScriptedOrigins) -> None:
