@@ -26,7 +26,7 @@ from crane_launch.process import harden
 
 __all__ = ["main"]
 
-_REPORTED = frozenset({"pip", "uv", "poetry"})
+_REPORTED = frozenset({"pip", "uv", "uvx", "pipx", "poetry", "pdm", "run"})
 """The commands `--report FILE` (`CRANE_REPORT`) applies to."""
 _TOOL_ARGS: dict[str, Any] = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 # click >= 8.2 raises this for a bare `crane`; its message is the help text, shown as is.
@@ -300,6 +300,28 @@ def uv_command(obj: Context, args: tuple[str, ...]) -> int:
     from crane_launch.commands import tools
 
     return tools.uv(list(args), no_input=obj.no_input, no_cache=obj.no_cache, report=obj.report)
+
+
+@_tool_command(
+    "uvx",
+    "Run uvx (`uv tool run`) with the registered index behind crane's index proxy: "
+    "`crane uvx --index-url URL corp-cli`.",
+)
+def uvx_command(obj: Context, args: tuple[str, ...]) -> int:
+    from crane_launch.commands import tools
+
+    return tools.uvx(list(args), no_input=obj.no_input, no_cache=obj.no_cache, report=obj.report)
+
+
+@_tool_command(
+    "pipx",
+    "Run pipx (install, run, upgrade, inject, ...) with the registered index behind crane's "
+    "index proxy: `crane pipx install --index-url URL corp-cli`.",
+)
+def pipx_command(obj: Context, args: tuple[str, ...]) -> int:
+    from crane_launch.commands import tools
+
+    return tools.pipx(list(args), no_input=obj.no_input, no_cache=obj.no_cache, report=obj.report)
 
 
 @_tool_command(

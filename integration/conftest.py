@@ -115,14 +115,25 @@ def short_stack(short_stack_factory) -> Stack:
 
 
 _DROP_EXACT = {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "NO_PROXY", "no_proxy"}
-_DROP_PREFIXES = ("PIP_", "UV_", "POETRY_", "CRANE_")
+_DROP_PREFIXES = (
+    "PIP_",
+    "UV_",
+    "POETRY_",
+    "CRANE_",
+    "PIPX_",
+    "PDM_",
+    "TOX_",
+    "NOX_",
+    "VIRTUALENV_",
+)
 
 
 @pytest.fixture
 def tool_env(tmp_path) -> dict[str, str]:
     """A clean environment for child tools, everything under ``tmp_path/env``.
 
-    Drops every ``PIP_*``, ``UV_*``, ``POETRY_*``, ``CRANE_*``, ``*_PROXY``/``*_proxy``,
+    Drops every ``PIP_*``, ``UV_*``, ``POETRY_*``, ``CRANE_*``, ``PIPX_*``, ``PDM_*``,
+    ``TOX_*``, ``NOX_*``, ``VIRTUALENV_*``, ``*_PROXY``/``*_proxy``,
     ``REQUESTS_CA_BUNDLE``, ``SSL_CERT_FILE``, ``CURL_CA_BUNDLE`` (requests' fallback for
     REQUESTS_CA_BUNDLE). Sets ``PIP_CONFIG_FILE=/dev/null`` (pip reads no config file),
     ``PIP_DISABLE_PIP_VERSION_CHECK=1``, ``PIP_NO_INPUT=1``, ``PIP_CACHE_DIR``,

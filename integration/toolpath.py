@@ -31,7 +31,7 @@ __all__ = [
 # sys.prefix, not the resolved executable: a venv's python is a symlink to the base
 # interpreter, whose bin directory holds the machine's own tools.
 PROJECT_BIN = Path(sys.prefix) / "bin"
-PROJECT_TOOLS = ("pip", "uv", "uvx", "poetry", "pypi-server", "crane")
+PROJECT_TOOLS = ("pip", "uv", "uvx", "poetry", "pipx", "pdm", "tox", "nox", "pypi-server", "crane")
 NODE_MIN = 18
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from crane_launch.auth import Authorizer
     from crane_launch.launch.report import Report
 
-__all__ = ["pip", "poetry", "serve", "uv"]
+__all__ = ["pip", "pipx", "poetry", "serve", "uv", "uvx"]
 
 
 def _split_python(args: list[str]) -> tuple[str | None, list[str]]:
@@ -145,6 +145,7 @@ def uv(
     transparent door, anything else unchanged."""
     from crane_launch.launch.project import is_uv_project_command, plan_uv_project
     from crane_launch.launch.uv import plan_uv_pip
+    from crane_launch.launch.uv_tool import plan_uv_tool, read_tool_command_line
 
     target = _report_at(report)
     with _reported(target, "uv", ["uv", *args]):
@@ -155,14 +156,47 @@ def uv(
             )
         elif is_uv_project_command(args):
             plan = plan_uv_project(args, registry=registry, environ=os.environ, cwd=Path.cwd())
-        elif args[:1] == ["tool"]:
-            note = (
-                "crane does not handle `uv tool` yet: running uv unchanged, without the "
-                "private index's credentials and without crane's guard"
+        elif args[:1] == ["tool"] or read_tool_command_line(args) is not None:
+            plan = plan_uv_tool(
+                args, registry=registry, environ=os.environ, cwd=Path.cwd(), home=Path.home()
             )
-            plan = Plan("uv", ["uv", *args], Unchanged(), notes=[note])
         else:
             plan = Plan("uv", ["uv", *args], Unchanged(), notes=["this uv command uses no index"])
+        return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
+
+
+def uvx(
+    args: list[str], *, no_input: bool, no_cache: bool = False, report: str | None = None
+) -> int:
+    """`crane uvx ARGS`: `uv tool run ARGS` through the index door, run as `uvx`."""
+    from crane_launch.launch.uv_tool import plan_uv_tool
+
+    target = _report_at(report)
+    with _reported(target, "uvx", ["uvx", *args]):
+        registry = Registry.for_run(os.environ)
+        plan = plan_uv_tool(
+            ["tool", "run", *args],
+            registry=registry,
+            environ=os.environ,
+            cwd=Path.cwd(),
+            home=Path.home(),
+            executable="uvx",
+        )
+        return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
+
+
+def pipx(
+    args: list[str], *, no_input: bool, no_cache: bool = False, report: str | None = None
+) -> int:
+    """`crane pipx ARGS`: pipx with the pip (or uv) it runs behind the index door."""
+    from crane_launch.launch.pipx import plan_pipx
+
+    target = _report_at(report)
+    with _reported(target, "pipx", ["pipx", *args]):
+        registry = Registry.for_run(os.environ)
+        plan = plan_pipx(
+            args, registry=registry, environ=os.environ, cwd=Path.cwd(), home=Path.home()
+        )
         return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
 
 

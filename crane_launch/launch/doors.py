@@ -466,7 +466,12 @@ def through_index_door(
     with _written(mode.file_copies):
         env = index_door_environment(doors.environment(environ), mode, doors.index_url)
         log.debug("running %s", command[0])
-        code = run_supervised(command, env)
+        try:
+            code = run_supervised(command, env)
+        finally:
+            for recorded in mode.recorded:  # whatever the outcome: uv may have written them
+                for path in sorted(recorded.directory.glob(recorded.pattern)):
+                    restore_real_urls(path, doors.index_url, mode.private.url)
     if code == 0 and mode.lock_output is not None:
         restore_real_urls(mode.lock_output, doors.index_url, mode.private.url)
     return code
@@ -525,7 +530,11 @@ def restore_real_urls(path: Path, door_index_url: str, private_url: str) -> None
         raise ConfigError(f"{path}: cannot be read to restore the index URLs ({exc})") from None
     door_base = door_index_url.removesuffix("simple/")
     origin = origin_url(origin_of(private_url))
-    restored = text.replace(door_index_url, private_url).replace(door_base + "files/", origin + "/")
+    restored = (
+        text.replace(door_index_url, private_url)
+        .replace(door_index_url.rstrip("/"), private_url.rstrip("/"))
+        .replace(door_base + "files/", origin + "/")
+    )
     if restored != text:
         atomic_write_text(path, restored, mode=path.stat().st_mode & 0o777)
         say(f"{path.name}: recorded the real index URLs instead of crane's one-run proxy")

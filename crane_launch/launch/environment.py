@@ -35,7 +35,8 @@ def index_door_environment(
     """`environ` shaped for a child that reaches `mode.private` through the index door."""
     env = {k: v for k, v in environ.items() if k not in mode.env_unset}
     env.update(mode.env_set)
-    env[mode.index_env_var] = index_url
+    for name in (mode.index_env_var, *mode.also_env_vars):
+        env[name] = index_url
     return env
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "IndexSetting",
     "Mode",
     "Plan",
+    "RecordedUrls",
     "Rejection",
     "TransparentDoorMode",
     "Unchanged",
@@ -111,6 +112,16 @@ class DirectReference:
 
 
 @dataclass(frozen=True)
+class RecordedUrls:
+    """Files (`pattern` under `directory`) where the tool records the index it used, for
+    later runs (uv's tool receipts): the door's one-run URL in them is mapped back to the
+    private index after the run."""
+
+    directory: Path
+    pattern: str
+
+
+@dataclass(frozen=True)
 class Unchanged:
     """Run the tool as it is: no registered index is in play."""
 
@@ -140,6 +151,9 @@ class IndexDoorMode:
     find_links: tuple[Path, ...] = ()
     """Local find-links directories: one holding a file of a private project is refused
     (the guard sees no local file)."""
+    also_env_vars: tuple[str, ...] = ()
+    """More variables set to the door's URL (`crane run`: every tool's index variable)."""
+    recorded: tuple[RecordedUrls, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from crane_launch.launch.plan import (
     IndexDoorMode,
     IndexSetting,
     Plan,
+    RecordedUrls,
     Rejection,
     Unchanged,
 )
@@ -89,6 +90,9 @@ class Reading:
     foreign_index_why: str
     find_links: tuple[str, ...] = ()
     """The local find-links locations the tool reads (directories or files)."""
+    requirement_args: tuple[str, ...] | None = None
+    """The part of `command` that names requirements (None: all of it); `uv tool run`
+    stops before the arguments of the command it runs."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class DoorSetup:
     file_copies: tuple[FileCopy, ...] = ()
     lock_output: Path | None = None
     notes: tuple[str, ...] = ()
+    recorded: tuple[RecordedUrls, ...] = ()
 
 
 OpenDoor: TypeAlias = Callable[[RequirementsWalk], DoorSetup]
@@ -215,13 +220,14 @@ def _references(
     installed (or read for `--group`, or given as `-r pyproject.toml`), and in the PEP 723
     metadata of a script given as requirements."""
     found: list[DirectReference] = []
-    for token in _argv_values(reading.command):
+    given = reading.command if reading.requirement_args is None else reading.requirement_args
+    for token in _argv_values(given):
         reference = requirement_reference(token, "command line")
         if reference is not None:
             found.append(reference)
         else:
             found += _local_references(reading.cwd / token, read_text)
-    if any(arg == "--group" or arg.startswith("--group=") for arg in reading.command):
+    if any(arg == "--group" or arg.startswith("--group=") for arg in given):
         found += _local_references(reading.cwd, read_text)
     found += direct_references(walk, cwd=reading.cwd, environ=environ)
     return tuple(found)
@@ -277,6 +283,7 @@ def _behind_the_door(
         env_unset=door.env_unset,
         file_copies=door.file_copies,
         lock_output=door.lock_output,
+        recorded=door.recorded,
         direct_references=references,
         find_links=tuple(reading.cwd / value for value in reading.find_links),
         lock_files=tuple(

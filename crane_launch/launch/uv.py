@@ -65,8 +65,16 @@ __all__ = [
     "EMIT_WHY",
     "FOREIGN_INDEX_WHY",
     "INDEX_COMMANDS",
+    "PIP_TABLES",
+    "IndexEntry",
     "UvCommandLine",
     "UvPipReading",
+    "config_refusals",
+    "env_list",
+    "environment_refusals",
+    "index_entries",
+    "index_url_of",
+    "local_find_links",
     "plan_uv_pip",
     "read_command_line",
 ]
@@ -301,7 +309,7 @@ def _requirements_roots(uv: UvPipReading) -> tuple[Root, ...]:
         # clap reads the variable only when the option is not given
         if variable and not command_line.last(option):
             place = f"environment variable {variable}"
-            roots.extend(Root(option, value, place) for value in _env_list(uv.environ, variable))
+            roots.extend(Root(option, value, place) for value in env_list(uv.environ, variable))
     if command_line.command in ("compile", "sync"):
         roots.extend(Root("source file", word, "command line") for word in command_line.words[2:])
     return tuple(roots)
@@ -314,17 +322,17 @@ def _index_chain(uv: UvPipReading) -> IndexChain:
     chain: list[IndexSetting] = []
     default_index = command_line.last("--default-index")
     if default_index is not None:
-        chain.append(IndexSetting(_index_url(default_index), "command line", explicit=True))
+        chain.append(IndexSetting(index_url_of(default_index), "command line", explicit=True))
     elif environ.get("UV_DEFAULT_INDEX"):
         value = environ["UV_DEFAULT_INDEX"]
-        chain.append(IndexSetting(_index_url(value), "environment variable UV_DEFAULT_INDEX"))
+        chain.append(IndexSetting(index_url_of(value), "environment variable UV_DEFAULT_INDEX"))
     index_url = command_line.last("--index-url")
     if index_url is not None:
         chain.append(IndexSetting(index_url, "command line", explicit=True))
     elif environ.get("UV_INDEX_URL"):
         chain.append(IndexSetting(environ["UV_INDEX_URL"], "environment variable UV_INDEX_URL"))
     chain.extend(
-        IndexSetting(_index_url(o.value or ""), "command line", explicit=True)
+        IndexSetting(index_url_of(o.value or ""), "command line", explicit=True)
         for o in command_line.index_options
         if o.value not in (default_index, index_url)
     )
@@ -334,7 +342,7 @@ def _index_chain(uv: UvPipReading) -> IndexChain:
 
 def _configured_chain(files: Sequence[UvConfigFile]) -> list[IndexSetting]:
     chain = [
-        IndexSetting(entry.url, entry.place) for entry in _index_entries(files) if entry.default
+        IndexSetting(entry.url, entry.place) for entry in index_entries(files) if entry.default
     ]
     index_url = _pip_setting(files, "index-url")
     if index_url is not None and isinstance(index_url.value, str):
@@ -343,7 +351,7 @@ def _configured_chain(files: Sequence[UvConfigFile]) -> list[IndexSetting]:
 
 
 @dataclass(frozen=True)
-class _IndexEntry:
+class IndexEntry:
     """An `[[index]]` entry of a config file, with the flags that decide its role."""
 
     url: str
@@ -353,15 +361,22 @@ class _IndexEntry:
     flat: bool
 
 
-def _index_entries(files: Sequence[UvConfigFile]) -> Iterator[_IndexEntry]:
-    """Every `[[index]]` entry with a URL, `[pip]` tables first, files in precedence order."""
-    for table in ("pip", ""):
+PIP_TABLES = ("pip", "")
+"""The tables `uv pip` reads in each config file: `[pip]`, then the top level."""
+
+
+def index_entries(
+    files: Sequence[UvConfigFile], tables: Sequence[str] = PIP_TABLES
+) -> Iterator[IndexEntry]:
+    """Every `[[index]]` entry with a URL of `tables` (`[pip]` first for `uv pip`), files
+    in precedence order."""
+    for table in tables:
         for file in files:
             entries = file.table(table).get("index")
             for entry in entries if isinstance(entries, list) else []:
                 if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
                     continue
-                yield _IndexEntry(
+                yield IndexEntry(
                     url=entry["url"],
                     place=file.index_place(table),
                     default=entry.get("default") is True,
@@ -373,17 +388,28 @@ def _index_entries(files: Sequence[UvConfigFile]) -> Iterator[_IndexEntry]:
 def _refusals(uv: UvPipReading) -> tuple[Rejection, ...]:
     return (
         *_command_line_refusals(uv.command_line),
-        *_environment_refusals(uv.environ),
-        *_config_refusals(uv.config_files),
+        *environment_refusals(uv.environ),
+        *config_refusals(uv.config_files),
         *_index_entry_refusals(uv.config_files),
     )
 
 
 def _local_find_links(uv: UvPipReading) -> tuple[str, ...]:
-    given = [o.value or "" for o in uv.command_line.options if o.name == "--find-links"]
-    given += uv.environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
-    for file in uv.config_files:
-        for table in ("pip", ""):
+    return local_find_links(uv.command_line.options, uv.environ, uv.config_files)
+
+
+def local_find_links(
+    options: Sequence[Occurrence],
+    environ: Mapping[str, str],
+    files: Sequence[UvConfigFile],
+    tables: Sequence[str] = PIP_TABLES,
+) -> tuple[str, ...]:
+    """The local find-links locations of the command line, `UV_FIND_LINKS` and `tables`
+    of the config files."""
+    given = [o.value or "" for o in options if o.name == "--find-links"]
+    given += environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
+    for file in files:
+        for table in tables:
             links = file.table(table).get("find-links")
             given += [v for v in links if isinstance(v, str)] if isinstance(links, list) else []
     return tuple(v for v in given if v and not remote_links([v]) and "://" not in v)
@@ -402,10 +428,10 @@ def _command_line_refusals(command_line: UvCommandLine) -> list[Rejection]:
     return rejections
 
 
-def _environment_refusals(environ: Mapping[str, str]) -> list[Rejection]:
+def environment_refusals(environ: Mapping[str, str]) -> list[Rejection]:
     rejections: list[Rejection] = []
     for name, what in (("UV_EXTRA_INDEX_URL", "extra-index-url"), ("UV_INDEX", "index")):
-        if _env_list(environ, name):
+        if env_list(environ, name):
             rejections.append(Rejection(f"environment variable {name}", what, EXTRA_INDEX_WHY))
     for url in remote_links(environ.get("UV_FIND_LINKS", "").replace(",", " ").split()):
         place = "environment variable UV_FIND_LINKS"
@@ -413,10 +439,12 @@ def _environment_refusals(environ: Mapping[str, str]) -> list[Rejection]:
     return rejections
 
 
-def _config_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
+def config_refusals(
+    files: Sequence[UvConfigFile], tables: Sequence[str] = PIP_TABLES
+) -> list[Rejection]:
     rejections: list[Rejection] = []
     for file in files:
-        for table in ("pip", ""):
+        for table in tables:
             source, place = file.table(table), file.place(table)
             extra = source.get("extra-index-url")
             if isinstance(extra, list) and extra:
@@ -434,7 +462,7 @@ def _config_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
 
 def _index_entry_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
     rejections: list[Rejection] = []
-    for entry in _index_entries(files):
+    for entry in index_entries(files):
         if entry.default or entry.explicit:
             continue
         if entry.flat:
@@ -446,11 +474,11 @@ def _index_entry_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
     return rejections
 
 
-def _env_list(environ: Mapping[str, str], name: str) -> list[str]:
+def env_list(environ: Mapping[str, str], name: str) -> list[str]:
     return environ.get(name, "").split()
 
 
-def _index_url(value: str) -> str:
+def index_url_of(value: str) -> str:
     """The URL of `[name=]url`, as uv's `Index::from_str` splits it."""
     return split_index_value(value)[1]
 

@@ -159,13 +159,16 @@ def uv_config_files(
     no_config: bool,
     project: str | None,
     read_text: ReadText,
+    user_level: bool = False,
 ) -> list[UvConfigFile]:
     """The config files uv would merge, highest precedence first (see the module docstring).
 
     `cwd` is the working directory; `config_file`, `no_config` (`--no-config`, and
     `--isolated` for `uv pip`) and `project` are the command line's, the variables are read
-    here. Raises `ConfigError` for a config file that is missing or cannot be read, and for
-    any file that cannot be parsed except a pyproject.toml (uv skips it with a warning).
+    here. `user_level`: a `uv tool` command, which ignores the project's files (uv 0.13
+    `lib.rs`: "For commands that operate at the user-level, ignore local configuration").
+    Raises `ConfigError` for a config file that is missing or cannot be read, and for any
+    file that cannot be parsed except a pyproject.toml (uv skips it with a warning).
     """
     config_file = config_file or environ.get("UV_CONFIG_FILE") or None
     if config_file is not None:
@@ -178,8 +181,9 @@ def uv_config_files(
         return []
     project = project or environ.get("UV_PROJECT") or None
     project_dir = cwd / project if project else cwd
+    root = None if user_level else workspace_root(project_dir, read_text)
     found = [
-        _find_project_config(workspace_root(project_dir, read_text), read_text),
+        None if root is None else _find_project_config(root, read_text),
         _user_config(environ, home, read_text),
         _system_config(environ, read_text),
     ]

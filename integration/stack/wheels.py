@@ -83,11 +83,14 @@ def build_wheel(
     *,
     summary: str | None = None,
     pad_bytes: int = 0,
+    scripts: Iterable[str] = (),
 ) -> Path:
     """Write ``<module>-<version>-py3-none-any.whl`` into ``directory`` and return its path.
 
     ``pad_bytes`` adds a stored (uncompressed) data file of that size, for tests that need
-    a big download.
+    a big download. ``scripts`` are console scripts (a command-line package): each runs the
+    module's ``main``, which prints ``name version origin`` of the project and of each
+    project it requires, joined by ``; ``.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -101,7 +104,22 @@ def build_wheel(
         f"NAME = {name!r}\n"
         f"VERSION = {version!r}\n"
     ).encode()
+    scripts = tuple(scripts)
+    if scripts:
+        depends = [
+            module_name(re.split(r"[^A-Za-z0-9._-]", req, maxsplit=1)[0]) for req in requires
+        ]
+        module_src += (
+            f"DEPENDS = {depends!r}\n\n\n"
+            "def main():\n"
+            "    import importlib\n\n"
+            "    found = [importlib.import_module(name) for name in [__name__, *DEPENDS]]\n"
+            '    print("; ".join(f"{m.NAME} {m.VERSION} {m.ORIGIN}" for m in found))\n'
+        ).encode()
     files.append((f"{mod}/__init__.py", module_src, zipfile.ZIP_DEFLATED))
+    if scripts:
+        entry_points = "[console_scripts]\n" + "".join(f"{s} = {mod}:main\n" for s in scripts)
+        files.append((f"{dist_info}/entry_points.txt", entry_points.encode(), zipfile.ZIP_DEFLATED))
     if pad_bytes:
         files.append((f"{mod}/_pad.bin", _pad_bytes(pad_bytes), zipfile.ZIP_STORED))
 

@@ -1,0 +1,171 @@
+"""Plan `crane pipx install|run|upgrade|upgrade-all|inject|reinstall ...` behind the index door.
+
+pipx's behaviour this follows (pipx 1.18 `main.py`, `commands/`, `backend`; checked against
+pipx 1.18.4):
+
+- pipx installs with a backend: uv when pipx can find it (its default when uv is installed
+  beside it), else pip; `--backend` and `PIPX_DEFAULT_BACKEND` choose. pip runs inside
+  pipx's own environments (`venv/bin/python -m pip`), so it reads pip's configuration
+  sources (`PIP_*`, `PIP_CONFIG_FILE`, the user and global pip.conf); uv runs as
+  `uv pip install --python ...` (`uv tool run` for `pipx run`) and reads uv's.
+- `-i/--index-url URL` becomes `--index-url URL` in the pip arguments, `--pip-args` is
+  split like a shell, and both are recorded in the environment's `pipx_metadata.json`:
+  `upgrade`, `upgrade-all` and `reinstall` reuse the recorded arguments when the command
+  line gives none. The command line is argparse's: a long option may be abbreviated
+  (`--index`, `--pip`), and `pipx run` stops at the application's name.
+
+What crane does: the index options stay on pipx's command line, so pipx records the real
+private index (a later plain `pipx upgrade` asks it, and fails for want of credentials,
+rather than another index), and the door is handed over as `UV_DEFAULT_INDEX`, which beats
+any `--index-url` for uv, and as `PIP_INDEX_URL`. pip lets its command line beat the
+environment: with the pip backend crane takes the index options out of the command line
+(pipx then records none), and a recorded `--index-url` of an earlier install goes
+straight to the private index through the guard, without the public index behind it.
+The index in play, and every refusal, is the pip planner's verdict on the pip arguments
+pipx would pass (`launch.pip`), plus uv's extra-index variables.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from crane_launch.config import Registry
+from crane_launch.errors import UsageError
+from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_options
+from crane_launch.launch.files import ReadText
+from crane_launch.launch.pip import plan_pip
+from crane_launch.launch.pip import read_command_line as read_pip_command_line
+from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
+from crane_launch.launch.uv import environment_refusals
+
+__all__ = ["PIPX_INDEX_COMMANDS", "plan_pipx"]
+
+PIPX_INDEX_COMMANDS = frozenset(
+    {"install", "run", "upgrade", "upgrade-all", "inject", "reinstall", "upgrade-shared"}
+)
+
+_VALUE_LONGS = (
+    "--include-resources-from --upgrade-strategy --suffix --python --fetch-python "
+    "--preinstall --app --lock --index-url --pip-args --cooldown --backend --output "
+    "--python-args --with --spec --requirement --skip --editable"
+)
+_FLAG_LONGS = (
+    "--help --version --quiet --verbose --global --skip-maintenance --include-deps --force "
+    "--include-injected --no-cache --pypackages --path --install --all-shells --system-site-packages "
+    "--include-apps --editable-only --with-suffix"
+)
+_TABLE = OptionTable(
+    value_longs=frozenset(_VALUE_LONGS.split()),
+    flag_longs=frozenset(_FLAG_LONGS.split()),
+    value_shorts=frozenset({"-i", "-r"}),
+    flag_shorts=frozenset({"-h", "-q", "-v", "-f", "-e"}),
+    aliases={"-i": "--index-url", "-r": "--requirement", "-h": "--help"},
+    abbreviations=True,
+    sensitive=frozenset({"--index-url", "--pip-args"}),
+)
+
+
+@dataclass(frozen=True)
+class PipxCommandLine:
+    args: tuple[str, ...]
+    command: str
+    options: tuple[Occurrence, ...]
+
+    def values(self, name: str) -> list[str]:
+        return [o.value for o in self.options if o.name == name and o.value is not None]
+
+
+def read_pipx_command_line(argv: Sequence[str]) -> PipxCommandLine | None:
+    """argparse's reading of `pipx *argv`; None unless it installs from an index."""
+    args = tuple(argv)
+    found, positionals = scan_options(args, _TABLE, stop_at_positional=True)
+    if not positionals or positionals[0][1] not in PIPX_INDEX_COMMANDS:
+        return None
+    position, command = positionals[0]
+    more, _ = scan_options(args, _TABLE, start=position + 1, stop_at_positional=command == "run")
+    found += more
+    if any(o.name in ("--help", "--version") for o in found):
+        return None
+    return PipxCommandLine(args, command, tuple(found))
+
+
+def plan_pipx(
+    argv: Sequence[str],
+    *,
+    registry: Registry,
+    environ: Mapping[str, str],
+    cwd: Path,
+    home: Path,
+    read_text: ReadText = Path.read_text,
+) -> Plan:
+    """The plan for `pipx *argv`: IndexDoorMode when the pip arguments pipx would pass put a
+    registered index in play; raises what the pip planner raises for them."""
+    command_line = read_pipx_command_line(argv)
+    if command_line is None:
+        return Plan("pipx", ["pipx", *argv], Unchanged())
+    pip_args = _pip_args(command_line)
+    # pip runs in pipx's environments, not in the caller's virtual environment.
+    pip_environ = {k: v for k, v in environ.items() if k != "VIRTUAL_ENV"}
+    pip_plan = plan_pip(
+        ["install", *pip_args],
+        registry=registry,
+        environ=pip_environ,
+        cwd=cwd,
+        home=home,
+        read_text=read_text,
+    )
+    mode = pip_plan.mode
+    if not isinstance(mode, IndexDoorMode):
+        notes = [note.replace("running pip", "running pipx") for note in pip_plan.notes]
+        return Plan("pipx", ["pipx", *argv], Unchanged(), notes=notes)
+    refused = environment_refusals(environ)
+    if refused:
+        raise refused[0].error()
+    command = list(command_line.args)
+    if _backend(command_line, environ) == "pip":
+        command = apply_edits(command_line.args, **_without_index_options(command_line))
+    unset = frozenset(n for n in ("UV_INDEX_URL", "UV_DEFAULT_INDEX") if n in environ)
+    door = replace(
+        mode,
+        also_env_vars=("UV_DEFAULT_INDEX",),
+        env_unset=mode.env_unset | unset,
+        file_copies=(),
+    )
+    return Plan("pipx", ["pipx", *command], door, notes=list(pip_plan.notes))
+
+
+def _pip_args(command_line: PipxCommandLine) -> list[str]:
+    """The pip arguments pipx builds: `--pip-args` split like a shell, then `--index-url`."""
+    args: list[str] = []
+    for value in command_line.values("--pip-args"):
+        try:
+            args += shlex.split(value)
+        except ValueError as exc:
+            raise UsageError(f"--pip-args {value!r} cannot be split like a shell ({exc})") from None
+    for value in command_line.values("--index-url"):
+        args += ["--index-url", value]
+    return args
+
+
+def _backend(command_line: PipxCommandLine, environ: Mapping[str, str]) -> str:
+    given = command_line.values("--backend")
+    return (given[-1] if given else environ.get("PIPX_DEFAULT_BACKEND", "")).strip().lower() or "uv"
+
+
+def _without_index_options(command_line: PipxCommandLine) -> dict[str, list]:
+    """The edits that take every index option out of pipx's command line: `-i` itself, and
+    the index options inside `--pip-args` (the rest of that value kept)."""
+    remove = [o for o in command_line.options if o.name == "--index-url"]
+    replace_values: list[tuple[Occurrence, str]] = []
+    for occurrence in command_line.options:
+        if occurrence.name != "--pip-args" or occurrence.value is None:
+            continue
+        pip_line = read_pip_command_line(["install", *shlex.split(occurrence.value)])
+        if pip_line is None:
+            continue
+        kept = apply_edits(pip_line.args, remove=pip_line.index_options)[1:]
+        replace_values.append((occurrence, shlex.join(kept)))
+    return {"remove": remove, "replace": replace_values}

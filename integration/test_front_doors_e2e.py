@@ -1,0 +1,248 @@
+"""Every front door end to end: `uv tool`, `uvx`, pipx, pdm and `crane run`, with the
+real tools from the project's environment, the real IdP and the real indexes.
+
+A company's command-line tool:
+- private index: corp-cli 1.0 (console script `corp-cli`, requires corp-shared and
+  public-helper), corp-shared 1.0;
+- public index: corp-shared 99.0 (a dependency-confusion decoy), public-helper 1.0.
+
+`corp-cli` prints `name version origin` for itself and each dependency, so a test reads
+from the command's own output which index each came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+from harness import credentialed, uv_env
+from stack.wheels import build_wheel
+
+PRIVATE = (
+    ("corp-cli", "1.0", ("corp-shared", "public-helper"), ("corp-cli",)),
+    ("corp-shared", "1.0", (), ()),
+    ("corp-extra", "1.0", (), ()),
+)
+PUBLIC = (
+    ("corp-shared", "99.0", (), ()),
+    ("corp-extra", "99.0", (), ()),
+    ("public-helper", "1.0", (), ()),
+)
+RAN = "corp-cli 1.0 private; corp-shared 1.0 private; public-helper 1.0 public"
+"""What `corp-cli` prints when the private index won and the public one filled the gap."""
+
+
+@pytest.fixture(scope="session")
+def corp_cli(stack) -> None:
+    """The wheels, and pip's own on the public index: pipx's pip backend upgrades pip in
+    its shared environment (virtualenv carries the wheel; nothing is downloaded)."""
+    import shutil
+
+    import virtualenv
+
+    embedded = Path(virtualenv.__file__).parent / "seed" / "wheels" / "embed"
+    from packaging.version import Version
+
+    newest_pip = max(embedded.glob("pip-*.whl"), key=lambda p: Version(p.name.split("-")[1]))
+    shutil.copy(newest_pip, stack.public_dir)
+    for directory, wheels, origin in (
+        (stack.private_dir, PRIVATE, "private"),
+        (stack.public_dir, PUBLIC, "public"),
+    ):
+        for name, version, requires, scripts in wheels:
+            build_wheel(directory, name, version, requires, origin, scripts=scripts)
+
+
+@pytest.fixture
+def user(stack, crane, corp_cli, tmp_path):
+    """crane logged in to the private index (its public index the local one), with the
+    tools' homes under tmp_path."""
+    base = tmp_path / "homes"
+    for name, sub in (
+        ("UV_TOOL_DIR", "uv-tools"),
+        ("UV_TOOL_BIN_DIR", "bin"),
+        ("PIPX_HOME", "pipx"),
+        ("PIPX_BIN_DIR", "bin"),
+        ("PIPX_MAN_DIR", "man"),
+        ("PDM_HOME", "pdm"),
+    ):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+        crane.env[name] = str(base / sub)
+    crane.env.update(uv_env(crane.env))
+    crane.register(stack, None, "--public-index", stack.public_url)
+    assert crane.login(stack).code == 0
+    stack.gate.clear()
+    return crane
+
+
+def bin_dir(crane) -> Path:
+    return Path(crane.env["UV_TOOL_BIN_DIR"])
+
+
+def assert_private_won(stack, output: str) -> None:
+    assert RAN in output, output
+    private_root = stack.private_url.split("://", 1)[1].split("/", 1)[1]
+    records = credentialed(stack.gate.records(), "/" + private_root)
+    assert records, "the private index saw no request with the bearer token"
+
+
+def run_cli(crane, path: Path) -> str:
+    import subprocess
+
+    proc = subprocess.run(
+        [str(path)], env=crane.env, capture_output=True, text=True, timeout=60, check=True
+    )
+    return proc.stdout
+
+
+# -- uv tool, uvx ----------------------------------------------------------------------------
+
+
+def receipt(crane, name: str) -> dict:
+    return tomllib.loads((Path(crane.env["UV_TOOL_DIR"]) / name / "uv-receipt.toml").read_text())
+
+
+@pytest.mark.parametrize("option", ["--index-url", "--default-index", "--index"])
+def test_uv_tool_install_takes_the_cli_private_first(stack, user, option):
+    result = user.run("uv", "tool", "install", option, stack.private_url, "corp-cli")
+    assert result.code == 0, result.stderr
+    assert_private_won(stack, run_cli(user, bin_dir(user) / "corp-cli"))
+    recorded = json.dumps(receipt(user, "corp-cli"))
+    assert "127.0.0.1" not in recorded.replace(stack.private_url, ""), recorded
+    assert stack.private_url.rstrip("/") in recorded
+
+
+def test_uv_tool_upgrade_finds_the_index_in_the_receipt(stack, user):
+    assert user.run("uv", "tool", "install", "--index-url", stack.private_url, "corp-cli").code == 0
+    stack.gate.clear()
+    result = user.run("uv", "tool", "upgrade", "corp-cli")
+    assert result.code == 0, result.stderr
+    assert stack.gate.records(), "the upgrade did not ask the private index"
+    assert_private_won(stack, run_cli(user, bin_dir(user) / "corp-cli"))
+    assert "127.0.0.1" not in json.dumps(receipt(user, "corp-cli")).replace(stack.private_url, "")
+
+
+def test_plain_uv_tool_upgrade_after_crane_fails_at_the_private_index(stack, user):
+    """The receipt names the private index, so uv alone asks it (and is refused) rather
+    than take corp-cli from anywhere else."""
+    assert user.run("uv", "tool", "install", "--index-url", stack.private_url, "corp-cli").code == 0
+    import subprocess
+
+    env = {k: v for k, v in user.env.items() if not k.startswith("CRANE_")}
+    proc = subprocess.run(
+        ["uv", "tool", "upgrade", "--reinstall", "corp-cli"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "401" in proc.stderr or "Unauthorized" in proc.stderr, proc.stderr
+
+
+def test_uvx_runs_the_private_command(stack, user):
+    result = user.run("uvx", "--index-url", stack.private_url, "corp-cli")
+    assert result.code == 0, result.stderr
+    assert_private_won(stack, result.stdout)
+
+
+def test_uv_tool_run_with_the_environment_index(stack, user):
+    env = {**user.env, "UV_DEFAULT_INDEX": stack.private_url}
+    result = user.run("uv", "tool", "run", "corp-cli", env=env)
+    assert result.code == 0, result.stderr
+    assert_private_won(stack, result.stdout)
+
+
+def test_uv_tool_extra_index_is_refused(stack, user):
+    result = user.run(
+        "uv", "tool", "install", "--index-url", stack.private_url,
+        "--extra-index-url", stack.public_url, "corp-cli",
+    )  # fmt: skip
+    assert result.code == 3, result.stderr
+    assert "--extra-index-url" in result.stderr
+    assert "command line" in result.stderr
+    assert not (bin_dir(user) / "corp-cli").exists()
+
+
+def test_uvx_options_after_the_command_are_the_commands(stack, user):
+    """`uvx corp-cli --extra-index-url X` gives corp-cli the option: not uv's, not refused."""
+    env = {**user.env, "UV_DEFAULT_INDEX": stack.private_url}
+    result = user.run("uvx", "corp-cli", "--extra-index-url", "http://127.0.0.1:9/x", env=env)
+    assert result.code == 0, result.stderr
+    assert RAN in result.stdout
+
+
+def test_uv_tool_user_config_index_is_used(stack, user):
+    config = Path(user.env["XDG_CONFIG_HOME"]) / "uv"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "uv.toml").write_text(f'index-url = "{stack.private_url}"\n')
+    result = user.run("uvx", "corp-cli")
+    assert result.code == 0, result.stderr
+    assert_private_won(stack, result.stdout)
+
+
+def test_uv_tool_ignores_the_project_config(stack, user, tmp_path):
+    """uv tool commands read no project uv.toml: one there names no index for them."""
+    os.makedirs(user.cwd, exist_ok=True)
+    (user.cwd / "uv.toml").write_text(f'extra-index-url = ["{stack.public_url}"]\n')
+    env = {**user.env, "UV_DEFAULT_INDEX": stack.private_url}
+    result = user.run("uvx", "corp-cli", env=env)
+    assert result.code == 0, result.stderr
+    assert RAN in result.stdout
+
+
+# -- pipx ------------------------------------------------------------------------------------
+
+
+def pipx_metadata(crane, name: str) -> dict:
+    path = Path(crane.env["PIPX_HOME"]) / "venvs" / name / "pipx_metadata.json"
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("backend", ["uv", "pip"])
+def test_pipx_install_takes_the_cli_private_first(stack, user, backend):
+    user.env["PIPX_DEFAULT_BACKEND"] = backend
+    result = user.run("pipx", "install", "--index-url", stack.private_url, "corp-cli")
+    assert result.code == 0, result.stderr
+    assert_private_won(stack, run_cli(user, Path(user.env["PIPX_BIN_DIR"]) / "corp-cli"))
+    recorded = json.dumps(pipx_metadata(user, "corp-cli"))
+    assert "127.0.0.1" not in recorded.replace(stack.private_url.rstrip("/"), ""), recorded
+
+
+def test_pipx_pip_args_index_and_upgrade(stack, user):
+    result = user.run("pipx", "install", f"--pip-args=--index-url {stack.private_url}", "corp-cli")
+    assert result.code == 0, result.stderr
+    stack.gate.clear()
+    result = user.run("pipx", "upgrade", "--index-url", stack.private_url, "corp-cli")
+    assert result.code == 0, result.stderr
+    assert stack.gate.records()
+    assert_private_won(stack, run_cli(user, Path(user.env["PIPX_BIN_DIR"]) / "corp-cli"))
+
+
+def test_pipx_run_and_inject(stack, user):
+    result = user.run("pipx", "run", "--index-url", stack.private_url, "corp-cli")
+    assert result.code == 0, result.stderr
+    assert_private_won(stack, result.stdout)
+    env = {**user.env, "PIP_INDEX_URL": stack.private_url}
+    assert user.run("pipx", "install", "corp-cli", env=env).code == 0
+    result = user.run("pipx", "inject", "corp-cli", "corp-extra", env=env)
+    assert result.code == 0, result.stderr
+    venv = Path(user.env["PIPX_HOME"]) / "venvs" / "corp-cli"
+    site = next(venv.glob("lib/python*/site-packages"))
+    assert "ORIGIN = 'private'" in (site / "corp_extra" / "__init__.py").read_text()
+
+
+def test_pipx_extra_index_in_pip_args_is_refused(stack, user):
+    result = user.run(
+        "pipx", "install", "--index-url", stack.private_url,
+        f"--pip-args=--extra-index-url {stack.public_url}", "corp-cli",
+    )  # fmt: skip
+    assert result.code == 3, result.stderr
+    assert "extra-index-url" in result.stderr
+
+
+def test_pipx_extra_index_in_the_environment_is_refused(stack, user):
+    env = {**user.env, "PIP_EXTRA_INDEX_URL": stack.public_url}
+    result = user.run("pipx", "install", "--index-url", stack.private_url, "corp-cli", env=env)
+    assert result.code == 3, result.stderr
+    assert "PIP_EXTRA_INDEX_URL" in result.stderr
