@@ -31,6 +31,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from crane_launch.config import Registry
 from crane_launch.errors import UsageError
@@ -54,8 +55,8 @@ _VALUE_LONGS = (
 )
 _FLAG_LONGS = (
     "--help --version --quiet --verbose --global --skip-maintenance --include-deps --force "
-    "--include-injected --no-cache --pypackages --path --install --all-shells --system-site-packages "
-    "--include-apps --editable-only --with-suffix"
+    "--include-injected --no-cache --pypackages --path --install --all-shells "
+    "--system-site-packages --include-apps --editable-only --with-suffix"
 )
 _TABLE = OptionTable(
     value_longs=frozenset(_VALUE_LONGS.split()),
@@ -155,7 +156,7 @@ def _backend(command_line: PipxCommandLine, environ: Mapping[str, str]) -> str:
     return (given[-1] if given else environ.get("PIPX_DEFAULT_BACKEND", "")).strip().lower() or "uv"
 
 
-def _without_index_options(command_line: PipxCommandLine) -> dict[str, list]:
+def _without_index_options(command_line: PipxCommandLine) -> dict[str, list[Any]]:
     """The edits that take every index option out of pipx's command line: `-i` itself, and
     the index options inside `--pip-args` (the rest of that value kept)."""
     remove = [o for o in command_line.options if o.name == "--index-url"]
