@@ -333,6 +333,34 @@ def poetry_command(obj: Context, args: tuple[str, ...]) -> int:
     return tools.poetry(list(args), no_input=obj.no_input, no_cache=obj.no_cache, report=obj.report)
 
 
+@cli.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "-i",
+    "--index-url",
+    "index_url",
+    metavar="URL",
+    help="The registered index (default: the only one registered).",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[--] COMMAND [ARGS]...")
+@click.pass_obj
+def run_command(obj: Context, index_url: str | None, command: tuple[str, ...]) -> int:
+    """Run any command (tox, nox, hatch, pip-compile, a script) with the private index
+    behind crane's proxies: PIP_INDEX_URL, UV_DEFAULT_INDEX and PDM_PYPI_URL name the
+    index proxy, and every request passes crane's guard.
+
+    Example: crane run -- tox -e py312
+    """
+    from crane_launch.commands import tools
+
+    args = list(command[1:] if command[:1] == ("--",) else command)
+    return tools.run_command(
+        args, index_url=index_url, no_input=obj.no_input, no_cache=obj.no_cache, report=obj.report
+    )
+
+
 @cli.command()
 @click.argument("url")
 @click.option(

@@ -246,3 +246,64 @@ def test_pipx_extra_index_in_the_environment_is_refused(stack, user):
     result = user.run("pipx", "install", "--index-url", stack.private_url, "corp-cli", env=env)
     assert result.code == 3, result.stderr
     assert "PIP_EXTRA_INDEX_URL" in result.stderr
+
+
+# -- crane run -------------------------------------------------------------------------------
+
+
+def fresh_venv(tmp_path: Path) -> Path:
+    import subprocess
+    import sys
+
+    venv = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    return venv
+
+
+def test_run_python_m_pip_installs_the_private_package(stack, user, tmp_path):
+    venv = fresh_venv(tmp_path)
+    result = user.run("run", "--", str(venv / "bin" / "python"), "-m", "pip", "install", "corp-cli")
+    assert result.code == 0, result.stderr
+    assert_private_won(stack, run_cli(user, venv / "bin" / "corp-cli"))
+
+
+def test_run_tox_installs_the_private_package(stack, user, tmp_path):
+    project = tmp_path / "toxproject"
+    project.mkdir()
+    (project / "tox.ini").write_text(
+        "[tox]\nskipsdist = true\n\n[testenv]\nskip_install = true\ndeps = corp-cli\n"
+        "commands = corp-cli\n"
+    )
+    result = user.run("run", "--", "tox", "-c", str(project / "tox.ini"), "-e", "py")
+    assert result.code == 0, result.stderr + result.stdout
+    assert_private_won(stack, result.stdout)
+
+
+def test_run_nox_installs_the_private_package(stack, user, tmp_path):
+    project = tmp_path / "noxproject"
+    project.mkdir()
+    (project / "noxfile.py").write_text(
+        "import nox\n\n\n@nox.session(python=False, venv_backend='virtualenv')\n"
+        "def cli(session):\n    pass\n\n\n@nox.session(venv_backend='virtualenv')\n"
+        "def corp(session):\n    session.install('corp-cli')\n    session.run('corp-cli')\n"
+    )
+    result = user.run("run", "--", "nox", "-f", str(project / "noxfile.py"), "-s", "corp")
+    assert result.code == 0, result.stderr + result.stdout
+    assert_private_won(stack, result.stdout + result.stderr)
+
+
+def test_run_refuses_an_extra_index_in_the_environment(stack, user):
+    env = {**user.env, "PIP_EXTRA_INDEX_URL": stack.public_url}
+    result = user.run("run", "--", "true", env=env)
+    assert result.code == 3, result.stderr
+    assert "PIP_EXTRA_INDEX_URL" in result.stderr
+
+
+def test_run_with_several_indexes_lists_them(stack, user, tls_front):
+    assert user.register(stack, tls_front.url).code == 0
+    result = user.run("run", "--", "true")
+    assert result.code == 2, result.stderr
+    assert stack.private_url in result.stderr
+    assert tls_front.url in result.stderr
+    result = user.run("run", "-i", stack.private_url, "--", "true")
+    assert result.code == 0, result.stderr

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from crane_launch.commands.tools import public_index_for
 from crane_launch.config import PrivateIndex, Registry, origin_of, shown_url
 from crane_launch.errors import EXIT_CONFUSION, EXIT_UPSTREAM, UsageError
+from crane_launch.launch.command import public_index_for
 from crane_launch.launch.locks import LockedPackage, find_locks, lock_violations, read_lock
 from crane_launch.launch.wanted import (
     Installed,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crane_launch.config import PrivateIndex, Registry, builtin_public_index, normalise_url
+from crane_launch.config import Registry
 from crane_launch.console import say
 from crane_launch.errors import CraneError, LoginRequiredError, UsageError
 from crane_launch.launch.plan import Plan, Unchanged
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from crane_launch.auth import Authorizer
     from crane_launch.launch.report import Report
 
-__all__ = ["pip", "pipx", "poetry", "serve", "uv", "uvx"]
+__all__ = ["pip", "pipx", "poetry", "run_command", "serve", "uv", "uvx"]
 
 
 def _split_python(args: list[str]) -> tuple[str | None, list[str]]:
@@ -200,6 +200,31 @@ def pipx(
         return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
 
 
+def run_command(
+    args: list[str],
+    *,
+    index_url: str | None,
+    no_input: bool,
+    no_cache: bool = False,
+    report: str | None = None,
+) -> int:
+    """`crane run [-i URL] -- COMMAND ...`: any command with both doors in its environment."""
+    from crane_launch.launch.command import plan_command
+
+    target = _report_at(report)
+    with _reported(target, "run", list(args)):
+        registry = Registry.for_run(os.environ)
+        plan = plan_command(
+            args,
+            index_url=index_url,
+            registry=registry,
+            environ=os.environ,
+            cwd=Path.cwd(),
+            home=Path.home(),
+        )
+        return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
+
+
 def poetry(
     args: list[str], *, no_input: bool, no_cache: bool = False, report: str | None = None
 ) -> int:
@@ -211,17 +236,6 @@ def poetry(
         registry = Registry.for_run(os.environ)
         plan = plan_poetry(args, registry=registry, environ=os.environ, cwd=Path.cwd())
         return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
-
-
-def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:
-    """Where projects the private index lacks come from, for `crane serve`."""
-    if index.public_index:
-        return index.public_index
-    for name in ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL"):
-        value = environ.get(name)
-        if value and registry.find(value) is None:
-            return normalise_url(value)
-    return builtin_public_index()
 
 
 class _ServeTokens:
@@ -271,6 +285,8 @@ def serve(url: str, *, port: int, no_input: bool, no_cache: bool = False) -> int
             policy=LoginPolicy.RUN_LIVE,
             ui=TerminalUI(live=True),
         )
+
+    from crane_launch.launch.command import public_index_for
 
     tokens = _ServeTokens(authorizer, relogin, interactive=interactive)
     public_url = public_index_for(index, os.environ, registry)

@@ -66,6 +66,7 @@ __all__ = [
     "RequirementsSetting",
     "plan_pip",
     "read_command_line",
+    "settings_refusals",
 ]
 
 INDEX_COMMANDS = frozenset({"install", "download", "wheel", "index", "lock"})
@@ -394,7 +395,7 @@ def _refusals(pip: PipReading) -> tuple[Rejection, ...]:
         # Reported first: under --isolated pip would not see crane's proxy at all.
         rejections.append(Rejection("command line", "--isolated", ISOLATED_WHY))
     rejections.extend(_command_line_refusals(pip.command_line))
-    rejections.extend(_settings_refusals(pip.settings))
+    rejections.extend(settings_refusals(pip.settings))
     return tuple(rejections)
 
 
@@ -426,7 +427,7 @@ def _command_line_refusals(command_line: PipCommandLine) -> list[Rejection]:
     return rejections
 
 
-def _settings_refusals(settings: PipSettings) -> list[Rejection]:
+def settings_refusals(settings: PipSettings) -> list[Rejection]:
     rejections: list[Rejection] = []
     for value in settings.highest_first():
         if value.key == "extra-index-url" and value.value.split():

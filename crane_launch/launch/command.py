@@ -1,0 +1,157 @@
+"""Plan `crane run [-i URL] -- COMMAND ...`: any command, with both doors in its environment.
+
+tox, nox, hatch, pip-tools, a shell script or a Makefile start pip, uv or pdm themselves,
+with arguments crane never sees. So crane reads no command line here: it hands every such
+tool the index door through the variables they read (`PIP_INDEX_URL`, `UV_DEFAULT_INDEX`,
+`PDM_PYPI_URL`), and the guard does the rest (every child gets the transparent door as
+its proxy and the run's CA in every trust variable, like every crane run).
+
+- The index: `-i URL` (registered), else the one `CRANE_INDEX_URL` describes, else the only
+  registered index; with several, an error lists them.
+- Refused, as everywhere: an extra index, a proxy or a remote find-links page in the pip
+  settings every pip of the run reads (`PIP_*`, `PIP_CONFIG_FILE`, the user and global
+  pip.conf), and in uv's (`UV_EXTRA_INDEX_URL`, `UV_INDEX`, `UV_FIND_LINKS`, the user and
+  system uv.toml). A project's own files are the tools' business: the guard refuses at run
+  time what they would take elsewhere.
+- The public index (for what the private index lacks): the private index's registered one,
+  else the first unregistered index of `PIP_INDEX_URL`, `UV_DEFAULT_INDEX`, `UV_INDEX_URL`,
+  else pip's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from crane_launch.config import PrivateIndex, Registry, builtin_public_index, closest, normalise_url
+from crane_launch.errors import ConfigError, UnknownIndexError, UsageError
+from crane_launch.launch.files import ReadText
+from crane_launch.launch.pip import settings_refusals
+from crane_launch.launch.pip_config import read_pip_settings
+from crane_launch.launch.plan import EXTRA_INDEX_WHY, IndexDoorMode, Plan, Rejection
+from crane_launch.launch.uv import config_refusals, environment_refusals, index_entries
+from crane_launch.launch.uv_settings import split_index_value, uv_config_files
+
+__all__ = ["INDEX_VARIABLES", "plan_command", "public_index_for"]
+
+INDEX_VARIABLES = ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "PDM_PYPI_URL")
+"""The variables that carry the index door to the tools a command starts."""
+_PUBLIC_VARIABLES = ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL")
+
+
+def plan_command(
+    command: Sequence[str],
+    *,
+    index_url: str | None,
+    registry: Registry,
+    environ: Mapping[str, str],
+    cwd: Path,
+    home: Path,
+    read_text: ReadText = Path.read_text,
+) -> Plan:
+    """The plan for `crane run [-i index_url] -- *command`."""
+    if not command:
+        raise UsageError("crane run needs a command: crane run [-i URL] -- COMMAND [ARGS]...")
+    index = _the_index(index_url, registry)
+    refused = _refusals(environ, registry=registry, cwd=cwd, home=home, read_text=read_text)
+    if refused:
+        raise refused[0].error()
+    mode = IndexDoorMode(
+        index,
+        public_index_for(index, environ, registry),
+        INDEX_VARIABLES[0],
+        also_env_vars=INDEX_VARIABLES[1:],
+        env_unset=frozenset(name for name in ("UV_INDEX_URL",) if name in environ),
+    )
+    tool = Path(command[0]).name or command[0]
+    return Plan(tool, list(command), mode)
+
+
+def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:
+    """Where projects the private index lacks come from, for `crane run` and `crane serve`."""
+    if index.public_index:
+        return index.public_index
+    for name in _PUBLIC_VARIABLES:
+        value = environ.get(name)
+        if value and registry.find(value) is None:
+            try:
+                return normalise_url(value)
+            except UsageError:
+                continue  # a local directory cannot be the public index
+    return builtin_public_index()
+
+
+def _the_index(index_url: str | None, registry: Registry) -> PrivateIndex:
+    known = list(registry)
+    if index_url is not None:
+        found = registry.find(index_url)
+        if found is None:
+            try:
+                spelled = normalise_url(index_url)
+            except UsageError:
+                spelled = index_url
+            raise UnknownIndexError(index_url, closest(spelled, [i.url for i in known]))
+        return found
+    described = next((index for index in known if index.from_environment), None)
+    if described is not None:
+        return described
+    if len(known) == 1:
+        return known[0]
+    if not known:
+        raise ConfigError(
+            "no private index is registered: register one with `crane index register URL ...`"
+        )
+    listed = ", ".join(index.url for index in known)
+    raise UsageError(
+        f"several indexes are registered ({listed}); name one: crane run -i URL -- ..."
+    )
+
+
+def _all_registered(environ: Mapping[str, str], registry: Registry) -> bool:
+    """`UV_INDEX` names registered indexes only: uv searches them first, through the guard."""
+    values = environ.get("UV_INDEX", "").split()
+    return all(registry.find(split_index_value(value)[1]) is not None for value in values)
+
+
+def _refusals(
+    environ: Mapping[str, str],
+    *,
+    registry: Registry,
+    cwd: Path,
+    home: Path,
+    read_text: ReadText,
+) -> list[Rejection]:
+    """The extra indexes, proxies and remote find-links pages of pip's and uv's settings
+    outside any project (see the module docstring)."""
+    settings = read_pip_settings(  # the active environment's pip.conf too, when there is one
+        environ,
+        command="install",
+        isolated=False,
+        python=None,
+        site_prefix=None,
+        home=home,
+        cwd=cwd,
+        read_text=read_text,
+    )
+    rejections = settings_refusals(settings)
+    rejections += [
+        rejection
+        for rejection in environment_refusals(environ)
+        if not (rejection.setting == "index" and _all_registered(environ, registry))
+    ]
+    files = uv_config_files(
+        environ,
+        cwd=cwd,
+        home=home,
+        config_file=None,
+        no_config=False,
+        project=None,
+        read_text=read_text,
+        user_level=True,
+    )
+    rejections += config_refusals(files)
+    for entry in index_entries(files):
+        if not (entry.default or entry.explicit or entry.flat):
+            what = f"index {entry.url} without default = true"
+            rejections.append(Rejection(entry.place, what, EXTRA_INDEX_WHY))
+    return rejections
