@@ -325,6 +325,17 @@ def pipx_command(obj: Context, args: tuple[str, ...]) -> int:
 
 
 @_tool_command(
+    "pdm",
+    "Run pdm (install, lock, sync, add, ...); its private sources ([[tool.pdm.source]]) are "
+    "reached through crane's transparent proxy.",
+)
+def pdm_command(obj: Context, args: tuple[str, ...]) -> int:
+    from crane_launch.commands import tools
+
+    return tools.pdm(list(args), no_input=obj.no_input, no_cache=obj.no_cache, report=obj.report)
+
+
+@_tool_command(
     "poetry", "Run poetry; its private sources are reached through crane's transparent proxy."
 )
 def poetry_command(obj: Context, args: tuple[str, ...]) -> int:

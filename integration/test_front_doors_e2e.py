@@ -307,3 +307,45 @@ def test_run_with_several_indexes_lists_them(stack, user, tls_front):
     assert tls_front.url in result.stderr
     result = user.run("run", "-i", stack.private_url, "--", "true")
     assert result.code == 0, result.stderr
+
+
+# -- pdm -------------------------------------------------------------------------------------
+
+
+def pdm_project(stack, root: Path, *, include: bool = True) -> Path:
+    """corp-tools: corp-cli from the private source (its projects named in include_packages),
+    everything else from the public index as pdm's `pypi` source."""
+    root.mkdir(parents=True, exist_ok=True)
+    include_line = 'include_packages = ["corp-*"]\n' if include else ""
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "corp-tools"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["corp-cli"]\n\n[tool.pdm]\ndistribution = false\n\n'
+        f'[[tool.pdm.source]]\nname = "private"\nurl = "{stack.private_url}"\n{include_line}\n'
+        f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{stack.public_url}"\n'
+    )
+    return root
+
+
+def test_pdm_lock_and_install_take_the_private_projects(stack, user, tmp_path):
+    project = pdm_project(stack, tmp_path / "pdmproject")
+    before = (project / "pyproject.toml").read_bytes()
+    env = {**user.env, "PDM_CHECK_UPDATE": "false", "PDM_CACHE_DIR": str(tmp_path / "pdm-cache")}
+    result = user.run("pdm", "lock", "-p", str(project), env=env)
+    assert result.code == 0, result.stderr
+    lock = (project / "pdm.lock").read_text()
+    assert "127.0.0.1" not in lock
+    locked = lock
+    result = user.run("pdm", "install", "-p", str(project), env=env)
+    assert result.code == 0, result.stderr
+    assert (project / "pyproject.toml").read_bytes() == before
+    assert (project / "pdm.lock").read_text() == locked
+    assert_private_won(stack, run_cli(user, project / ".venv" / "bin" / "corp-cli"))
+
+
+def test_pdm_without_include_packages_is_refused(stack, user, tmp_path):
+    project = pdm_project(stack, tmp_path / "pdmproject", include=False)
+    env = {**user.env, "PDM_CHECK_UPDATE": "false"}
+    result = user.run("pdm", "lock", "-p", str(project), env=env)
+    assert result.code == 3, result.stderr
+    assert "include_packages" in result.stderr
+    assert not (project / "pdm.lock").exists()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from crane_launch.auth import Authorizer
     from crane_launch.launch.report import Report
 
-__all__ = ["pip", "pipx", "poetry", "run_command", "serve", "uv", "uvx"]
+__all__ = ["pdm", "pip", "pipx", "poetry", "run_command", "serve", "uv", "uvx"]
 
 
 def _split_python(args: list[str]) -> tuple[str | None, list[str]]:
@@ -222,6 +222,19 @@ def run_command(
             cwd=Path.cwd(),
             home=Path.home(),
         )
+        return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
+
+
+def pdm(
+    args: list[str], *, no_input: bool, no_cache: bool = False, report: str | None = None
+) -> int:
+    """`crane pdm ARGS`: pdm with its private sources behind the transparent door."""
+    from crane_launch.launch.pdm import plan_pdm
+
+    target = _report_at(report)
+    with _reported(target, "pdm", ["pdm", *args]):
+        registry = Registry.for_run(os.environ)
+        plan = plan_pdm(args, registry=registry, environ=os.environ, cwd=Path.cwd())
         return _run(plan, registry, no_input=no_input, no_cache=no_cache, report=target)
 
 
