@@ -59,22 +59,37 @@ class Context:
     "--report",
     metavar="FILE",
     envvar="CRANE_REPORT",
-    help="After a pip, uv or poetry run, write where each project came from to FILE "
-    "(JSON; the format is in the README).",
+    help="After a tool run (pip, uv, uvx, pipx, pdm, poetry, run), write where each "
+    "project came from to FILE (JSON; the format is in the README).",
 )
 @click.pass_context
 def cli(
     ctx: click.Context, verbose: int, no_input: bool, no_cache: bool, report: str | None
 ) -> None:
-    """Run pip, uv and poetry against private indexes behind OAuth 2.0.
+    """Run pip, uv, pipx, pdm, poetry and any other command against private indexes
+    behind OAuth 2.0.
 
-    Register an index once, then prefix the tool: `crane pip install -i URL pkg`.
+    Register an index once (crane index register URL ...), then prefix the tool. Every
+    front door, with an example:
+
+    \b
+      crane pip install -i URL corp-app         pip
+      crane uv pip install -i URL corp-app      uv's pip interface
+      crane uv sync                             uv projects (sync, lock, add, run, ...)
+      crane uv tool install -i URL corp-cli     uv tools (install, run, upgrade)
+      crane uvx --index-url URL corp-cli        uvx
+      crane pipx install -i URL corp-cli        pipx (install, run, upgrade, inject, ...)
+      crane poetry install                      poetry projects
+      crane pdm install                         pdm projects
+      crane run -- tox -e py312                 any other command (tox, nox, hatch, ...)
+      crane serve URL                           the index proxy alone, for other tools
     """
     console.setup(verbose)
     explicit = ctx.get_parameter_source("report") is click.core.ParameterSource.COMMANDLINE
     if report and explicit and ctx.invoked_subcommand not in _REPORTED:
         raise CraneUsageError(
-            "--report is for a pip, uv or poetry run: crane --report FILE pip ..."
+            "--report is for a tool run (pip, uv, uvx, pipx, pdm, poetry, run): "
+            "crane --report FILE pip ..."
         )
     ctx.obj = Context(no_input=no_input, no_cache=no_cache, report=report)
 

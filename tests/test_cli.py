@@ -635,6 +635,6 @@ def test_report_with_another_command_is_a_usage_error_unless_from_the_environmen
 ) -> None:
     result = crane("--report", "r.json", "status")
     assert result.code == 2
-    assert "--report is for a pip, uv or poetry run" in result.err
+    assert "--report is for a tool run" in result.err
     monkeypatch.setenv("CRANE_REPORT", "r.json")  # a CI job's setting: other commands run
     assert crane("status").code == 0
