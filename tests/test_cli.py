@@ -110,7 +110,7 @@ def test_version(crane: Crane) -> None:
 @pytest.mark.parametrize(
     ("args", "purpose"),
     [
-        ([], "Run pip, uv and poetry against private indexes"),
+        ([], "Run pip, uv, pipx, pdm, poetry and any other command against private indexes"),
         (["index"], "Register, list and remove private indexes"),
         (["index", "register"], "Register URL (or update it)"),
         (["index", "list"], "registered indexes and whether you are logged in"),
@@ -638,3 +638,21 @@ def test_report_with_another_command_is_a_usage_error_unless_from_the_environmen
     assert "--report is for a tool run" in result.err
     monkeypatch.setenv("CRANE_REPORT", "r.json")  # a CI job's setting: other commands run
     assert crane("status").code == 0
+
+
+def test_help_lists_every_front_door_with_an_example(crane: Crane) -> None:
+    result = crane("--help")
+    assert result.code == 0
+    for example in (
+        "crane pip install -i URL",
+        "crane uv pip install -i URL",
+        "crane uv sync",
+        "crane uv tool install -i URL",
+        "crane uvx --index-url URL",
+        "crane pipx install -i URL",
+        "crane poetry install",
+        "crane pdm install",
+        "crane run -- tox",
+        "crane serve URL",
+    ):
+        assert example in result.out, example
