@@ -213,6 +213,10 @@ def test_pipx_pip_args_index_and_upgrade(stack, user):
     result = user.run("pipx", "install", f"--pip-args=--index-url {stack.private_url}", "corp-cli")
     assert result.code == 0, result.stderr
     stack.gate.clear()
+    result = user.run("pipx", "upgrade", "corp-cli")  # the index pipx recorded, found again
+    assert result.code == 0, result.stderr
+    assert stack.gate.records()
+    stack.gate.clear()
     result = user.run("pipx", "upgrade", "--index-url", stack.private_url, "corp-cli")
     assert result.code == 0, result.stderr
     assert stack.gate.records()

@@ -27,6 +27,7 @@ pipx would pass (`launch.pip`), plus uv's extra-index variables.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -74,6 +75,8 @@ class PipxCommandLine:
     args: tuple[str, ...]
     command: str
     options: tuple[Occurrence, ...]
+    names: tuple[str, ...] = ()
+    """The positional arguments after the subcommand (for `run`, the application)."""
 
     def values(self, name: str) -> list[str]:
         return [o.value for o in self.options if o.name == name and o.value is not None]
@@ -86,11 +89,13 @@ def read_pipx_command_line(argv: Sequence[str]) -> PipxCommandLine | None:
     if not positionals or positionals[0][1] not in PIPX_INDEX_COMMANDS:
         return None
     position, command = positionals[0]
-    more, _ = scan_options(args, _TABLE, start=position + 1, stop_at_positional=command == "run")
+    more, words = scan_options(
+        args, _TABLE, start=position + 1, stop_at_positional=command == "run"
+    )
     found += more
     if any(o.name in ("--help", "--version") for o in found):
         return None
-    return PipxCommandLine(args, command, tuple(found))
+    return PipxCommandLine(args, command, tuple(found), tuple(word for _, word in words))
 
 
 def plan_pipx(
@@ -107,7 +112,7 @@ def plan_pipx(
     command_line = read_pipx_command_line(argv)
     if command_line is None:
         return Plan("pipx", ["pipx", *argv], Unchanged())
-    pip_args = _pip_args(command_line)
+    pip_args = _pip_args(command_line) or _recorded_pip_args(command_line, environ, home, read_text)
     # pip runs in pipx's environments, not in the caller's virtual environment.
     pip_environ = {k: v for k, v in environ.items() if k != "VIRTUAL_ENV"}
     pip_plan = plan_pip(
@@ -149,6 +154,50 @@ def _pip_args(command_line: PipxCommandLine) -> list[str]:
     for value in command_line.values("--index-url"):
         args += ["--index-url", value]
     return args
+
+
+_REUSING = frozenset({"upgrade", "upgrade-all", "reinstall"})
+"""The commands that reuse the pip arguments an environment's metadata records when the
+command line gives none."""
+
+
+def pipx_home(environ: Mapping[str, str], home: Path) -> Path:
+    """pipx's home (pipx 1.18 `paths.py`): `PIPX_HOME`, else `~/.local/pipx` when it exists
+    (the old default), else `$XDG_DATA_HOME/pipx` (`~/.local/share/pipx`)."""
+    if environ.get("PIPX_HOME"):
+        return Path(environ["PIPX_HOME"])
+    if (home / ".local" / "pipx").is_dir():
+        return home / ".local" / "pipx"
+    data = environ.get("XDG_DATA_HOME", "")
+    return (Path(data) if data.startswith("/") else home / ".local" / "share") / "pipx"
+
+
+def _recorded_pip_args(
+    command_line: PipxCommandLine, environ: Mapping[str, str], home: Path, read_text: ReadText
+) -> list[str]:
+    """The pip arguments the metadata of the environments `upgrade`, `upgrade-all` or
+    `reinstall` acts on records (pipx reuses them when the command line gives none)."""
+    if command_line.command not in _REUSING:
+        return []
+    venvs = pipx_home(environ, home) / "venvs"
+    if command_line.command == "upgrade-all":
+        try:
+            names = sorted(entry.name for entry in venvs.iterdir())
+        except OSError:
+            names = []
+    else:
+        names = list(command_line.names)
+    found: list[str] = []
+    for name in names:
+        try:
+            metadata = json.loads(read_text(venvs / name / "pipx_metadata.json"))
+        except (OSError, ValueError):
+            continue  # pipx reports a missing or broken environment itself
+        main = metadata.get("main_package") if isinstance(metadata, dict) else None
+        recorded = main.get("pip_args") if isinstance(main, dict) else None
+        if isinstance(recorded, list):
+            found += [arg for arg in recorded if isinstance(arg, str)]
+    return found
 
 
 def _backend(command_line: PipxCommandLine, environ: Mapping[str, str]) -> str:
