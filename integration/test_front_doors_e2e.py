@@ -353,3 +353,23 @@ def test_pdm_without_include_packages_is_refused(stack, user, tmp_path):
     assert result.code == 3, result.stderr
     assert "include_packages" in result.stderr
     assert not (project / "pdm.lock").exists()
+
+
+def test_run_refuses_a_find_links_directory_holding_a_private_project(stack, user, tmp_path):
+    """PIP_FIND_LINKS reaches every pip of the run: a decoy of a private project there is
+    refused before the command starts, as for crane pip."""
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "corp-shared", "99.0", (), "public")
+    env = {**user.env, "PIP_FIND_LINKS": str(wheels)}
+    result = user.run("run", "--", "true", env=env)
+    assert result.code == 3, result.stderr
+    assert "corp-shared" in result.stderr
+
+
+def test_uvx_refuses_an_option_it_cannot_place(stack, user):
+    result = user.run(
+        "uvx", "--some-future-option", "x", "--index-url", stack.private_url,
+        "--extra-index-url", stack.public_url, "corp-cli",
+    )  # fmt: skip
+    assert result.code == 2, result.stderr
+    assert "--some-future-option" in result.stderr

@@ -28,11 +28,11 @@ from crane_launch.errors import ConfigError, UnknownIndexError, UsageError
 from crane_launch.launch.files import ReadText
 from crane_launch.launch.pip import settings_refusals
 from crane_launch.launch.pip_config import read_pip_settings
-from crane_launch.launch.plan import EXTRA_INDEX_WHY, IndexDoorMode, Plan, Rejection
-from crane_launch.launch.uv import config_refusals, environment_refusals, index_entries
+from crane_launch.launch.plan import IndexDoorMode, Plan, Rejection
+from crane_launch.launch.uv import environment_refusals, settings_file_refusals
 from crane_launch.launch.uv_settings import split_index_value, uv_config_files
 
-__all__ = ["INDEX_VARIABLES", "plan_command", "public_index_for"]
+__all__ = ["INDEX_VARIABLES", "local_path", "plan_command", "public_index_for"]
 
 INDEX_VARIABLES = ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "PDM_PYPI_URL")
 """The variables that carry the index door to the tools a command starts."""
@@ -56,12 +56,14 @@ def plan_command(
     refused = _refusals(environ, registry=registry, cwd=cwd, home=home, read_text=read_text)
     if refused:
         raise refused[0].error()
+    links = _local_find_links(environ, cwd=cwd, home=home, read_text=read_text)
     mode = IndexDoorMode(
         index,
         public_index_for(index, environ, registry),
         INDEX_VARIABLES[0],
         also_env_vars=INDEX_VARIABLES[1:],
         env_unset=frozenset(name for name in ("UV_INDEX_URL",) if name in environ),
+        find_links=links,
     )
     tool = Path(command[0]).name or command[0]
     return Plan(tool, list(command), mode)
@@ -73,6 +75,8 @@ def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: 
         return index.public_index
     for name in _PUBLIC_VARIABLES:
         value = environ.get(name)
+        if value and name.startswith("UV_"):
+            value = split_index_value(value)[1]  # uv's `name=url`
         if value and registry.find(value) is None:
             try:
                 return normalise_url(value)
@@ -105,6 +109,36 @@ def _the_index(index_url: str | None, registry: Registry) -> PrivateIndex:
     raise UsageError(
         f"several indexes are registered ({listed}); name one: crane run -i URL -- ..."
     )
+
+
+def local_path(value: str, cwd: Path) -> Path | None:
+    """A find-links value as a local path (`file:` URLs too); None for a web page."""
+    if value.startswith("file://"):
+        return Path(value.removeprefix("file://"))
+    if "://" in value or not value:
+        return None
+    return cwd / value
+
+
+def _local_find_links(
+    environ: Mapping[str, str], *, cwd: Path, home: Path, read_text: ReadText
+) -> tuple[Path, ...]:
+    """The local find-links locations pip's settings (`PIP_FIND_LINKS`, pip.conf) and
+    `UV_FIND_LINKS` give every pip and uv of the run: checked like `crane pip`'s."""
+    settings = read_pip_settings(
+        environ,
+        command="install",
+        isolated=False,
+        python=None,
+        site_prefix=None,
+        home=home,
+        cwd=cwd,
+        read_text=read_text,
+    )
+    values = [v for s in settings.highest_first() if s.key == "find-links" for v in s.value.split()]
+    values += environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
+    paths = (local_path(value, cwd) for value in values)
+    return tuple(path for path in paths if path is not None)
 
 
 def _all_registered(environ: Mapping[str, str], registry: Registry) -> bool:
@@ -149,9 +183,5 @@ def _refusals(
         read_text=read_text,
         user_level=True,
     )
-    rejections += config_refusals(files)
-    for entry in index_entries(files):
-        if not (entry.default or entry.explicit or entry.flat):
-            what = f"index {entry.url} without default = true"
-            rejections.append(Rejection(entry.place, what, EXTRA_INDEX_WHY))
+    rejections += settings_file_refusals(files)
     return rejections

@@ -35,6 +35,7 @@ from typing import Any
 
 from crane_launch.config import Registry, builtin_public_index
 from crane_launch.launch.argv import strtobool
+from crane_launch.launch.command import local_path
 from crane_launch.launch.files import ReadText
 from crane_launch.launch.plan import FIND_LINKS_WHY, Plan, Unchanged, remote_links
 from crane_launch.launch.project_scan import (
@@ -96,8 +97,19 @@ def plan_pdm(
     private = [s for s in sources if registered.check(s.url) is not None]
     refusals = _refusals(sources, private, registry)
     references = pyproject_references(data, str(project / "pyproject.toml"), {})
+    links = [
+        path
+        for s in sources
+        if s.kind == "find_links" and (path := local_path(_expand(s.url, environ), project))
+    ]
     return registered.plan(
-        "pdm", argv, refusals=refusals, notes=[], project_dir=project, direct_references=references
+        "pdm",
+        argv,
+        refusals=refusals,
+        notes=[],
+        project_dir=project,
+        direct_references=references,
+        find_links=links,
     )
 
 
@@ -108,28 +120,64 @@ def _sources(
     environ: Mapping[str, str],
     read_text: ReadText,
 ) -> Iterator[_Source]:
+    """Every source pdm uses: the project's (a url missing there comes from the config's
+    `[pypi.NAME]`, or for `pypi` from the default source), then the config's others."""
     place = f"{project / 'pyproject.toml'}: [[tool.pdm.source]]"
     declared = tables(table_at(pyproject, "tool", "pdm").get("source"))
-    for item in declared:
-        if isinstance(item.get("url"), str):
-            yield _Source(
-                name=str(item.get("name", "")),
-                url=_expand(item["url"], environ),
-                place=place,
-                kind=str(item.get("type", "index")),
-                include=tuple(strings(item.get("include_packages"))),
-            )
-    if strtobool(environ.get("PDM_IGNORE_STORED_INDEX", "")) is True:
-        return
     configs = _config_files(project, config_file, environ, read_text)
-    if not any(item.get("name") == "pypi" for item in declared):
-        yield _default_source(configs, environ)
+    stored = _stored_sources(configs, environ)
+    default = _default_source(configs, environ)
+    names = set()
+    for item in declared:
+        name = str(item.get("name", ""))
+        names.add(name)
+        url = item.get("url")
+        if not isinstance(url, str):
+            completed = stored.get(name) or (default if name == "pypi" else None)
+            if completed is None:
+                continue
+            url = completed.url
+        yield _Source(
+            name=name,
+            url=_expand(url, environ),
+            place=place,
+            kind=str(item.get("type", "index")),
+            include=tuple(strings(item.get("include_packages"))),
+        )
+    if _ignore_stored_index(configs, environ):
+        return
+    if "pypi" not in names:
+        yield default
+    for name, source in stored.items():
+        if name not in names:
+            yield source
+
+
+def _stored_sources(
+    configs: Sequence[tuple[Path, dict[str, Any]]], environ: Mapping[str, str]
+) -> dict[str, _Source]:
+    """The `[pypi.NAME] url` sources of the config files (the first file's wins)."""
+    found: dict[str, _Source] = {}
     for path, config in configs:
         for name, table in table_at(config, "pypi").items():
             if isinstance(table, dict) and isinstance(table.get("url"), str):
-                yield _Source(
-                    name, _expand(table["url"], environ), f"{path}: [pypi.{name}]", "index", ()
-                )
+                url = _expand(table["url"], environ)
+                found.setdefault(name, _Source(name, url, f"{path}: [pypi.{name}]", "index", ()))
+    return found
+
+
+def _ignore_stored_index(
+    configs: Sequence[tuple[Path, dict[str, Any]]], environ: Mapping[str, str]
+) -> bool:
+    """`pypi.ignore_stored_index`: `PDM_IGNORE_STORED_INDEX`, else the config files'."""
+    given = strtobool(environ.get("PDM_IGNORE_STORED_INDEX", ""))
+    if given is not None:
+        return given
+    for _path, config in configs:
+        value = table_at(config, "pypi").get("ignore_stored_index")
+        if isinstance(value, bool):
+            return value
+    return False
 
 
 def _default_source(
@@ -175,7 +223,7 @@ def _refusals(
     sources: Sequence[_Source], private: Sequence[_Source], registry: Registry
 ) -> list[str]:
     refusals: list[str] = []
-    others = [s for s in sources if s.kind == "index" and registry.find(s.url) is None]
+    others = [s for s in sources if s.kind != "find_links" and registry.find(s.url) is None]
     for source in private:
         index = registry.find(source.url)
         if source.include or not others or index is None:

@@ -41,23 +41,33 @@ from crane_launch.launch.files import ReadText
 from crane_launch.launch.pip import plan_pip
 from crane_launch.launch.pip import read_command_line as read_pip_command_line
 from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
-from crane_launch.launch.uv import environment_refusals
+from crane_launch.launch.uv import environment_refusals, settings_file_refusals
+from crane_launch.launch.uv_settings import uv_config_files
 
 __all__ = ["PIPX_INDEX_COMMANDS", "plan_pipx"]
 
 PIPX_INDEX_COMMANDS = frozenset(
-    {"install", "run", "upgrade", "upgrade-all", "inject", "reinstall", "upgrade-shared"}
+    {
+        "install",
+        "run",
+        "upgrade",
+        "upgrade-all",
+        "inject",
+        "reinstall",
+        "reinstall-all",
+        "upgrade-shared",
+    }
 )
 
 _VALUE_LONGS = (
     "--include-resources-from --upgrade-strategy --suffix --python --fetch-python "
     "--preinstall --app --lock --index-url --pip-args --cooldown --backend --output "
-    "--python-args --with --spec --requirement --skip --editable"
+    "--python-args --with --spec --requirement --skip"
 )
 _FLAG_LONGS = (
     "--help --version --quiet --verbose --global --skip-maintenance --include-deps --force "
     "--include-injected --no-cache --pypackages --path --install --all-shells "
-    "--system-site-packages --include-apps --editable-only --with-suffix"
+    "--system-site-packages --include-apps --editable-only --with-suffix --editable"
 )
 _TABLE = OptionTable(
     value_longs=frozenset(_VALUE_LONGS.split()),
@@ -127,7 +137,17 @@ def plan_pipx(
     if not isinstance(mode, IndexDoorMode):
         notes = [note.replace("running pip", "running pipx") for note in pip_plan.notes]
         return Plan("pipx", ["pipx", *argv], Unchanged(), notes=notes)
-    refused = environment_refusals(environ)
+    refused = environment_refusals(environ) + settings_file_refusals(
+        uv_config_files(
+            environ,
+            cwd=cwd,
+            home=home,
+            config_file=None,
+            no_config=False,
+            project=None,
+            read_text=read_text,
+        )
+    )
     if refused:
         raise refused[0].error()
     command = list(command_line.args)
@@ -148,7 +168,7 @@ def _pip_args(command_line: PipxCommandLine) -> list[str]:
     args: list[str] = []
     for value in command_line.values("--pip-args"):
         try:
-            args += shlex.split(value)
+            args += split_pip_args(value)
         except ValueError as exc:
             raise UsageError(f"--pip-args {value!r} cannot be split like a shell ({exc})") from None
     for value in command_line.values("--index-url"):
@@ -156,7 +176,7 @@ def _pip_args(command_line: PipxCommandLine) -> list[str]:
     return args
 
 
-_REUSING = frozenset({"upgrade", "upgrade-all", "reinstall"})
+_REUSING = frozenset({"upgrade", "upgrade-all", "reinstall", "reinstall-all"})
 """The commands that reuse the pip arguments an environment's metadata records when the
 command line gives none."""
 
@@ -180,7 +200,7 @@ def _recorded_pip_args(
     if command_line.command not in _REUSING:
         return []
     venvs = pipx_home(environ, home) / "venvs"
-    if command_line.command == "upgrade-all":
+    if command_line.command in ("upgrade-all", "reinstall-all"):
         try:
             names = sorted(entry.name for entry in venvs.iterdir())
         except OSError:
@@ -193,11 +213,25 @@ def _recorded_pip_args(
             metadata = json.loads(read_text(venvs / name / "pipx_metadata.json"))
         except (OSError, ValueError):
             continue  # pipx reports a missing or broken environment itself
-        main = metadata.get("main_package") if isinstance(metadata, dict) else None
-        recorded = main.get("pip_args") if isinstance(main, dict) else None
-        if isinstance(recorded, list):
-            found += [arg for arg in recorded if isinstance(arg, str)]
+        if not isinstance(metadata, dict):
+            continue
+        injected = metadata.get("injected_packages")
+        packages = [metadata.get("main_package")]
+        packages += list(injected.values()) if isinstance(injected, dict) else []
+        for package in packages:
+            recorded = package.get("pip_args") if isinstance(package, dict) else None
+            if isinstance(recorded, list):
+                found += [arg for arg in recorded if isinstance(arg, str)]
     return found
+
+
+def split_pip_args(value: str) -> list[str]:
+    """`--pip-args` as pipx 1.18 splits it: one pair of enclosing quotes taken off first
+    (`--pip-args="'--index-url URL'"`), then split like a shell."""
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return shlex.split(text)
 
 
 def _backend(command_line: PipxCommandLine, environ: Mapping[str, str]) -> str:
@@ -213,7 +247,7 @@ def _without_index_options(command_line: PipxCommandLine) -> dict[str, list[Any]
     for occurrence in command_line.options:
         if occurrence.name != "--pip-args" or occurrence.value is None:
             continue
-        pip_line = read_pip_command_line(["install", *shlex.split(occurrence.value)])
+        pip_line = read_pip_command_line(["install", *split_pip_args(occurrence.value)])
         if pip_line is None:
             continue
         kept = apply_edits(pip_line.args, remove=pip_line.index_options)[1:]

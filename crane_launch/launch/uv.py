@@ -77,6 +77,7 @@ __all__ = [
     "local_find_links",
     "plan_uv_pip",
     "read_command_line",
+    "settings_file_refusals",
 ]
 
 INDEX_COMMANDS = frozenset({"install", "compile", "sync"})
@@ -472,6 +473,12 @@ def _index_entry_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
             what = f"index {entry.url} without default = true"
             rejections.append(Rejection(entry.place, what, EXTRA_INDEX_WHY))
     return rejections
+
+
+def settings_file_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
+    """What `uv pip` refuses in its settings files: extra indexes (an `[[index]]` without
+    `default = true` among them) and remote find-links pages."""
+    return [*config_refusals(files), *_index_entry_refusals(files)]
 
 
 def env_list(environ: Mapping[str, str], name: str) -> list[str]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crane_launch.config import Registry
+from crane_launch.errors import UsageError
 from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_options, strtobool
 from crane_launch.launch.files import ReadText, read_unless_missing
 from crane_launch.launch.plan import (
@@ -76,7 +77,8 @@ _VALUE_LONGS = (
     "--no-sources-package --overrides --prerelease --project --python --python-platform "
     "--python-preference --refresh-package --reinstall-package --resolution --upgrade-group "
     "--upgrade-package --with --with-editable --with-executables-from --with-requirements "
-    "--torch-backend --preview-features --python-version"
+    "--torch-backend --preview-features --python-version --trusted-host --prerelease-package "
+    "--config-setting-package --config-settings --excludes --python-fetch"
 )
 _FLAG_LONGS = (
     "--all --compile-bytecode --force --help --isolated --lfs --managed-python --native-tls "
@@ -159,18 +161,37 @@ def read_tool_command_line(argv: Sequence[str]) -> UvToolCommandLine | None:
             return None
         words.append(positionals[0])
         start = positionals[0][0] + 1
-    if next(word for _, word in words) != "tool" or words[1][1] not in TOOL_INDEX_COMMANDS:
+    if words[0][1] != "tool" and "tool" in args:
+        # an unknown global option may have taken the next word: refuse rather than guess
+        _known_before_target(args, 0, args.index("tool"))
+    if words[0][1] != "tool" or words[1][1] not in TOOL_INDEX_COMMANDS:
         return None
     command = words[1][1]
     options, positionals = scan_options(
         args, _TABLE, start=start, stop_at_positional=command == "run"
     )
+    if command == "run":
+        _known_before_target(args, start, positionals[0][0] if positionals else len(args))
     found += options
     if any(o.name in ("--help", "--version") for o in found):
         return None
     end = positionals[0][0] + 1 if command == "run" and positionals else len(args)
     targets = tuple(word for _, word in positionals)
     return UvToolCommandLine(args, command, tuple(found), targets, end)
+
+
+def _known_before_target(args: Sequence[str], start: int, target: int) -> None:
+    """`uv tool run` stops reading options at the command it runs; an option crane does
+    not know might take the next word as its value, so crane could not tell where uv's
+    options end (and would miss an index option after it): refused, never guessed."""
+    for arg in args[start:target]:
+        name = arg.split("=", 1)[0]
+        known = name in _TABLE.value_longs | _TABLE.flag_longs
+        if arg.startswith("--") and "=" not in arg and not known:
+            raise UsageError(
+                f"crane does not know uv's option {name}, so it cannot tell where uv's "
+                "options end and the command begins; put it after the command, or leave it out"
+            )
 
 
 def tool_directory(environ: Mapping[str, str], cwd: Path, home: Path) -> Path:
