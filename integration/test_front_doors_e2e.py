@@ -123,6 +123,10 @@ def test_uv_tool_upgrade_finds_the_index_in_the_receipt(stack, user):
     assert stack.gate.records(), "the upgrade did not ask the private index"
     assert_private_won(stack, run_cli(user, bin_dir(user) / "corp-cli"))
     assert "127.0.0.1" not in json.dumps(receipt(user, "corp-cli")).replace(stack.private_url, "")
+    result = user.run("uv", "tool", "upgrade", "corp-cli")
+    assert result.code == 0, result.stderr
+    (entry,) = receipt(user, "corp-cli")["tool"]["options"]["index"]  # one, however many runs
+    assert entry["url"] == stack.private_url
 
 
 def test_plain_uv_tool_upgrade_after_crane_fails_at_the_private_index(stack, user):

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -471,7 +472,9 @@ def through_index_door(
         finally:
             for recorded in mode.recorded:  # whatever the outcome: uv may have written them
                 for path in sorted(recorded.directory.glob(recorded.pattern)):
-                    restore_real_urls(path, doors.index_url, mode.private.url)
+                    restore_real_urls(
+                        path, doors.index_url, mode.private.url, collapse_repeats=True
+                    )
     if code == 0 and mode.lock_output is not None:
         restore_real_urls(mode.lock_output, doors.index_url, mode.private.url)
     return code
@@ -518,10 +521,19 @@ def _written(copies: Sequence[FileCopy]) -> Iterator[None]:
                 path.unlink()
 
 
-def restore_real_urls(path: Path, door_index_url: str, private_url: str) -> None:
+_REPEATED_INLINE_TABLE = re.compile(r"(\{[^{}\n]*\})(?:, \1)+")
+
+
+def restore_real_urls(
+    path: Path, door_index_url: str, private_url: str, *, collapse_repeats: bool = False
+) -> None:
     """Rewrite a lock file the child wrote through the index door so that it names the
     real index: `<door>/simple/` becomes the private index URL, `<door>/files/<path>` the
-    file's URL on the private origin. Written atomically, mode kept; absent file: no-op."""
+    file's URL on the private origin. Written atomically, mode kept; absent file: no-op.
+
+    `collapse_repeats` (uv's tool receipts): an inline table repeated right after itself
+    is kept once. uv puts each run's default index first in the receipt, so without this
+    every `crane uv tool upgrade` would add one more entry for the same index."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -535,6 +547,8 @@ def restore_real_urls(path: Path, door_index_url: str, private_url: str) -> None
         .replace(door_index_url.rstrip("/"), private_url.rstrip("/"))
         .replace(door_base + "files/", origin + "/")
     )
+    if collapse_repeats:
+        restored = _REPEATED_INLINE_TABLE.sub(r"\1", restored)
     if restored != text:
         atomic_write_text(path, restored, mode=path.stat().st_mode & 0o777)
         say(f"{path.name}: recorded the real index URLs instead of crane's one-run proxy")

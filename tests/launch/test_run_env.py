@@ -247,6 +247,36 @@ def test_a_lock_file_written_through_the_door_gets_the_real_urls(tmp_path: Path)
     restore_real_urls(tmp_path / "absent.toml", door, "https://private.example/simple/")
 
 
+def test_a_uv_tool_receipt_gets_the_real_url_and_no_repeated_entry(tmp_path: Path) -> None:
+    """uv puts the run's default index first in the receipt (`UV_DEFAULT_INDEX`, the door,
+    uv 0.13.9): after `crane uv tool upgrade` the receipt names the private index once,
+    however often it was upgraded, and the door's URL without a slash is mapped too."""
+    from crane_launch.launch.doors import restore_real_urls
+
+    door = "http://127.0.0.1:4000/T0KEN/simple/"
+    private = "https://private.example/simple/"
+    entry = '{ url = "%s", explicit = false, default = true, format = "simple" }'
+    receipt = tmp_path / "uv-receipt.toml"
+    receipt.write_text(
+        '[tool]\nrequirements = [{ name = "corp-cli" }]\n\n[tool.options]\nindex = ['
+        + ", ".join([entry % door, entry % private, entry % private.rstrip("/")])
+        + "]\n"
+    )
+    restore_real_urls(receipt, door, private, collapse_repeats=True)
+    text = receipt.read_text()
+    assert "T0KEN" not in text
+    assert text.count(private) == 1
+    assert text.count(private.rstrip("/") + '"') == 1  # a different spelling is kept
+    plain = tmp_path / "plain.toml"
+    plain.write_text("index = [" + ", ".join([entry % door, entry % private]) + "]\n")
+    restore_real_urls(plain, door, private)
+    assert plain.read_text().count(private) == 2  # only receipts are collapsed
+    bare = tmp_path / "bare.toml"
+    bare.write_text('index-url = "http://127.0.0.1:4000/T0KEN/simple"\n')
+    restore_real_urls(bare, door, private)
+    assert bare.read_text() == 'index-url = "https://private.example/simple"\n'
+
+
 def test_files_left_by_a_killed_crane_are_removed_by_the_next_run(tmp_path: Path) -> None:
     from crane_launch.launch.doors import _sweep_stale
 
