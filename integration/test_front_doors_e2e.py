@@ -377,3 +377,29 @@ def test_uvx_refuses_an_option_it_cannot_place(stack, user):
     )  # fmt: skip
     assert result.code == 2, result.stderr
     assert "--some-future-option" in result.stderr
+
+
+def test_pdm_install_refuses_a_lock_that_takes_a_private_project_elsewhere(stack, user, tmp_path):
+    """A static_urls pdm.lock edited to fetch corp-shared from the public index's file is
+    refused before pdm installs anything (pdm would download exactly that URL)."""
+    project = pdm_project(stack, tmp_path / "pdmproject")
+    env = {**user.env, "PDM_CHECK_UPDATE": "false", "PDM_CACHE_DIR": str(tmp_path / "pdm-cache")}
+    result = user.run("pdm", "lock", "-S", "static_urls", "-p", str(project), env=env)
+    assert result.code == 0, result.stderr
+    lock = project / "pdm.lock"
+    text = lock.read_text()
+    private_origin = stack.private_url.rsplit("/simple", 1)[0]
+    public_origin = stack.public_url.rsplit("/simple", 1)[0]
+    assert "corp_shared-1.0-py3-none-any.whl" in text
+    lock.write_text(
+        text.replace(
+            f"{private_origin}/packages/corp_shared-1.0-py3-none-any.whl",
+            f"{public_origin}/packages/corp_shared-99.0-py3-none-any.whl",
+        )
+    )
+    assert lock.read_text() != text
+    result = user.run("pdm", "install", "-p", str(project), env=env)
+    assert result.code == 3, result.stderr
+    assert "corp-shared" in result.stderr
+    assert "pdm.lock" in result.stderr
+    assert not (project / ".venv" / "bin" / "corp-cli").exists()

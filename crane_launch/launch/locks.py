@@ -28,6 +28,13 @@ poetry.lock (poetry 2.x)
     from the public index (or the first source, when the public index is off): a violation
     for a project the private index serves. `file` and `directory` are the user's own
     files.
+pdm.lock (pdm 2.x, lock_version 4.x)
+    `[[package]]` with `name`, `version` and `files = [{file, hash}]`: by default no URL,
+    and pdm fetches the files from the project's sources at install time, through the
+    guard, so such an entry is judged there, not here. With the `static_urls` strategy a
+    file is `{url, hash}` and pdm downloads that URL: judged like an sdist or wheel. `git`
+    and `url` entries are a repository and a direct URL; `path` (and `editable`) the
+    user's own files.
 pylock.toml, pylock.<name>.toml (PEP 751, lock-version 1.0)
     `[[packages]]` with `name`, optional `version`, `index` (an index URL), `vcs = {url |
     path}`, `directory = {path}`, `archive = {url | path}`, `sdist = {url | path}` and
@@ -160,14 +167,14 @@ def _list_dir(directory: Path) -> list[str]:
 def find_locks(
     project_dir: Path, *, read_text: ReadText = Path.read_text, list_dir: ListDir = _list_dir
 ) -> list[Path]:
-    """The lock files present in `project_dir`: uv.lock, poetry.lock, pylock.toml and then
+    """The lock files present in `project_dir`: uv.lock, poetry.lock, pdm.lock, pylock.toml and then
     pylock.<name>.toml in name order. A file that exists but cannot be read is listed (and
     `read_lock` reports it); an unlistable directory is searched for the fixed names only."""
     try:
         named = sorted(name for name in list_dir(project_dir) if _PYLOCK_NAME.match(name))
     except OSError:
         named = []
-    candidates = dict.fromkeys(["uv.lock", "poetry.lock", "pylock.toml", *named])
+    candidates = dict.fromkeys(["uv.lock", "poetry.lock", "pdm.lock", "pylock.toml", *named])
     return [project_dir / name for name in candidates if _exists(project_dir / name, read_text)]
 
 
@@ -301,9 +308,13 @@ def _reader_for(path: Path) -> tuple[str, _Reader]:
         return "package", _read_uv
     if path.name == "poetry.lock":
         return "package", _read_poetry
+    if path.name == "pdm.lock":
+        return "package", _read_pdm
     if _PYLOCK_NAME.match(path.name):
         return "packages", _read_pylock
-    raise ConfigError(f"{path}: not a lock file crane reads (uv.lock, poetry.lock, pylock.toml)")
+    raise ConfigError(
+        f"{path}: not a lock file crane reads (uv.lock, poetry.lock, pdm.lock, pylock.toml)"
+    )
 
 
 # --- uv.lock ------------------------------------------------------------------------------
@@ -420,6 +431,32 @@ def _pylock_located(entry: dict[str, Any], shape: _Shape) -> _Located:
         elif shape.text(table, "path") is not None:
             located.local = True
     located.add_files(shape, entry)
+    return located
+
+
+# --- pdm.lock -----------------------------------------------------------------------------
+
+
+def _read_pdm(
+    entries: list[dict[str, Any]], shape: _Shape, project_dir: Path, read_text: ReadText
+) -> list[_Located]:
+    del project_dir, read_text
+    return [_pdm_located(entry, shape) for entry in entries]
+
+
+def _pdm_located(entry: dict[str, Any], shape: _Shape) -> _Located:
+    located = _Located()
+    if shape.text(entry, "path") is not None or entry.get("editable") is True:
+        located.local = True
+    located.add("vcs", shape.text(entry, "git"))
+    located.add("url", shape.text(entry, "url"))
+    urls = [shape.text(file, "url") for file in shape.array(entry, "files")]
+    for url in urls:
+        located.add("file", url)
+    if not located.found:
+        # Files named without a URL: pdm takes them from the project's sources when it
+        # installs, and every such request passes the guard.
+        located.local = True
     return located
 
 

@@ -280,6 +280,47 @@ def test_pylock(files: Files, case: Case, lock_name: str) -> None:
     _check(_judge(files, lock_name, "packages", case), case)
 
 
+# --- pdm.lock -----------------------------------------------------------------------------
+
+PDM_CASES = [
+    Case(
+        "file names only: fetched from the sources, through the guard",
+        'files = [{ file = "corp_shared-1.0-py3-none-any.whl", hash = "sha256:0" }]',
+        None,
+    ),
+    Case(
+        "static url on the private origin",
+        f'files = [{{ url = "{PRIV_FILE}", hash = "sha256:0" }}]',
+        None,
+    ),
+    Case(
+        "static url elsewhere",
+        f'files = [{{ url = "{PUB_FILE}", hash = "sha256:0" }}]',
+        f"its file {PUB_FILE} is not on the private index",
+    ),
+    Case(
+        "static file url",
+        'files = [{ url = "file:///tmp/w/corp_shared-99.0-py3-none-any.whl", hash = "sha256:0" }]',
+        "is not on the private index",
+    ),
+    Case("git", 'git = "https://git.example/shared.git"', "locked from the VCS repository"),
+    Case("direct url", f'url = "{PUB_FILE}"', "locked from the URL"),
+    Case("the user's own path", 'path = "./packages/shared"', None),
+]
+
+
+@pytest.mark.parametrize("case", PDM_CASES, ids=lambda case: case.id)
+def test_pdm_lock(files: Files, case: Case) -> None:
+    _check(_judge(files, "pdm.lock", "package", case), case)
+
+
+def test_find_locks_finds_pdm_lock(files: Files) -> None:
+    files.write("pdm.lock", "")
+    assert find_locks(_work(files), read_text=files, list_dir=lambda _: []) == [
+        _work(files) / "pdm.lock"
+    ]
+
+
 # --- places, names and messages -----------------------------------------------------------
 
 UV_THREE = f"""version = 1
