@@ -17,6 +17,8 @@ Sections (see README.md in this directory for what each number means):
 - uv:         `uv pip install --target T bench-top`, fresh cache, default concurrency
 - sync:       `uv sync --frozen` of a locked project against `crane uv sync --frozen`
               (the transparent door; `sync.py`)
+- doors:      `uvx --from bench-top python -c pass` and `uv pip install` alone against
+              `crane uvx ...` and `crane run -- uv pip install ...` (`doors.py`)
 - throughput: one large file with curl, direct / through the door's `/files/` route /
               through nginx's own `proxy_pass` (reference); plus the door's RSS growth
 - concurrent: 64 downloads of a 16 MiB file at once (curl's parallel mode), aggregate MB/s
@@ -53,6 +55,7 @@ for _path in (HERE, HERE.parent):  # the benchmark helpers, and the integration 
         sys.path.insert(0, str(_path))
 
 import door_proc  # noqa: E402
+import doors  # noqa: E402
 import index_site  # noqa: E402
 import measure  # noqa: E402
 import repeat  # noqa: E402
@@ -65,6 +68,7 @@ SECTIONS = (
     "pip",
     "uv",
     "sync",
+    "doors",
     "throughput",
     "concurrent",
     "https",
@@ -940,6 +944,14 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(bench_install(section, settings, nginx, scratch, budget))
                 elif section == "sync":
                     rows += sync.bench_sync(
+                        nginx,
+                        scratch,
+                        repeats=settings.repeats,
+                        wheels=settings.wheels,
+                        budget_left=budget.left,
+                    )
+                elif section == "doors":
+                    rows += doors.bench_doors(
                         nginx,
                         scratch,
                         repeats=settings.repeats,
