@@ -53,6 +53,7 @@ def plan_command(
     if not command:
         raise UsageError("crane run needs a command: crane run [-i URL] -- COMMAND [ARGS]...")
     index = _the_index(index_url, registry)
+    _refuse_emitted_index(command)
     refused = _refusals(environ, registry=registry, cwd=cwd, home=home, read_text=read_text)
     if refused:
         raise refused[0].error()
@@ -67,6 +68,26 @@ def plan_command(
     )
     tool = Path(command[0]).name or command[0]
     return Plan(tool, list(command), mode)
+
+
+PIP_COMPILE_EMIT_WHY = (
+    "pip-compile writes the index URL into its output by default, and under crane that is "
+    "the one-run proxy's address; add --no-emit-index-url"
+)
+
+
+def _refuse_emitted_index(command: Sequence[str]) -> None:
+    """pip-tools' `pip-compile` (7.x, `writer.write_index_options`) writes every index but
+    pip's default into the requirements file it compiles, unless `--no-emit-index-url`:
+    under crane that would record the door's one-run URL, secret path and all."""
+    words = list(command)
+    name = Path(words[0]).name
+    as_module = words[1:3] == ["-m", "piptools"] or words[1:2] == ["-mpiptools"]
+    compiles = name == "pip-compile" or ("python" in name and as_module)
+    if compiles and "--no-emit-index-url" not in words:
+        raise Rejection(
+            "command line", "pip-compile without --no-emit-index-url", PIP_COMPILE_EMIT_WHY
+        ).error()
 
 
 def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:

@@ -407,3 +407,20 @@ def test_local_find_links_directories_are_checked_like_crane_pips(
     mode = door(plan(files, registry, environ=environ))
     assert files.root / "work" / "wheels" in mode.find_links
     assert Path("/srv/more") in mode.find_links
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["pip-compile", "requirements.in"],
+        ["/venv/bin/pip-compile", "-o", "r.txt"],
+        ["python", "-m", "piptools", "compile"],
+        ["python3.12", "-mpiptools", "compile"],
+    ],
+)
+def test_pip_compile_must_not_write_the_proxy_into_its_output(
+    files: Files, registry: Registry, command: list[str]
+) -> None:
+    with pytest.raises(RejectedSettingError, match="--no-emit-index-url"):
+        plan(files, registry, command=command)
+    assert door(plan(files, registry, command=[*command, "--no-emit-index-url"]))
