@@ -403,3 +403,16 @@ def test_pdm_install_refuses_a_lock_that_takes_a_private_project_elsewhere(stack
     assert "corp-shared" in result.stderr
     assert "pdm.lock" in result.stderr
     assert not (project / ".venv" / "bin" / "corp-cli").exists()
+
+
+def test_pdm_add_and_sync(stack, user, tmp_path):
+    project = pdm_project(stack, tmp_path / "pdmproject")
+    env = {**user.env, "PDM_CHECK_UPDATE": "false", "PDM_CACHE_DIR": str(tmp_path / "pdm-cache")}
+    result = user.run("pdm", "add", "-p", str(project), "corp-extra", env=env)
+    assert result.code == 0, result.stderr
+    assert "corp-extra" in (project / "pyproject.toml").read_text()
+    result = user.run("pdm", "sync", "-p", str(project), env=env)
+    assert result.code == 0, result.stderr
+    site = next((project / ".venv").glob("lib/python*/site-packages"))
+    assert "ORIGIN = 'private'" in (site / "corp_extra" / "__init__.py").read_text()
+    assert_private_won(stack, run_cli(user, project / ".venv" / "bin" / "corp-cli"))
