@@ -30,6 +30,7 @@ PUBLIC = (
     ("corp-shared", "99.0", (), ()),
     ("corp-extra", "99.0", (), ()),
     ("public-helper", "1.0", (), ()),
+    ("public-tool", "1.0", (), ("public-tool",)),
 )
 RAN = "corp-cli 1.0 private; corp-shared 1.0 private; public-helper 1.0 public"
 """What `corp-cli` prints when the private index won and the public one filled the gap."""
@@ -127,6 +128,31 @@ def test_uv_tool_upgrade_finds_the_index_in_the_receipt(stack, user):
     assert result.code == 0, result.stderr
     (entry,) = receipt(user, "corp-cli")["tool"]["options"]["index"]  # one, however many runs
     assert entry["url"] == stack.private_url
+
+
+def test_uv_tool_upgrade_all_leaves_a_public_tools_receipt_alone(stack, user):
+    """`--all` upgrades every tool through the door, and uv writes the door into every
+    receipt; a tool installed from the public index keeps naming only that index."""
+    import subprocess
+
+    assert user.run("uv", "tool", "install", "--index-url", stack.private_url, "corp-cli").code == 0
+    plain = {k: v for k, v in user.env.items() if not k.startswith("CRANE_")}
+    subprocess.run(
+        ["uv", "tool", "install", "--default-index", stack.public_url, "public-tool"],
+        env=plain, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    result = user.run("uv", "tool", "upgrade", "--all")
+    assert result.code == 0, result.stderr
+    public_receipt = json.dumps(receipt(user, "public-tool"))
+    assert stack.private_url not in public_receipt
+    assert "127.0.0.1" not in public_receipt.replace(stack.public_url, "")
+    (entry,) = receipt(user, "corp-cli")["tool"]["options"]["index"]
+    assert entry["url"] == stack.private_url
+    proc = subprocess.run(
+        ["uv", "tool", "upgrade", "--reinstall", "public-tool"],
+        env=plain, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_plain_uv_tool_upgrade_after_crane_fails_at_the_private_index(stack, user):

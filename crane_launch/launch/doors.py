@@ -472,9 +472,12 @@ def through_index_door(
         finally:
             for recorded in mode.recorded:  # whatever the outcome: uv may have written them
                 for path in sorted(recorded.directory.glob(recorded.pattern)):
-                    restore_real_urls(
-                        path, doors.index_url, mode.private.url, collapse_repeats=True
-                    )
+                    if recorded.only is None or path.parent.name in recorded.only:
+                        restore_real_urls(
+                            path, doors.index_url, mode.private.url, collapse_repeats=True
+                        )
+                    else:
+                        remove_door_entries(path, doors.index_url)
     if code == 0 and mode.lock_output is not None:
         restore_real_urls(mode.lock_output, doors.index_url, mode.private.url)
     return code
@@ -519,6 +522,24 @@ def _written(copies: Sequence[FileCopy]) -> Iterator[None]:
         for path in written:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def remove_door_entries(path: Path, door_index_url: str) -> None:
+    """Take the door's entries out of a tool receipt: an inline table naming its URL in an
+    array, a `key = "<door URL>"` line. For a receipt that named no private index before
+    the run (uv records the run's default index in every receipt it rewrites)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read to remove crane's proxy ({exc})") from None
+    url = re.escape(door_index_url.rstrip("/")) + "/?"
+    cleaned = re.sub(r'\{[^{}\n]*"' + url + r'"[^{}\n]*\}(, )?', "", text)
+    cleaned = re.sub(r"^[A-Za-z0-9_-]+ = \"" + url + r"\"\n", "", cleaned, flags=re.M)
+    cleaned = cleaned.replace(", ]", "]")
+    if cleaned != text:
+        atomic_write_text(path, cleaned, mode=path.stat().st_mode & 0o777)
 
 
 _REPEATED_INLINE_TABLE = re.compile(r"(\{[^{}\n]*\})(?:, \1)+")

@@ -119,6 +119,10 @@ class RecordedUrls:
 
     directory: Path
     pattern: str
+    only: frozenset[str] | None = None
+    """The names of the directories (below `directory`) whose files get the private index;
+    in the others the door's entries are taken out instead (a tool the run upgraded only
+    because `--all` named it, which came from elsewhere). None: every file."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ against uv 0.13.9):
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -242,12 +243,13 @@ def plan_uv_tool(
         if command_line.command == "upgrade"
         else []
     )
+    chain_of_run = _index_chain(command_line, environ, files, registry)
     reading = Reading(
         tool="uv",
         command=tuple(shown),
         index_env_var="UV_DEFAULT_INDEX",
         index_off=_index_off(command_line, environ, files),
-        chain=_index_chain(command_line, environ, files, registry, receipts),
+        chain=(*chain_of_run, *_receipt_chain(receipts, registry)),
         requirements=_requirements_roots(command_line, environ),
         dialect="uv",
         cwd=workdir,
@@ -261,7 +263,10 @@ def plan_uv_tool(
         edited = apply_edits(
             command_line.args, remove=[o for o in command_line.options if o.name in _DOOR_OPTIONS]
         )
-        recorded = () if command_line.command == "run" else (RecordedUrls(tools, f"*/{RECEIPT}"),)
+        recorded: tuple[RecordedUrls, ...] = ()
+        if command_line.command != "run":
+            only = _receipts_to_restore(chain_of_run, receipts, registry)
+            recorded = (RecordedUrls(tools, f"*/{RECEIPT}", only),)
         return DoorSetup(
             command=tuple(_shown(executable, edited)),
             env_unset=frozenset(name for name in _DOOR_VARIABLES if name in environ),
@@ -322,11 +327,11 @@ def _index_chain(
     environ: Mapping[str, str],
     files: Sequence[UvConfigFile],
     registry: Registry,
-    receipts: Sequence[_Recorded],
 ) -> IndexChain:
     """The registered indexes uv searches first, then the default index (`--default-index`,
-    else `UV_DEFAULT_INDEX`, `--index-url`, else `UV_INDEX_URL`, the config's), then what
-    the receipts of the tools being upgraded record (uv applies the command line first)."""
+    else `UV_DEFAULT_INDEX`, `--index-url`, else `UV_INDEX_URL`, the config's). What the
+    receipts of the tools being upgraded record comes after (`_receipt_chain`): uv applies
+    the command line first."""
     chain = [
         IndexSetting(s.url, s.place, explicit=s.explicit)
         for s in _searched_first(command_line, environ, files)
@@ -349,9 +354,25 @@ def _index_chain(
     setting = first_value(files, "", "index-url")
     if setting is not None and isinstance(setting.value, str):
         chain.append(IndexSetting(setting.value, setting.place))
+    return tuple(chain)
+
+
+def _receipt_chain(receipts: Sequence[_Recorded], registry: Registry) -> IndexChain:
     first = [r for r in receipts if r.searched_first and registry.find(r.url) is not None]
     defaults = [r for r in receipts if not r.searched_first]
-    return (*chain, *(IndexSetting(r.url, r.place) for r in [*first, *defaults]))
+    return tuple(IndexSetting(r.url, r.place) for r in [*first, *defaults])
+
+
+def _receipts_to_restore(
+    chain: IndexChain, receipts: Sequence[_Recorded], registry: Registry
+) -> frozenset[str] | None:
+    """Which receipts get the private index after the run: all of them when the run's own
+    settings name it (uv records it in every receipt it writes, as the user asked), else
+    only those of the tools whose receipts named it already (`uv tool upgrade --all`
+    upgrades the others through the door too, but they came from elsewhere)."""
+    if any(registry.find(setting.url) is not None for setting in chain):
+        return None
+    return frozenset(r.tool for r in receipts if registry.find(r.url) is not None)
 
 
 @dataclass(frozen=True)
@@ -362,6 +383,8 @@ class _Recorded:
     url: str
     place: str
     searched_first: bool
+    tool: str = ""
+    """The tool (its directory's name) whose receipt records it."""
 
 
 def _receipt_indexes(
@@ -386,7 +409,10 @@ def _receipt_indexes(
             data = tomllib.loads(text)
         except (tomllib.TOMLDecodeError, RecursionError):
             continue  # uv reports a broken receipt itself
-        found += _recorded_urls(data, f"uv tool receipt {path}")
+        found += [
+            dataclasses.replace(recorded, tool=name)
+            for recorded in _recorded_urls(data, f"uv tool receipt {path}")
+        ]
     return found
 
 

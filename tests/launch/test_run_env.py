@@ -277,6 +277,27 @@ def test_a_uv_tool_receipt_gets_the_real_url_and_no_repeated_entry(tmp_path: Pat
     assert bare.read_text() == 'index-url = "https://private.example/simple"\n'
 
 
+def test_the_doors_entries_are_taken_out_of_a_receipt_that_named_no_private_index(
+    tmp_path: Path,
+) -> None:
+    from crane_launch.launch.doors import remove_door_entries
+
+    door = "http://127.0.0.1:4000/T0KEN/simple/"
+    public = '{ url = "https://pub.example/simple/", default = true }'
+    receipt = tmp_path / "uv-receipt.toml"
+    receipt.write_text(
+        '[tool.options]\nindex = [{ url = "http://127.0.0.1:4000/T0KEN/simple/", '
+        f"default = true }}, {public}]\n"
+        'index-url = "http://127.0.0.1:4000/T0KEN/simple"\n'
+    )
+    remove_door_entries(receipt, door)
+    assert receipt.read_text() == f"[tool.options]\nindex = [{public}]\n"
+    alone = tmp_path / "alone.toml"
+    alone.write_text(f'index = [{{ url = "{door}", default = true }}]\n')
+    remove_door_entries(alone, door)
+    assert alone.read_text() == "index = []\n"
+
+
 def test_files_left_by_a_killed_crane_are_removed_by_the_next_run(tmp_path: Path) -> None:
     from crane_launch.launch.doors import _sweep_stale
 

@@ -248,7 +248,22 @@ def test_upgrade_reads_the_private_index_from_the_receipt(
     result = plan(files, registry, ["tool", "upgrade", "corp-cli"])
     assert_private(result)
     assert result.command == ["uv", "tool", "upgrade", "corp-cli"]
-    assert door(result).recorded == (RecordedUrls(tools(files), "*/uv-receipt.toml"),)
+    only = frozenset({"corp-cli"})  # the receipt brought the index in: it alone gets it
+    assert door(result).recorded == (RecordedUrls(tools(files), "*/uv-receipt.toml", only),)
+
+
+def test_upgrade_all_gives_the_private_index_only_to_the_tools_that_had_it(
+    files: Files, registry: Registry
+) -> None:
+    """`uv tool upgrade --all` writes the run's default index (the door) into every receipt
+    it rewrites; a tool that came from elsewhere must not be left naming the private index."""
+    receipt(files, "corp-cli", f'index-url = "{PRIVATE}"\n')
+    receipt(files, "ruff", 'index-url = "https://pub.example/simple/"\n')
+    result = plan(files, registry, ["tool", "upgrade", "--all"])
+    (recorded,) = door(result).recorded
+    assert recorded.only == frozenset({"corp-cli"})
+    named = plan(files, registry, ["tool", "upgrade", "--all", "-i", PRIVATE])
+    assert door(named).recorded[0].only is None  # the user named it: uv records it everywhere
 
 
 def test_upgrade_finds_the_receipt_under_the_normalised_name(
