@@ -134,8 +134,8 @@ def _the_index(index_url: str | None, registry: Registry) -> PrivateIndex:
 
 def local_path(value: str, cwd: Path) -> Path | None:
     """A find-links value as a local path (`file:` URLs too); None for a web page."""
-    if value.startswith("file://"):
-        return Path(value.removeprefix("file://"))
+    if value.startswith("file:"):
+        return Path("/" + value.removeprefix("file:").lstrip("/"))
     if "://" in value or not value:
         return None
     return cwd / value

@@ -52,7 +52,11 @@ from crane_launch.launch.references import pyproject_references
 
 __all__ = ["PDM_INDEX_COMMANDS", "plan_pdm"]
 
-PDM_INDEX_COMMANDS = frozenset({"install", "lock", "sync", "add", "update", "remove"})
+PDM_INDEX_COMMANDS = frozenset(
+    {"install", "lock", "sync", "add", "update", "remove", "build", "show", "outdated", "search"}
+)
+"""The pdm commands that ask an index: resolving and installing, `build` (its build
+requirements), `show` and `outdated` (a project's releases)."""
 _VALUE_OPTIONS = frozenset(
     """
     -c --config -p --project -L --lockfile -C --config-setting -G --group --with --without
@@ -98,9 +102,7 @@ def plan_pdm(
     refusals = _refusals(sources, private, registry)
     references = pyproject_references(data, str(project / "pyproject.toml"), {})
     links = [
-        path
-        for s in sources
-        if s.kind == "find_links" and (path := local_path(_expand(s.url, environ), project))
+        path for s in sources if s.kind == "find_links" and (path := local_path(s.url, project))
     ]
     return registered.plan(
         "pdm",
@@ -123,6 +125,7 @@ def _sources(
     """Every source pdm uses: the project's (a url missing there comes from the config's
     `[pypi.NAME]`, or for `pypi` from the default source), then the config's others."""
     place = f"{project / 'pyproject.toml'}: [[tool.pdm.source]]"
+    environ = {**environ, "PROJECT_ROOT": str(project)}  # pdm's own variable for source URLs
     declared = tables(table_at(pyproject, "tool", "pdm").get("source"))
     configs = _config_files(project, config_file, environ, read_text)
     stored = _stored_sources(configs, environ)
@@ -161,8 +164,16 @@ def _stored_sources(
     for path, config in configs:
         for name, table in table_at(config, "pypi").items():
             if isinstance(table, dict) and isinstance(table.get("url"), str):
-                url = _expand(table["url"], environ)
-                found.setdefault(name, _Source(name, url, f"{path}: [pypi.{name}]", "index", ()))
+                found.setdefault(
+                    name,
+                    _Source(
+                        name,
+                        _expand(table["url"], environ),
+                        f"{path}: [pypi.{name}]",
+                        str(table.get("type", "index")),
+                        tuple(strings(table.get("include_packages"))),
+                    ),
+                )
     return found
 
 
@@ -215,7 +226,8 @@ def _config_files(
 
 
 def _expand(url: str, environ: Mapping[str, str]) -> str:
-    """`${VAR}` in a source URL, as pdm expands it."""
+    """`${VAR}` in a source URL, as pdm expands it (`${PROJECT_ROOT}` is in `environ`:
+    `_sources` puts it there)."""
     return _VARIABLE.sub(lambda m: environ.get(m.group(1), m.group(0)), url)
 
 

@@ -350,7 +350,7 @@ def test_without_a_private_source_nothing_is_refused(files: Files, registry: Reg
     [
         ["run", "pytest"],
         ["list"],
-        ["show", "corp-lib"],
+        ["config"],
         ["--version"],
         ["install", "--help"],
         ["lock", "-h"],
@@ -440,3 +440,31 @@ def test_any_other_source_type_is_an_index(files: Files, registry: Registry) -> 
     )
     with pytest.raises(ConfigError, match="include_packages"):
         plan(files, registry, ["install"])
+
+
+@pytest.mark.parametrize("command", ["build", "show", "outdated"])
+def test_commands_that_ask_an_index_without_resolving_are_planned(
+    files: Files, registry: Registry, command: str
+) -> None:
+    """`pdm build` installs build requirements, `show` and `outdated` read releases."""
+    files.write("pyproject.toml", project(CORP))
+    assert private_urls(plan(files, registry, [command])) == [PRIVATE]
+
+
+def test_project_root_in_a_find_links_url(files: Files, registry: Registry) -> None:
+    files.write(
+        "pyproject.toml",
+        project(CORP, source("loc", "file:///${PROJECT_ROOT}/wheels", kind="find_links")),
+    )
+    links = transparent(plan(files, registry, ["install"])).find_links
+    assert files.root / "work" / "wheels" in links
+
+
+def test_config_sources_keep_their_type_and_patterns(files: Files, registry: Registry) -> None:
+    files.write("pyproject.toml", project(CORP))
+    files.write(
+        "pdm.toml",
+        '[pypi.loc]\nurl = "file:///srv/wheels"\ntype = "find_links"\n'
+        'include_packages = ["corp-*"]\n',
+    )
+    assert Path("/srv/wheels") in transparent(plan(files, registry, ["install"])).find_links
