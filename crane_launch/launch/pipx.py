@@ -126,7 +126,7 @@ def plan_pipx(
     # pip runs in pipx's environments, not in the caller's virtual environment.
     pip_environ = {k: v for k, v in environ.items() if k != "VIRTUAL_ENV"}
     pip_plan = plan_pip(
-        ["install", *pip_args],
+        ["install", *pip_args, *_requirements(command_line)],
         registry=registry,
         environ=pip_environ,
         cwd=cwd,
@@ -161,6 +161,25 @@ def plan_pipx(
         file_copies=(),
     )
     return Plan("pipx", ["pipx", *command], door, notes=list(pip_plan.notes))
+
+
+def _requirements(command_line: PipxCommandLine) -> list[str]:
+    """What pipx asks pip to install, as pip arguments: the packages of `install` and
+    `inject`, the spec of `run`, `--preinstall` and `--with`, and `inject`'s `-r` files.
+    The pip planner then judges them like a command line's (`name @ URL` elsewhere for a
+    private project is refused)."""
+    names = list(command_line.names)
+    found: list[str] = []
+    if command_line.command == "install":
+        found += names
+    elif command_line.command == "inject":
+        found += names[1:]
+    elif command_line.command == "run":
+        found += command_line.values("--spec") or names[:1]
+    found += command_line.values("--preinstall") + command_line.values("--with")
+    for path in command_line.values("--requirement"):
+        found += ["-r", path]
+    return found
 
 
 def _pip_args(command_line: PipxCommandLine) -> list[str]:

@@ -405,3 +405,23 @@ def test_reinstall_all_reuses_what_every_environment_recorded(
     )
     files.write(files.root / "home/.local/share/pipx/venvs/corp-cli/pipx_metadata.json", metadata)
     assert "extra-index-url" in _rejected(files, registry, ["reinstall-all"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "-i", PRIVATE, "--spec", "corp-shared @ https://pub.example/p/x-1.0.tar.gz", "c"],
+        ["install", "-i", PRIVATE, "--preinstall", "corp-shared @ https://pub.example/x.whl", "a"],
+        ["install", "-i", PRIVATE, "corp-shared @ https://pub.example/x.whl"],
+        ["inject", "-i", PRIVATE, "venv", "corp-shared @ https://pub.example/x.whl"],
+    ],
+)
+def test_what_pipx_installs_is_judged_like_a_command_line(
+    files: Files, registry: Registry, argv: list[str]
+) -> None:
+    """A named URL reaches the runner's check (a private project from elsewhere is refused)."""
+    (named,) = [arg for arg in argv if " @ " in arg]
+    references = door(plan(files, registry, argv)).direct_references
+    assert [(r.project, r.url) for r in references if r.project] == [
+        ("corp-shared", named.split(" @ ")[1])
+    ]
