@@ -28,9 +28,10 @@ from crane_launch.errors import ConfigError, UnknownIndexError, UsageError
 from crane_launch.launch.files import ReadText
 from crane_launch.launch.pip import settings_refusals
 from crane_launch.launch.pip_config import read_pip_settings
-from crane_launch.launch.plan import IndexDoorMode, Plan, Rejection
-from crane_launch.launch.uv import environment_refusals, settings_file_refusals
+from crane_launch.launch.plan import IndexDoorMode, Plan, RecordedUrls, Rejection
+from crane_launch.launch.uv import EMIT_WHY, environment_refusals, settings_file_refusals
 from crane_launch.launch.uv_settings import split_index_value, uv_config_files
+from crane_launch.launch.uv_tool import RECEIPT, tool_directory
 
 __all__ = ["INDEX_VARIABLES", "local_path", "plan_command", "public_index_for"]
 
@@ -65,6 +66,8 @@ def plan_command(
         also_env_vars=INDEX_VARIABLES[1:],
         env_unset=frozenset(name for name in ("UV_INDEX_URL",) if name in environ),
         find_links=links,
+        # a `uv tool install|upgrade` in the command records the door in its receipt
+        recorded=(RecordedUrls(tool_directory(environ, cwd, home), f"*/{RECEIPT}"),),
     )
     tool = Path(command[0]).name or command[0]
     return Plan(tool, list(command), mode)
@@ -88,6 +91,10 @@ def _refuse_emitted_index(command: Sequence[str]) -> None:
         raise Rejection(
             "command line", "pip-compile without --no-emit-index-url", PIP_COMPILE_EMIT_WHY
         ).error()
+    if name == "uv" and words[1:3] == ["pip", "compile"]:
+        for option in ("--emit-index-url", "--emit-index-annotation"):
+            if option in words:
+                raise Rejection("command line", option, EMIT_WHY).error()
 
 
 def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:

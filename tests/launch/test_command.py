@@ -424,3 +424,22 @@ def test_pip_compile_must_not_write_the_proxy_into_its_output(
     with pytest.raises(RejectedSettingError, match="--no-emit-index-url"):
         plan(files, registry, command=command)
     assert door(plan(files, registry, command=[*command, "--no-emit-index-url"]))
+
+
+def test_uv_tool_receipts_written_by_the_command_get_the_real_index(
+    files: Files, registry: Registry
+) -> None:
+    """`crane run -- uv tool install ...`: uv records the door in the receipt; the runner
+    maps it back, as for `crane uv tool`."""
+    (recorded,) = door(plan(files, registry, environ={"UV_TOOL_DIR": "/srv/tools"})).recorded
+    assert recorded.directory == Path("/srv/tools")
+    assert recorded.pattern == "*/uv-receipt.toml"
+    assert recorded.only is None
+
+
+@pytest.mark.parametrize("option", ["--emit-index-url", "--emit-index-annotation"])
+def test_uv_pip_compile_must_not_write_the_proxy_into_its_output(
+    files: Files, registry: Registry, option: str
+) -> None:
+    with pytest.raises(RejectedSettingError, match=option):
+        plan(files, registry, command=["uv", "pip", "compile", option, "in.txt"])
