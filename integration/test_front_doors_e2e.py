@@ -239,6 +239,24 @@ def test_pipx_install_takes_the_cli_private_first(stack, user, backend):
     assert "127.0.0.1" not in recorded.replace(stack.private_url.rstrip("/"), ""), recorded
 
 
+def test_pipx_pip_backend_records_the_private_index_for_upgrades(stack, user, tmp_path):
+    """With pip, crane hands pipx the door through PIP_INDEX_URL only, so pipx records no
+    index itself: crane records the private one, and a later upgrade, under crane or not,
+    never asks another index (here a pip.conf naming the public index)."""
+    user.env["PIPX_DEFAULT_BACKEND"] = "pip"
+    result = user.run("pipx", "install", "--index-url", stack.private_url, "corp-cli")
+    assert result.code == 0, result.stderr
+    args = pipx_metadata(user, "corp-cli")["main_package"]["pip_args"]
+    assert args == ["--index-url", stack.private_url]
+    conf = tmp_path / "pip-public.conf"
+    conf.write_text(f"[global]\nindex-url = {stack.public_url}\n")
+    stack.gate.clear()
+    result = user.run("pipx", "upgrade", "corp-cli", env={**user.env, "PIP_CONFIG_FILE": str(conf)})
+    assert result.code == 0, result.stderr
+    assert stack.gate.records(), "the upgrade did not ask the private index"
+    assert_private_won(stack, run_cli(user, Path(user.env["PIPX_BIN_DIR"]) / "corp-cli"))
+
+
 def test_pipx_pip_args_index_and_upgrade(stack, user):
     result = user.run("pipx", "install", f"--pip-args=--index-url {stack.private_url}", "corp-cli")
     assert result.code == 0, result.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -464,12 +465,15 @@ async def _served_names(door: IndexDoor, names: Sequence[str]) -> set[str]:
 def through_index_door(
     command: list[str], mode: IndexDoorMode, environ: Mapping[str, str], doors: GuardedDoors
 ) -> int:
+    before = _metadata_times(mode.pipx_venvs) if mode.pipx_venvs is not None else {}
     with _written(mode.file_copies):
         env = index_door_environment(doors.environment(environ), mode, doors.index_url)
         log.debug("running %s", command[0])
         try:
             code = run_supervised(command, env)
         finally:
+            if mode.pipx_venvs is not None:
+                record_pipx_index(mode.pipx_venvs, before, mode.private.url)
             for recorded in mode.recorded:  # whatever the outcome: uv may have written them
                 for path in sorted(recorded.directory.glob(recorded.pattern)):
                     if recorded.only is None or path.parent.name in recorded.only:
@@ -522,6 +526,48 @@ def _written(copies: Sequence[FileCopy]) -> Iterator[None]:
         for path in written:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+_PIPX_METADATA = "*/pipx_metadata.json"
+_INDEX_ARGS = ("--index-url", "-i", "--index", "--pypi-url")
+
+
+def _metadata_times(venvs: Path) -> dict[Path, int]:
+    times: dict[Path, int] = {}
+    for path in venvs.glob(_PIPX_METADATA):
+        with contextlib.suppress(OSError):
+            times[path] = path.stat().st_mtime_ns
+    return times
+
+
+def record_pipx_index(venvs: Path, before: Mapping[Path, int], private_url: str) -> None:
+    """In each pipx metadata file the run wrote (new, or changed since `before`), give every
+    package whose recorded pip arguments name no index `--index-url <private_url>`."""
+    for path, mtime in _metadata_times(venvs).items():
+        if before.get(path) == mtime:
+            continue
+        try:
+            metadata = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # pipx's own file, unreadable to pipx too: nothing to add to
+        if not isinstance(metadata, dict):
+            continue
+        injected = metadata.get("injected_packages")
+        packages = [metadata.get("main_package")]
+        packages += list(injected.values()) if isinstance(injected, dict) else []
+        changed = False
+        for package in packages:
+            args = package.get("pip_args") if isinstance(package, dict) else None
+            if isinstance(args, list) and not any(
+                isinstance(arg, str) and arg.split("=", 1)[0].startswith(_INDEX_ARGS)
+                for arg in args
+            ):
+                args += ["--index-url", private_url]
+                changed = True
+        if changed:
+            text = json.dumps(metadata, indent=4, sort_keys=True) + "\n"
+            atomic_write_text(path, text, mode=path.stat().st_mode & 0o777)
+            say(f"{path.parent.name}: pipx records the private index for later upgrades")
 
 
 def remove_door_entries(path: Path, door_index_url: str) -> None:

@@ -154,6 +154,8 @@ def _relock_hint(place: str) -> str:
         return "`crane uv lock`"
     if file_name == "poetry.lock":
         return "`crane poetry lock`"
+    if file_name == "pdm.lock":
+        return "`crane pdm lock`"
     return f"`crane pip lock -o {file_name} ...`"
 
 

@@ -151,14 +151,17 @@ def plan_pipx(
     if refused:
         raise refused[0].error()
     command = list(command_line.args)
+    venvs = None
     if _backend(command_line, environ) == "pip":
         command = apply_edits(command_line.args, **_without_index_options(command_line))
+        venvs = pipx_home(environ, home) / "venvs"
     unset = frozenset(n for n in ("UV_INDEX_URL", "UV_DEFAULT_INDEX") if n in environ)
     door = replace(
         mode,
         also_env_vars=("UV_DEFAULT_INDEX",),
         env_unset=mode.env_unset | unset,
         file_copies=(),
+        pipx_venvs=venvs,
     )
     return Plan("pipx", ["pipx", *command], door, notes=list(pip_plan.notes))
 

@@ -158,6 +158,10 @@ class IndexDoorMode:
     also_env_vars: tuple[str, ...] = ()
     """More variables set to the door's URL (`crane run`: every tool's index variable)."""
     recorded: tuple[RecordedUrls, ...] = ()
+    pipx_venvs: Path | None = None
+    """pipx's environments, when crane took the index options off pipx's command line (its
+    pip backend): each environment whose metadata the run wrote records the private index
+    afterwards, as pipx would have, so that a later upgrade does not go elsewhere."""
 
 
 @dataclass(frozen=True)

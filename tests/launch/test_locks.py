@@ -506,3 +506,9 @@ def test_find_locks_uses_the_directory_listing_given(files: Files) -> None:
     files.fake[Path("/p/poetry.lock")] = ""
     found = find_locks(Path("/p"), read_text=files, list_dir=lambda _: ["pylock.ci.toml", "x"])
     assert found == [Path("/p/poetry.lock"), Path("/p/pylock.ci.toml")]
+
+
+def test_a_pdm_lock_violation_says_to_relock_with_crane_pdm(files: Files) -> None:
+    case = Case("elsewhere", f'files = [{{ url = "{PUB_FILE}", hash = "sha256:0" }}]', "x")
+    (violation,) = _judge(files, "pdm.lock", "package", case)
+    assert "`crane pdm lock`" in violation.message(PRIVATE)

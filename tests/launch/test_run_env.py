@@ -321,3 +321,37 @@ def test_files_left_by_a_killed_crane_are_removed_by_the_next_run(tmp_path: Path
             ".crane-fixedtoken-requirements.txt",
         ]
     )
+
+
+def test_pipx_metadata_the_run_wrote_records_the_private_index(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from crane_launch.launch.doors import _metadata_times, record_pipx_index
+
+    private = "https://private.example/simple/"
+    venvs = tmp_path / "venvs"
+    for name in ("touched", "untouched", "named"):
+        (venvs / name).mkdir(parents=True)
+    untouched = venvs / "untouched" / "pipx_metadata.json"
+    untouched.write_text(json.dumps({"main_package": {"pip_args": []}}))
+    named = venvs / "named" / "pipx_metadata.json"
+    named.write_text(json.dumps({"main_package": {"pip_args": ["--index-url=https://x/"]}}))
+    before = _metadata_times(venvs)
+    touched = venvs / "touched" / "pipx_metadata.json"
+    touched.write_text(
+        json.dumps(
+            {
+                "main_package": {"pip_args": ["--no-cache-dir"]},
+                "injected_packages": {"extra": {"pip_args": ["-ihttps://y/"]}},
+            }
+        )
+    )
+    named.write_text(named.read_text())  # rewritten by the run, with an index of its own
+    os.utime(named, ns=(before[named] + 10**9, before[named] + 10**9))
+    record_pipx_index(venvs, before, private)
+    data = json.loads(touched.read_text())
+    assert data["main_package"]["pip_args"] == ["--no-cache-dir", "--index-url", private]
+    assert data["injected_packages"]["extra"]["pip_args"] == ["-ihttps://y/"]
+    assert json.loads(untouched.read_text())["main_package"]["pip_args"] == []
+    assert json.loads(named.read_text())["main_package"]["pip_args"] == ["--index-url=https://x/"]
