@@ -27,10 +27,10 @@ from crane_launch.config import PrivateIndex, Registry, builtin_public_index, cl
 from crane_launch.errors import ConfigError, UnknownIndexError, UsageError
 from crane_launch.launch.files import ReadText
 from crane_launch.launch.pip import settings_refusals
-from crane_launch.launch.pip_config import read_pip_settings
+from crane_launch.launch.pip_config import PipSettings, read_pip_settings
 from crane_launch.launch.plan import IndexDoorMode, Plan, RecordedUrls, Rejection
 from crane_launch.launch.uv import EMIT_WHY, environment_refusals, settings_file_refusals
-from crane_launch.launch.uv_settings import split_index_value, uv_config_files
+from crane_launch.launch.uv_settings import split_index_value
 from crane_launch.launch.uv_tool import RECEIPT, tool_directory
 
 __all__ = ["INDEX_VARIABLES", "local_path", "plan_command", "public_index_for"]
@@ -55,10 +55,24 @@ def plan_command(
         raise UsageError("crane run needs a command: crane run [-i URL] -- COMMAND [ARGS]...")
     index = _the_index(index_url, registry)
     _refuse_emitted_index(command)
-    refused = _refusals(environ, registry=registry, cwd=cwd, home=home, read_text=read_text)
+    settings = read_pip_settings(  # the active environment's pip.conf too, when there is one
+        environ,
+        command="install",
+        isolated=False,
+        python=None,
+        site_prefix=None,
+        home=home,
+        cwd=cwd,
+        read_text=read_text,
+    )
+    refused = [
+        *settings_refusals(settings),
+        *_environment_refusals(environ, registry),
+        *settings_file_refusals(environ, cwd=cwd, home=home, read_text=read_text, user_level=True),
+    ]
     if refused:
         raise refused[0].error()
-    links = _local_find_links(environ, cwd=cwd, home=home, read_text=read_text)
+    links = _local_find_links(settings, environ, cwd)
     mode = IndexDoorMode(
         index,
         public_index_for(index, environ, registry),
@@ -149,20 +163,10 @@ def local_path(value: str, cwd: Path) -> Path | None:
 
 
 def _local_find_links(
-    environ: Mapping[str, str], *, cwd: Path, home: Path, read_text: ReadText
+    settings: PipSettings, environ: Mapping[str, str], cwd: Path
 ) -> tuple[Path, ...]:
     """The local find-links locations pip's settings (`PIP_FIND_LINKS`, pip.conf) and
     `UV_FIND_LINKS` give every pip and uv of the run: checked like `crane pip`'s."""
-    settings = read_pip_settings(
-        environ,
-        command="install",
-        isolated=False,
-        python=None,
-        site_prefix=None,
-        home=home,
-        cwd=cwd,
-        read_text=read_text,
-    )
     values = [v for s in settings.highest_first() if s.key == "find-links" for v in s.value.split()]
     values += environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
     paths = (local_path(value, cwd) for value in values)
@@ -175,41 +179,10 @@ def _all_registered(environ: Mapping[str, str], registry: Registry) -> bool:
     return all(registry.find(split_index_value(value)[1]) is not None for value in values)
 
 
-def _refusals(
-    environ: Mapping[str, str],
-    *,
-    registry: Registry,
-    cwd: Path,
-    home: Path,
-    read_text: ReadText,
-) -> list[Rejection]:
-    """The extra indexes, proxies and remote find-links pages of pip's and uv's settings
-    outside any project (see the module docstring)."""
-    settings = read_pip_settings(  # the active environment's pip.conf too, when there is one
-        environ,
-        command="install",
-        isolated=False,
-        python=None,
-        site_prefix=None,
-        home=home,
-        cwd=cwd,
-        read_text=read_text,
-    )
-    rejections = settings_refusals(settings)
-    rejections += [
+def _environment_refusals(environ: Mapping[str, str], registry: Registry) -> list[Rejection]:
+    """uv's extra-index variables (`UV_INDEX` naming registered indexes only is fine)."""
+    return [
         rejection
         for rejection in environment_refusals(environ)
         if not (rejection.setting == "index" and _all_registered(environ, registry))
     ]
-    files = uv_config_files(
-        environ,
-        cwd=cwd,
-        home=home,
-        config_file=None,
-        no_config=False,
-        project=None,
-        read_text=read_text,
-        user_level=True,
-    )
-    rejections += settings_file_refusals(files)
-    return rejections

@@ -570,16 +570,23 @@ def record_pipx_index(venvs: Path, before: Mapping[Path, int], private_url: str)
             say(f"{path.parent.name}: pipx records the private index for later upgrades")
 
 
+def _rewritable(path: Path, why: str) -> str | None:
+    """The text of a file crane rewrites after the run; None when there is none."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read {why} ({exc})") from None
+
+
 def remove_door_entries(path: Path, door_index_url: str) -> None:
     """Take the door's entries out of a tool receipt: an inline table naming its URL in an
     array, a `key = "<door URL>"` line. For a receipt that named no private index before
     the run (uv records the run's default index in every receipt it rewrites)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = _rewritable(path, "to remove crane's proxy")
+    if text is None:
         return
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read to remove crane's proxy ({exc})") from None
     url = re.escape(door_index_url.rstrip("/")) + "/?"
     cleaned = re.sub(r'\{[^{}\n]*"' + url + r'"[^{}\n]*\}(, )?', "", text)
     cleaned = re.sub(r"^[A-Za-z0-9_-]+ = \"" + url + r"\"\n", "", cleaned, flags=re.M)
@@ -601,12 +608,9 @@ def restore_real_urls(
     `collapse_repeats` (uv's tool receipts): an inline table repeated right after itself
     is kept once. uv puts each run's default index first in the receipt, so without this
     every `crane uv tool upgrade` would add one more entry for the same index."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = _rewritable(path, "to restore the index URLs")
+    if text is None:
         return
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read to restore the index URLs ({exc})") from None
     door_base = door_index_url.removesuffix("simple/")
     origin = origin_url(origin_of(private_url))
     restored = (

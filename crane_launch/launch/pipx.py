@@ -42,7 +42,6 @@ from crane_launch.launch.pip import plan_pip
 from crane_launch.launch.pip import read_command_line as read_pip_command_line
 from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
 from crane_launch.launch.uv import environment_refusals, settings_file_refusals
-from crane_launch.launch.uv_settings import uv_config_files
 
 __all__ = ["PIPX_INDEX_COMMANDS", "plan_pipx"]
 
@@ -138,15 +137,7 @@ def plan_pipx(
         notes = [note.replace("running pip", "running pipx") for note in pip_plan.notes]
         return Plan("pipx", ["pipx", *argv], Unchanged(), notes=notes)
     refused = environment_refusals(environ) + settings_file_refusals(
-        uv_config_files(
-            environ,
-            cwd=cwd,
-            home=home,
-            config_file=None,
-            no_config=False,
-            project=None,
-            read_text=read_text,
-        )
+        environ, cwd=cwd, home=home, read_text=read_text
     )
     if refused:
         raise refused[0].error()

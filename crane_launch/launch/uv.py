@@ -475,9 +475,27 @@ def _index_entry_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
     return rejections
 
 
-def settings_file_refusals(files: Sequence[UvConfigFile]) -> list[Rejection]:
-    """What `uv pip` refuses in its settings files: extra indexes (an `[[index]]` without
+def settings_file_refusals(
+    environ: Mapping[str, str],
+    *,
+    cwd: Path,
+    home: Path,
+    read_text: ReadText,
+    user_level: bool = False,
+) -> list[Rejection]:
+    """What `uv pip` refuses in the settings files it reads in `cwd` (with `user_level`,
+    the user's and the system's only): extra indexes (an `[[index]]` without
     `default = true` among them) and remote find-links pages."""
+    files = uv_config_files(
+        environ,
+        cwd=cwd,
+        home=home,
+        config_file=None,
+        no_config=False,
+        project=None,
+        read_text=read_text,
+        user_level=user_level,
+    )
     return [*config_refusals(files), *_index_entry_refusals(files)]
 
 
