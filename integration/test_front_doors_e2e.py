@@ -403,15 +403,29 @@ def test_pdm_without_include_packages_is_refused(stack, user, tmp_path):
     assert not (project / "pdm.lock").exists()
 
 
-def test_run_refuses_a_find_links_directory_holding_a_private_project(stack, user, tmp_path):
+@pytest.mark.parametrize("spelling", ["{}", "file://{}", "file://localhost{}", "file://{}%2F"])
+def test_run_refuses_a_find_links_directory_holding_a_private_project(
+    stack, user, tmp_path, spelling
+):
     """PIP_FIND_LINKS reaches every pip of the run: a decoy of a private project there is
-    refused before the command starts, as for crane pip."""
+    refused before the command starts, as for crane pip, however the location is spelled."""
     wheels = tmp_path / "wheels"
     build_wheel(wheels, "tool-shared", "99.0", (), "public")
-    env = {**user.env, "PIP_FIND_LINKS": str(wheels)}
+    env = {**user.env, "PIP_FIND_LINKS": spelling.format(wheels)}
     result = user.run("run", "--", "true", env=env)
     assert result.code == 3, result.stderr
     assert "tool-shared" in result.stderr
+
+
+def test_pip_refuses_a_find_links_file_url_on_localhost(stack, user, tmp_path):
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "tool-shared", "99.0", (), "public")
+    result = user.run(
+        "pip", "install", "--target", str(tmp_path / "t"), "-i", stack.private_url,
+        "--find-links", f"file://localhost{wheels}", "tool-shared",
+    )  # fmt: skip
+    assert result.code == 3, result.stderr
+    assert "tool_shared-99.0" in result.stderr
 
 
 def test_uvx_refuses_an_option_it_cannot_place(stack, user):

@@ -28,12 +28,12 @@ from crane_launch.errors import ConfigError, UnknownIndexError, UsageError
 from crane_launch.launch.files import ReadText
 from crane_launch.launch.pip import settings_refusals
 from crane_launch.launch.pip_config import PipSettings, read_pip_settings
-from crane_launch.launch.plan import IndexDoorMode, Plan, RecordedUrls, Rejection
+from crane_launch.launch.plan import IndexDoorMode, Plan, RecordedUrls, Rejection, local_location
 from crane_launch.launch.uv import EMIT_WHY, environment_refusals, settings_file_refusals
 from crane_launch.launch.uv_settings import split_index_value
 from crane_launch.launch.uv_tool import RECEIPT, tool_directory
 
-__all__ = ["INDEX_VARIABLES", "local_path", "plan_command", "public_index_for"]
+__all__ = ["INDEX_VARIABLES", "plan_command", "public_index_for"]
 
 INDEX_VARIABLES = ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "PDM_PYPI_URL")
 """The variables that carry the index door to the tools a command starts."""
@@ -153,15 +153,6 @@ def _the_index(index_url: str | None, registry: Registry) -> PrivateIndex:
     )
 
 
-def local_path(value: str, cwd: Path) -> Path | None:
-    """A find-links value as a local path (`file:` URLs too); None for a web page."""
-    if value.startswith("file:"):
-        return Path("/" + value.removeprefix("file:").lstrip("/"))
-    if "://" in value or not value:
-        return None
-    return cwd / value
-
-
 def _local_find_links(
     settings: PipSettings, environ: Mapping[str, str], cwd: Path
 ) -> tuple[Path, ...]:
@@ -169,7 +160,7 @@ def _local_find_links(
     `UV_FIND_LINKS` give every pip and uv of the run: checked like `crane pip`'s."""
     values = [v for s in settings.highest_first() if s.key == "find-links" for v in s.value.split()]
     values += environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
-    paths = (local_path(value, cwd) for value in values)
+    paths = (local_location(value, cwd) for value in values)
     return tuple(path for path in paths if path is not None)
 
 

@@ -35,9 +35,8 @@ from typing import Any
 
 from crane_launch.config import Registry, builtin_public_index
 from crane_launch.launch.argv import strtobool
-from crane_launch.launch.command import local_path
 from crane_launch.launch.files import ReadText
-from crane_launch.launch.plan import FIND_LINKS_WHY, Plan, Unchanged, remote_links
+from crane_launch.launch.plan import FIND_LINKS_WHY, Plan, Unchanged, local_location, remote_links
 from crane_launch.launch.project_scan import (
     RegisteredIndexes,
     load_toml,
@@ -102,7 +101,7 @@ def plan_pdm(
     refusals = _refusals(sources, private, registry)
     references = pyproject_references(data, str(project / "pyproject.toml"), {})
     links = [
-        path for s in sources if s.kind == "find_links" and (path := local_path(s.url, project))
+        path for s in sources if s.kind == "find_links" and (path := local_location(s.url, project))
     ]
     return registered.plan(
         "pdm",

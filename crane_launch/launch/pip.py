@@ -407,7 +407,7 @@ def _local_find_links(pip: PipReading) -> tuple[str, ...]:
         if value.key == "find-links"
         for part in value.value.split()
     ]
-    return tuple(v for v in given if v and not remote_links([v]) and "://" not in v)
+    return tuple(v for v in given if v and not remote_links([v]))
 
 
 def _command_line_refusals(command_line: PipCommandLine) -> list[Rejection]:

@@ -21,6 +21,7 @@ This module also holds the vocabulary every planner shares: where an index was n
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = [
     "Rejection",
     "TransparentDoorMode",
     "Unchanged",
+    "local_location",
     "remote_links",
 ]
 
@@ -71,6 +73,23 @@ def remote_links(values: Iterable[str]) -> list[str]:
         if text.startswith(("http://", "https://")) or text.endswith((".html", ".htm")):
             pages.append(value)
     return pages
+
+
+def local_location(value: str, cwd: Path) -> Path | None:
+    """A find-links value as the local path a tool reads (relative to `cwd`): a path, or a
+    `file:` URL as pip and uv read it (no host or `localhost`, percent-decoded); None for
+    anything on the network, which `remote_links` judges."""
+    text = value.strip()
+    if not text:
+        return None
+    if text.lower().startswith("file:"):
+        parsed = urllib.parse.urlsplit(text)
+        if parsed.netloc.lower() not in ("", "localhost"):
+            return None  # a file on another host: pip refuses it on POSIX
+        return Path("/" + urllib.parse.unquote(parsed.path).lstrip("/"))
+    if "://" in text:
+        return None
+    return cwd / text
 
 
 NO_PROXY_ENV_WHY = (

@@ -36,6 +36,7 @@ from crane_launch.launch.plan import (
     RecordedUrls,
     Rejection,
     Unchanged,
+    local_location,
 )
 from crane_launch.launch.references import (
     pyproject_references,
@@ -285,7 +286,11 @@ def _behind_the_door(
         lock_output=door.lock_output,
         recorded=door.recorded,
         direct_references=references,
-        find_links=tuple(reading.cwd / value for value in reading.find_links),
+        find_links=tuple(
+            path
+            for value in reading.find_links
+            if (path := local_location(value, reading.cwd)) is not None
+        ),
         lock_files=tuple(
             reading.cwd / root.value
             for root in reading.requirements

@@ -413,7 +413,7 @@ def local_find_links(
         for table in tables:
             links = file.table(table).get("find-links")
             given += [v for v in links if isinstance(v, str)] if isinstance(links, list) else []
-    return tuple(v for v in given if v and not remote_links([v]) and "://" not in v)
+    return tuple(v for v in given if v and not remote_links([v]))
 
 
 def _command_line_refusals(command_line: UvCommandLine) -> list[Rejection]:

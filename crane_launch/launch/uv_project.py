@@ -40,6 +40,7 @@ from crane_launch.launch.plan import (
     DirectReference,
     Plan,
     Rejection,
+    local_location,
     remote_links,
 )
 from crane_launch.launch.project_scan import (
@@ -252,8 +253,8 @@ def _local_find_links(
             for index in tables(layer.table.get("index"))
             if index.get("format") == "flat" and isinstance(index.get("url"), str)
         ]
-    local = [v for v in given if v and "://" not in v and not remote_links([v])]
-    return [cwd / value for value in local]
+    paths = (local_location(v, cwd) for v in given if not remote_links([v]))
+    return [path for path in paths if path is not None]
 
 
 def _run_script(args: ToolArgs, argv: Sequence[str]) -> str | None:
