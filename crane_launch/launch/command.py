@@ -29,8 +29,14 @@ from crane_launch.launch.files import ReadText
 from crane_launch.launch.pip import settings_refusals
 from crane_launch.launch.pip_config import PipSettings, read_pip_settings
 from crane_launch.launch.plan import IndexDoorMode, Plan, RecordedUrls, Rejection, local_location
-from crane_launch.launch.uv import EMIT_WHY, environment_refusals, settings_file_refusals
-from crane_launch.launch.uv_settings import split_index_value
+from crane_launch.launch.uv import (
+    EMIT_WHY,
+    config_refusals,
+    environment_refusals,
+    settings_file_refusals,
+)
+from crane_launch.launch.uv import read_command_line as read_uv_command_line
+from crane_launch.launch.uv_settings import split_index_value, uv_config_files
 from crane_launch.launch.uv_tool import RECEIPT, tool_directory
 
 __all__ = ["INDEX_VARIABLES", "plan_command", "public_index_for"]
@@ -54,7 +60,7 @@ def plan_command(
     if not command:
         raise UsageError("crane run needs a command: crane run [-i URL] -- COMMAND [ARGS]...")
     index = _the_index(index_url, registry)
-    _refuse_emitted_index(command)
+    _refuse_emitted_index(command, environ, cwd=cwd, home=home, read_text=read_text)
     settings = read_pip_settings(  # the active environment's pip.conf too, when there is one
         environ,
         command="install",
@@ -93,22 +99,46 @@ PIP_COMPILE_EMIT_WHY = (
 )
 
 
-def _refuse_emitted_index(command: Sequence[str]) -> None:
-    """pip-tools' `pip-compile` (7.x, `writer.write_index_options`) writes every index but
-    pip's default into the requirements file it compiles, unless `--no-emit-index-url`:
-    under crane that would record the door's one-run URL, secret path and all."""
+def _refuse_emitted_index(
+    command: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    cwd: Path,
+    home: Path,
+    read_text: ReadText,
+) -> None:
+    """A compile command that would write the door's one-run URL, secret path and all,
+    into the requirements file it writes: pip-tools' `pip-compile` (7.x,
+    `writer.write_index_options`: every index but pip's default, unless the last of
+    `--emit-index-url` / `--no-emit-index-url` is the latter), and `uv pip compile` with
+    `--emit-index-url` / `--emit-index-annotation` on its command line or in its settings.
+    A compile a script starts is out of sight."""
     words = list(command)
     name = Path(words[0]).name
     as_module = words[1:3] == ["-m", "piptools"] or words[1:2] == ["-mpiptools"]
-    compiles = name == "pip-compile" or ("python" in name and as_module)
-    if compiles and "--no-emit-index-url" not in words:
-        raise Rejection(
-            "command line", "pip-compile without --no-emit-index-url", PIP_COMPILE_EMIT_WHY
-        ).error()
-    if name == "uv" and words[1:3] == ["pip", "compile"]:
-        for option in ("--emit-index-url", "--emit-index-annotation"):
-            if option in words:
-                raise Rejection("command line", option, EMIT_WHY).error()
+    if name == "pip-compile" or ("python" in name and as_module):
+        flags = [w for w in words if w in ("--emit-index-url", "--no-emit-index-url")]
+        if flags[-1:] != ["--no-emit-index-url"]:
+            what = "pip-compile without --no-emit-index-url"
+            raise Rejection("command line", what, PIP_COMPILE_EMIT_WHY).error()
+    uv_line = read_uv_command_line(words[1:]) if name == "uv" else None
+    if uv_line is None or uv_line.command != "compile":
+        return
+    for option in ("--emit-index-url", "--emit-index-annotation"):
+        if uv_line.has(option):
+            raise Rejection("command line", option, EMIT_WHY).error()
+    files = uv_config_files(
+        environ,
+        cwd=cwd,
+        home=home,
+        config_file=uv_line.last("--config-file"),
+        no_config=uv_line.has("--no-config") or uv_line.has("--isolated"),
+        project=uv_line.last("--project"),
+        read_text=read_text,
+    )
+    emitted = [r for r in config_refusals(files) if r.why == EMIT_WHY]
+    if emitted:
+        raise emitted[0].error()
 
 
 def public_index_for(index: PrivateIndex, environ: Mapping[str, str], registry: Registry) -> str:

@@ -49,6 +49,7 @@ from crane_launch.launch.plan import (
     DirectReference,
     FileCopy,
     IndexDoorMode,
+    PipxRecord,
     Plan,
 )
 from crane_launch.launch.report import Report
@@ -465,15 +466,16 @@ async def _served_names(door: IndexDoor, names: Sequence[str]) -> set[str]:
 def through_index_door(
     command: list[str], mode: IndexDoorMode, environ: Mapping[str, str], doors: GuardedDoors
 ) -> int:
-    before = _metadata_times(mode.pipx_venvs) if mode.pipx_venvs is not None else {}
+    record = mode.pipx_record
+    before = _metadata_times(record.venvs) if record is not None else {}
     with _written(mode.file_copies):
         env = index_door_environment(doors.environment(environ), mode, doors.index_url)
         log.debug("running %s", command[0])
         try:
             code = run_supervised(command, env)
         finally:
-            if mode.pipx_venvs is not None:
-                record_pipx_index(mode.pipx_venvs, before, mode.private.url)
+            if record is not None:
+                record_pipx_index(record, before, mode.private.url)
             for recorded in mode.recorded:  # whatever the outcome: uv may have written them
                 for path in sorted(recorded.directory.glob(recorded.pattern)):
                     if recorded.only is None or path.parent.name in recorded.only:
@@ -540,11 +542,14 @@ def _metadata_times(venvs: Path) -> dict[Path, int]:
     return times
 
 
-def record_pipx_index(venvs: Path, before: Mapping[Path, int], private_url: str) -> None:
-    """In each pipx metadata file the run wrote (new, or changed since `before`), give every
-    package whose recorded pip arguments name no index `--index-url <private_url>`."""
-    for path, mtime in _metadata_times(venvs).items():
+def record_pipx_index(record: PipxRecord, before: Mapping[Path, int], private_url: str) -> None:
+    """In each pipx metadata file the run wrote (new, or changed since `before`) of the
+    environments `record` allows, give every package whose recorded pip arguments name no
+    index `--index-url <private_url>` (the injected ones only, for `inject`)."""
+    for path, mtime in _metadata_times(record.venvs).items():
         if before.get(path) == mtime:
+            continue
+        if record.only is not None and path.parent.name not in record.only:
             continue
         try:
             metadata = json.loads(path.read_text(encoding="utf-8"))
@@ -553,7 +558,7 @@ def record_pipx_index(venvs: Path, before: Mapping[Path, int], private_url: str)
         if not isinstance(metadata, dict):
             continue
         injected = metadata.get("injected_packages")
-        packages = [metadata.get("main_package")]
+        packages = [metadata.get("main_package")] if record.main_package else []
         packages += list(injected.values()) if isinstance(injected, dict) else []
         changed = False
         for package in packages:

@@ -40,7 +40,7 @@ from crane_launch.launch.argv import Occurrence, OptionTable, apply_edits, scan_
 from crane_launch.launch.files import ReadText
 from crane_launch.launch.pip import plan_pip
 from crane_launch.launch.pip import read_command_line as read_pip_command_line
-from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
+from crane_launch.launch.plan import IndexDoorMode, PipxRecord, Plan, Unchanged
 from crane_launch.launch.uv import environment_refusals, settings_file_refusals
 
 __all__ = ["PIPX_INDEX_COMMANDS", "plan_pipx"]
@@ -121,7 +121,9 @@ def plan_pipx(
     command_line = read_pipx_command_line(argv)
     if command_line is None:
         return Plan("pipx", ["pipx", *argv], Unchanged())
-    pip_args = _pip_args(command_line) or _recorded_pip_args(command_line, environ, home, read_text)
+    given = _pip_args(command_line)
+    recorded = {} if given else _recorded_pip_args(command_line, environ, home, read_text)
+    pip_args = given or [arg for args in recorded.values() for arg in args]
     # pip runs in pipx's environments, not in the caller's virtual environment.
     pip_environ = {k: v for k, v in environ.items() if k != "VIRTUAL_ENV"}
     pip_plan = plan_pip(
@@ -142,17 +144,24 @@ def plan_pipx(
     if refused:
         raise refused[0].error()
     command = list(command_line.args)
-    venvs = None
+    record = None
     if _backend(command_line, environ) == "pip":
         command = apply_edits(command_line.args, **_without_index_options(command_line))
-        venvs = pipx_home(environ, home) / "venvs"
+        record = PipxRecord(
+            pipx_home(environ, home) / "venvs",
+            only=_naming(recorded, registry, mode.private.url) if recorded else None,
+            main_package=command_line.command != "inject",
+        )
     unset = frozenset(n for n in ("UV_INDEX_URL", "UV_DEFAULT_INDEX") if n in environ)
+    # pip's "Looking in indexes: <door>" would reach pipx's log files: pip says less
+    quiet = {"PIP_QUIET": "1"} if record is not None else {}
     door = replace(
         mode,
+        env_set={**mode.env_set, **quiet},
         also_env_vars=("UV_DEFAULT_INDEX",),
         env_unset=mode.env_unset | unset,
         file_copies=(),
-        pipx_venvs=venvs,
+        pipx_record=record,
     )
     return Plan("pipx", ["pipx", *command], door, notes=list(pip_plan.notes))
 
@@ -205,13 +214,27 @@ def pipx_home(environ: Mapping[str, str], home: Path) -> Path:
     return (Path(data) if data.startswith("/") else home / ".local" / "share") / "pipx"
 
 
+def _naming(
+    recorded: Mapping[str, Sequence[str]], registry: Registry, private_url: str
+) -> frozenset[str]:
+    """The environments whose recorded pip arguments name the private index: the ones an
+    `upgrade-all` may record it for (the others came from elsewhere)."""
+    named = set()
+    for name, args in recorded.items():
+        line = read_pip_command_line(["install", *args])
+        urls = [o.value or "" for o in line.index_options] if line is not None else []
+        if any((found := registry.find(url)) and found.url == private_url for url in urls):
+            named.add(name)
+    return frozenset(named)
+
+
 def _recorded_pip_args(
     command_line: PipxCommandLine, environ: Mapping[str, str], home: Path, read_text: ReadText
-) -> list[str]:
-    """The pip arguments the metadata of the environments `upgrade`, `upgrade-all` or
+) -> dict[str, list[str]]:
+    """The pip arguments the metadata of each environment `upgrade`, `upgrade-all` or
     `reinstall` acts on records (pipx reuses them when the command line gives none)."""
     if command_line.command not in _REUSING:
-        return []
+        return {}
     venvs = pipx_home(environ, home) / "venvs"
     if command_line.command in ("upgrade-all", "reinstall-all"):
         try:
@@ -220,7 +243,7 @@ def _recorded_pip_args(
             names = []
     else:
         names = list(command_line.names)
-    found: list[str] = []
+    found: dict[str, list[str]] = {}
     for name in names:
         try:
             metadata = json.loads(read_text(venvs / name / "pipx_metadata.json"))
@@ -234,7 +257,8 @@ def _recorded_pip_args(
         for package in packages:
             recorded = package.get("pip_args") if isinstance(package, dict) else None
             if isinstance(recorded, list):
-                found += [arg for arg in recorded if isinstance(arg, str)]
+                args = found.setdefault(name, [])
+                args += [arg for arg in recorded if isinstance(arg, str)]
     return found
 
 

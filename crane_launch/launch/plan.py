@@ -43,6 +43,7 @@ __all__ = [
     "IndexDoorMode",
     "IndexSetting",
     "Mode",
+    "PipxRecord",
     "Plan",
     "RecordedUrls",
     "Rejection",
@@ -145,6 +146,19 @@ class RecordedUrls:
 
 
 @dataclass(frozen=True)
+class PipxRecord:
+    """pipx's environments (`venvs`), when crane took the index options off pipx's command
+    line (its pip backend): the packages whose metadata the run wrote record the private
+    index afterwards, as pipx would have, so that a later upgrade does not go elsewhere.
+    `only`: the environments that may get it (None: any the run wrote); `main_package`:
+    False for `inject`, which installs only the injected packages."""
+
+    venvs: Path
+    only: frozenset[str] | None = None
+    main_package: bool = True
+
+
+@dataclass(frozen=True)
 class Unchanged:
     """Run the tool as it is: no registered index is in play."""
 
@@ -177,10 +191,7 @@ class IndexDoorMode:
     also_env_vars: tuple[str, ...] = ()
     """More variables set to the door's URL (`crane run`: every tool's index variable)."""
     recorded: tuple[RecordedUrls, ...] = ()
-    pipx_venvs: Path | None = None
-    """pipx's environments, when crane took the index options off pipx's command line (its
-    pip backend): each environment whose metadata the run wrote records the private index
-    afterwards, as pipx would have, so that a later upgrade does not go elsewhere."""
+    pipx_record: PipxRecord | None = None
 
 
 @dataclass(frozen=True)

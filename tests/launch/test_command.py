@@ -443,3 +443,20 @@ def test_uv_pip_compile_must_not_write_the_proxy_into_its_output(
 ) -> None:
     with pytest.raises(RejectedSettingError, match=option):
         plan(files, registry, command=["uv", "pip", "compile", option, "in.txt"])
+
+
+def test_the_last_emit_flag_of_pip_compile_wins(files: Files, registry: Registry) -> None:
+    command = ["pip-compile", "--no-emit-index-url", "--emit-index-url"]
+    with pytest.raises(RejectedSettingError, match="--no-emit-index-url"):
+        plan(files, registry, command=command)
+
+
+def test_uv_pip_compile_emitting_from_its_settings_or_after_a_global_option(
+    files: Files, registry: Registry
+) -> None:
+    with pytest.raises(RejectedSettingError, match="--emit-index-url"):
+        plan(files, registry, command=["uv", "-q", "pip", "compile", "in.txt", "--emit-index-url"])
+    files.write("uv.toml", "[pip]\nemit-index-url = true\n")
+    with pytest.raises(RejectedSettingError, match="emit-index-url"):
+        plan(files, registry, command=["uv", "pip", "compile", "in.txt"])
+    assert door(plan(files, registry, command=["uv", "pip", "compile", "--no-config", "in.txt"]))

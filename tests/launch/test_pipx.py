@@ -425,3 +425,34 @@ def test_what_pipx_installs_is_judged_like_a_command_line(
     assert [(r.project, r.url) for r in references if r.project] == [
         ("corp-shared", named.split(" @ ")[1])
     ]
+
+
+def _metadata(files: Files, name: str, pip_args: list[str]) -> None:
+    path = files.root / f"home/.local/share/pipx/venvs/{name}/pipx_metadata.json"
+    files.write(path, json.dumps({"main_package": {"pip_args": pip_args}}))
+
+
+def test_the_pip_backend_records_the_index_where_pipx_would_have(
+    files: Files, registry: Registry
+) -> None:
+    """With pip, crane takes the index off pipx's command line; the runner records it in
+    the metadata the run wrote: any for an index the user gave, only the environments that
+    named it for `upgrade-all`, the injected packages only for `inject`."""
+    pip = {"PIPX_DEFAULT_BACKEND": "pip"}
+    record = door(plan(files, registry, ["install", "-i", PRIVATE, "x"], pip)).pipx_record
+    assert record is not None
+    assert record.only is None
+    assert record.main_package
+    assert (
+        door(plan(files, registry, ["install", "-i", PRIVATE, "x"], pip)).env_set["PIP_QUIET"]
+        == "1"
+    )
+    inject = door(plan(files, registry, ["inject", "-i", PRIVATE, "v", "y"], pip)).pipx_record
+    assert inject is not None
+    assert not inject.main_package
+    _metadata(files, "corp-cli", ["--index-url", PRIVATE])
+    _metadata(files, "ruff", [])
+    every = door(plan(files, registry, ["upgrade-all"], pip)).pipx_record
+    assert every is not None
+    assert every.only == frozenset({"corp-cli"})
+    assert door(plan(files, registry, ["install", "-i", PRIVATE, "x"])).pipx_record is None

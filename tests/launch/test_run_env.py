@@ -328,6 +328,7 @@ def test_pipx_metadata_the_run_wrote_records_the_private_index(tmp_path: Path) -
     import os
 
     from crane_launch.launch.doors import _metadata_times, record_pipx_index
+    from crane_launch.launch.plan import PipxRecord
 
     private = "https://private.example/simple/"
     venvs = tmp_path / "venvs"
@@ -349,7 +350,11 @@ def test_pipx_metadata_the_run_wrote_records_the_private_index(tmp_path: Path) -
     )
     named.write_text(named.read_text())  # rewritten by the run, with an index of its own
     os.utime(named, ns=(before[named] + 10**9, before[named] + 10**9))
-    record_pipx_index(venvs, before, private)
+    record_pipx_index(PipxRecord(venvs, only=frozenset({"named"})), before, private)
+    assert json.loads(touched.read_text())["main_package"]["pip_args"] == ["--no-cache-dir"]
+    record_pipx_index(PipxRecord(venvs, main_package=False), before, private)
+    assert json.loads(touched.read_text())["main_package"]["pip_args"] == ["--no-cache-dir"]
+    record_pipx_index(PipxRecord(venvs), before, private)
     data = json.loads(touched.read_text())
     assert data["main_package"]["pip_args"] == ["--no-cache-dir", "--index-url", private]
     assert data["injected_packages"]["extra"]["pip_args"] == ["-ihttps://y/"]
