@@ -71,6 +71,7 @@ def project(*sources: str) -> str:
     return '[project]\nname = "app"\nversion = "1.0"\n\n' + "\n".join(sources)
 
 
+PROJECT = "work"  # the project's directory below the fake file system's root
 CORP = source("corp", PRIVATE, include=["corp-*"])
 CORP_ALONE = source("corp", PRIVATE)
 
@@ -252,14 +253,14 @@ def test_variables_in_a_config_url_are_expanded(files: Files, registry: Registry
             [CORP_ALONE, source("pypi", MIRROR)],
             "",
             {},
-            "source 'pypi' (@/work/pyproject.toml: [[tool.pdm.source]])",
+            f"source 'pypi' (@/{PROJECT}/pyproject.toml: [[tool.pdm.source]])",
             id="pypi-source",
         ),
         pytest.param(
             [CORP_ALONE, source("mirror", MIRROR)],
             "",
             {},
-            "source 'mirror' (@/work/pyproject.toml: [[tool.pdm.source]])",
+            f"source 'mirror' (@/{PROJECT}/pyproject.toml: [[tool.pdm.source]])",
             id="other-source",
         ),
         pytest.param(
@@ -273,7 +274,7 @@ def test_variables_in_a_config_url_are_expanded(files: Files, registry: Registry
             [CORP_ALONE, source("pypi", PRIVATE_2)],
             f'[pypi.extra]\nurl = "{MIRROR}"\n',
             {},
-            "source 'extra' (@/work/pdm.toml: [pypi.extra])",
+            f"source 'extra' (@/{PROJECT}/pdm.toml: [pypi.extra])",
             id="pdm-toml-extra",
         ),
     ],

@@ -12,7 +12,7 @@ from crane_launch.launch.plan import local_location
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("wheels", "/work/wheels"),
+        ("wheels", "/proj/wheels"),
         ("/srv/w", "/srv/w"),
         ("file:///srv/w", "/srv/w"),
         ("file://localhost/srv/w", "/srv/w"),
@@ -26,5 +26,5 @@ from crane_launch.launch.plan import local_location
     ],
 )
 def test_local_location(value: str, expected: str | None) -> None:
-    found = local_location(value, Path("/work"))
+    found = local_location(value, Path("/proj"))
     assert found == (None if expected is None else Path(expected))

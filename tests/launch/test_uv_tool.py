@@ -665,7 +665,7 @@ def test_no_index_runs_uv_unchanged(
     ("environ", "expected"),
     [
         ({"UV_TOOL_DIR": "/opt/tools"}, "/opt/tools"),
-        ({"UV_TOOL_DIR": "rel/tools", "XDG_DATA_HOME": "/data"}, "/work/rel/tools"),
+        ({"UV_TOOL_DIR": "rel/tools", "XDG_DATA_HOME": "/data"}, "/proj/rel/tools"),
         ({"XDG_DATA_HOME": "/data"}, "/data/uv/tools"),
         ({"XDG_DATA_HOME": "relative"}, "/home/me/.local/share/uv/tools"),
         ({"UV_TOOL_DIR": ""}, "/home/me/.local/share/uv/tools"),
@@ -673,7 +673,7 @@ def test_no_index_runs_uv_unchanged(
     ],
 )
 def test_tool_directory(environ: dict[str, str], expected: str) -> None:
-    assert tool_directory(environ, Path("/work"), Path("/home/me")) == Path(expected)
+    assert tool_directory(environ, Path("/proj"), Path("/home/me")) == Path(expected)
 
 
 # -- review: options crane does not know ---------------------------------------------------
