@@ -17,6 +17,7 @@ from crane_launch.errors import ConfigError, RejectedSettingError, UnknownIndexE
 from crane_launch.launch.command import plan_command, public_index_for
 from crane_launch.launch.plan import IndexDoorMode, Plan
 from tests.launch.fakefiles import Files
+from tests.launch.registries import device_index, registry_of
 
 PRIVATE = "https://private.example/simple/"
 OTHER = "https://other.example/simple/"
@@ -34,31 +35,19 @@ FIND_LINKS_WHY = (
 )
 
 
-def _index(url: str, *, public_index: str | None = None, described: bool = False) -> PrivateIndex:
-    return PrivateIndex(
-        url,
-        "client",
-        "https://idp.example/token",
-        "https://idp.example/device",
-        public_index=public_index,
-        from_environment=described,
-    )
-
-
-def registry_of(tmp_path: Path, *indexes: PrivateIndex) -> Registry:
-    return Registry(tmp_path / "r.json", {i.url: i for i in indexes})
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
     """One registered index."""
-    return registry_of(tmp_path, _index(PRIVATE))
+    return registry_of(tmp_path, device_index(PRIVATE))
 
 
 @pytest.fixture
 def several(tmp_path: Path) -> Registry:
     return registry_of(
-        tmp_path, _index(PRIVATE), _index(OTHER), _index(WITH_PUBLIC, public_index=MIRROR)
+        tmp_path,
+        device_index(PRIVATE),
+        device_index(OTHER),
+        device_index(WITH_PUBLIC, public_index=MIRROR),
     )
 
 
@@ -161,12 +150,12 @@ def test_no_registered_index(files: Files, tmp_path: Path) -> None:
 
 
 def test_the_index_crane_index_url_describes_wins(files: Files, tmp_path: Path) -> None:
-    registry = registry_of(tmp_path, _index(PRIVATE), _index(OTHER, described=True))
+    registry = registry_of(tmp_path, device_index(PRIVATE), device_index(OTHER, described=True))
     assert door(plan(files, registry)).private.url == OTHER
 
 
 def test_the_index_option_beats_crane_index_url(files: Files, tmp_path: Path) -> None:
-    registry = registry_of(tmp_path, _index(PRIVATE), _index(OTHER, described=True))
+    registry = registry_of(tmp_path, device_index(PRIVATE), device_index(OTHER, described=True))
     assert door(plan(files, registry, PRIVATE)).private.url == PRIVATE
 
 
@@ -367,29 +356,29 @@ def test_the_plans_public_index(files: Files, several: Registry) -> None:
 @pytest.mark.parametrize(
     ("index", "environ", "public"),
     [
-        (_index(PRIVATE, public_index=MIRROR), {"PIP_INDEX_URL": MIRROR_2}, MIRROR),
-        (_index(PRIVATE), {"PIP_INDEX_URL": MIRROR, "UV_DEFAULT_INDEX": MIRROR_2}, MIRROR),
-        (_index(PRIVATE), {"UV_DEFAULT_INDEX": MIRROR, "UV_INDEX_URL": MIRROR_2}, MIRROR),
-        (_index(PRIVATE), {"UV_INDEX_URL": MIRROR}, MIRROR),
-        (_index(PRIVATE), {"PIP_INDEX_URL": PRIVATE, "UV_INDEX_URL": MIRROR}, MIRROR),
-        (_index(PRIVATE), {"PIP_INDEX_URL": OTHER, "UV_INDEX_URL": MIRROR}, MIRROR),
-        (_index(PRIVATE), {"PIP_INDEX_URL": "./local", "UV_INDEX_URL": MIRROR}, MIRROR),
-        (_index(PRIVATE), {"PIP_INDEX_URL": "https://MIRROR.example:443/simple"}, MIRROR),
-        (_index(PRIVATE), {"PIP_INDEX_URL": "", "UV_DEFAULT_INDEX": ""}, None),
-        (_index(PRIVATE), {"PIP_INDEX_URL": PRIVATE}, None),
-        (_index(PRIVATE), {}, None),
+        (device_index(PRIVATE, public_index=MIRROR), {"PIP_INDEX_URL": MIRROR_2}, MIRROR),
+        (device_index(PRIVATE), {"PIP_INDEX_URL": MIRROR, "UV_DEFAULT_INDEX": MIRROR_2}, MIRROR),
+        (device_index(PRIVATE), {"UV_DEFAULT_INDEX": MIRROR, "UV_INDEX_URL": MIRROR_2}, MIRROR),
+        (device_index(PRIVATE), {"UV_INDEX_URL": MIRROR}, MIRROR),
+        (device_index(PRIVATE), {"PIP_INDEX_URL": PRIVATE, "UV_INDEX_URL": MIRROR}, MIRROR),
+        (device_index(PRIVATE), {"PIP_INDEX_URL": OTHER, "UV_INDEX_URL": MIRROR}, MIRROR),
+        (device_index(PRIVATE), {"PIP_INDEX_URL": "./local", "UV_INDEX_URL": MIRROR}, MIRROR),
+        (device_index(PRIVATE), {"PIP_INDEX_URL": "https://MIRROR.example:443/simple"}, MIRROR),
+        (device_index(PRIVATE), {"PIP_INDEX_URL": "", "UV_DEFAULT_INDEX": ""}, None),
+        (device_index(PRIVATE), {"PIP_INDEX_URL": PRIVATE}, None),
+        (device_index(PRIVATE), {}, None),
     ],
 )
 def test_public_index_for(
     tmp_path: Path, index: PrivateIndex, environ: dict[str, str], public: str | None
 ) -> None:
-    registry = registry_of(tmp_path, index, _index(OTHER))
+    registry = registry_of(tmp_path, index, device_index(OTHER))
     expected = public if public is not None else builtin_public_index()
     assert public_index_for(index, environ, registry) == expected
 
 
 def test_public_index_for_a_named_uv_default_index(tmp_path: Path) -> None:
-    index = _index(PRIVATE)
+    index = device_index(PRIVATE)
     registry = registry_of(tmp_path, index)
     assert public_index_for(index, {"UV_DEFAULT_INDEX": f"mirror={MIRROR}"}, registry) == MIRROR
 

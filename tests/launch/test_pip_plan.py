@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from crane_launch.config import PrivateIndex, Registry, builtin_public_index
+from crane_launch.config import Registry, builtin_public_index
 from crane_launch.errors import (
     ConfigError,
     RejectedSettingError,
@@ -23,6 +23,7 @@ from crane_launch.errors import (
 from crane_launch.launch.pip import plan_pip
 from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
 from tests.launch.fakefiles import Files
+from tests.launch.registries import device_index, registry_of
 
 PRIVATE = "https://private.example/simple/"
 OTHER = "https://other.example/simple/"
@@ -43,20 +44,9 @@ FOREIGN_WHY = (
 )
 
 
-def _index(url: str, public_index: str | None = None) -> PrivateIndex:
-    return PrivateIndex(
-        url,
-        "client",
-        "https://idp.example/token",
-        "https://idp.example/device",
-        public_index=public_index,
-    )
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    indexes = [_index(PRIVATE), _index(OTHER), _index(WITH_PUBLIC, public_index=MIRROR)]
-    return Registry(tmp_path / "r.json", {i.url: i for i in indexes})
+    return registry_of(tmp_path, PRIVATE, OTHER, device_index(WITH_PUBLIC, public_index=MIRROR))
 
 
 def plan(

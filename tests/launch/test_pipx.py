@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from crane_launch.config import PrivateIndex, Registry, builtin_public_index
+from crane_launch.config import Registry, builtin_public_index
 from crane_launch.errors import RejectedSettingError, UnknownIndexError, UsageError
 from crane_launch.launch.pipx import plan_pipx, read_pipx_command_line
 from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
 from tests.launch.fakefiles import Files
+from tests.launch.registries import registry_of
 
 PRIVATE = "https://private.example/simple/"
 OTHER = "https://other.example/simple/"
@@ -30,11 +31,7 @@ PROXY_WHY = (
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    indexes = [
-        PrivateIndex(url, "client", "https://idp.example/token", "https://idp.example/device")
-        for url in (PRIVATE, OTHER)
-    ]
-    return Registry(tmp_path / "r.json", {i.url: i for i in indexes})
+    return registry_of(tmp_path, PRIVATE, OTHER)
 
 
 def plan(

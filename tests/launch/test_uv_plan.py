@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from crane_launch.config import PrivateIndex, Registry, builtin_public_index
+from crane_launch.config import Registry, builtin_public_index
 from crane_launch.errors import ConfigError, RejectedSettingError, UnknownIndexError
 from crane_launch.launch.plan import IndexDoorMode, Plan, Unchanged
 from crane_launch.launch.uv import plan_uv_pip
 from tests.launch.fakefiles import Files
+from tests.launch.registries import registry_of
 
 PRIVATE = "https://private.example/simple/"
 OTHER = "https://other.example/simple/"
@@ -31,11 +32,7 @@ EMIT_WHY = "the output file would record crane's one-run proxy address instead o
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    indexes = [
-        PrivateIndex(url, "client", "https://idp.example/token", "https://idp.example/device")
-        for url in (PRIVATE, OTHER)
-    ]
-    return Registry(tmp_path / "r.json", {i.url: i for i in indexes})
+    return registry_of(tmp_path, PRIVATE, OTHER)
 
 
 def plan(

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from crane_launch.config import PrivateIndex, Registry, builtin_public_index
+from crane_launch.config import Registry, builtin_public_index
 from crane_launch.errors import ConfigError, RejectedSettingError, UnknownIndexError, UsageError
 from crane_launch.launch.plan import IndexDoorMode, Plan, RecordedUrls, Unchanged
 from crane_launch.launch.uv_tool import plan_uv_tool, read_tool_command_line, tool_directory
 from tests.launch.fakefiles import Files
+from tests.launch.registries import registry_of
 
 PRIVATE = "https://private.example/simple/"
 OTHER = "https://other.example/simple/"
@@ -28,11 +29,7 @@ NO_INDEX_NOTE = "this uv tool command uses no index"
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    indexes = [
-        PrivateIndex(url, "client", "https://idp.example/token", "https://idp.example/device")
-        for url in (PRIVATE, OTHER)
-    ]
-    return Registry(tmp_path / "r.json", {i.url: i for i in indexes})
+    return registry_of(tmp_path, PRIVATE, OTHER)
 
 
 def plan(
