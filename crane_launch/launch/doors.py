@@ -546,6 +546,8 @@ def record_pipx_index(record: PipxRecord, before: Mapping[Path, int], private_ur
     """In each pipx metadata file the run wrote (new, or changed since `before`) of the
     environments `record` allows, give every package whose recorded pip arguments name no
     index `--index-url <private_url>` (the injected ones only, for `inject`)."""
+    from crane_launch.launch.pipx import recorded_pip_args  # pipx runs only
+
     for path, mtime in _metadata_times(record.venvs).items():
         if before.get(path) == mtime:
             continue
@@ -555,15 +557,9 @@ def record_pipx_index(record: PipxRecord, before: Mapping[Path, int], private_ur
             metadata = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # pipx's own file, unreadable to pipx too: nothing to add to
-        if not isinstance(metadata, dict):
-            continue
-        injected = metadata.get("injected_packages")
-        packages = [metadata.get("main_package")] if record.main_package else []
-        packages += list(injected.values()) if isinstance(injected, dict) else []
         changed = False
-        for package in packages:
-            args = package.get("pip_args") if isinstance(package, dict) else None
-            if isinstance(args, list) and not any(
+        for args in recorded_pip_args(metadata, main_package=record.main_package):
+            if not any(
                 isinstance(arg, str) and arg.split("=", 1)[0].startswith(_INDEX_ARGS)
                 for arg in args
             ):

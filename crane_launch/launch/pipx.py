@@ -249,16 +249,26 @@ def _recorded_pip_args(
             metadata = json.loads(read_text(venvs / name / "pipx_metadata.json"))
         except (OSError, ValueError):
             continue  # pipx reports a missing or broken environment itself
-        if not isinstance(metadata, dict):
-            continue
-        injected = metadata.get("injected_packages")
-        packages = [metadata.get("main_package")]
-        packages += list(injected.values()) if isinstance(injected, dict) else []
-        for package in packages:
-            recorded = package.get("pip_args") if isinstance(package, dict) else None
-            if isinstance(recorded, list):
-                args = found.setdefault(name, [])
-                args += [arg for arg in recorded if isinstance(arg, str)]
+        for recorded in recorded_pip_args(metadata):
+            args = found.setdefault(name, [])
+            args += [arg for arg in recorded if isinstance(arg, str)]
+    return found
+
+
+def recorded_pip_args(metadata: object, *, main_package: bool = True) -> list[list[Any]]:
+    """The `pip_args` lists of a `pipx_metadata.json` (pipx 1.18, metadata 0.5+): the main
+    package's (unless `main_package` is False) and each injected package's, as they are
+    (a caller may extend one in place)."""
+    if not isinstance(metadata, dict):
+        return []
+    injected = metadata.get("injected_packages")
+    packages = [metadata.get("main_package")] if main_package else []
+    packages += list(injected.values()) if isinstance(injected, dict) else []
+    found = []
+    for package in packages:
+        args = package.get("pip_args") if isinstance(package, dict) else None
+        if isinstance(args, list):
+            found.append(args)
     return found
 
 
